@@ -1,0 +1,1 @@
+"""Shared kernel: ids, quantities and money, settings, errors, database, journal, auth."""

@@ -1,0 +1,85 @@
+"""Exactly-once commands: (actor, key) → hash of the input and the first result.
+
+A retry with the same key and input returns the stored result; the same key with other input is
+a 409. The record is written in the command's own transaction, so a rolled-back command leaves no
+key behind and may be retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from carbonhub.core.db import Database, UnitOfWork, metadata
+from carbonhub.core.errors import Conflict, InvalidInput
+from carbonhub.core.timefmt import iso
+
+idempotency = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("actor", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("command", sa.String(64), nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+_KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+T = TypeVar("T")
+
+
+def request_hash(command: str, data: Any) -> str:
+    body = json.dumps({"command": command, "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def run(
+    db: Database,
+    actor: str,
+    key: str,
+    command: str,
+    data: Any,
+    body: Callable[[UnitOfWork], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run `body` once per (actor, key); `body` must not commit — this does, with the key."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise InvalidInput(
+            "IDEMPOTENCY_KEY_INVALID",
+            "Idempotency-Key must be 8–128 characters of letters, digits and ._:-",
+            "幂等键须为 8–128 位字母、数字或 ._:-",
+        )
+    digest = request_hash(command, data)
+    for _attempt in range(3):
+        with db.uow() as uow:
+            prior = uow.conn.execute(
+                sa.select(idempotency).where(idempotency.c.actor == actor, idempotency.c.key == key)
+            ).first()
+            if prior is not None:
+                if prior.request_hash != digest or prior.command != command:
+                    raise Conflict(
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "this Idempotency-Key was used before with different input",
+                        "该幂等键已用于不同的请求",
+                    )
+                stored: dict[str, Any] = json.loads(prior.result)
+                return stored
+            result = body(uow)
+            try:
+                uow.conn.execute(
+                    sa.insert(idempotency).values(
+                        actor=actor, key=key, command=command, request_hash=digest,
+                        result=json.dumps(result, sort_keys=True, default=str), created_at=iso(uow.now),
+                    )
+                )
+                uow.commit()
+            except IntegrityError:
+                continue  # a concurrent retry won the key: read its result on the next pass
+            return result
+    raise Conflict("IDEMPOTENCY_RACE", "concurrent requests with one key", "同一幂等键的并发请求")

@@ -1,0 +1,1 @@
+"""Registry: accounts, unit classes, serial blocks, issuance, transfer, holds, surrender, cancellation."""

@@ -1,0 +1,7 @@
+"""Imports every context's tables so one metadata describes the whole schema (for Alembic)."""
+
+from carbonhub.core import auth, idempotency, journal  # noqa: F401
+from carbonhub.core.db import metadata
+from carbonhub.registry import store  # noqa: F401
+
+__all__ = ["metadata"]

@@ -1,0 +1,35 @@
+"""`carbonhub verify`: the independent check. Recomputes the journal chain and checkpoints, then
+invariants 1–3 from the stored tables and 6 by replaying the journal; names the first break."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from carbonhub.core import journal
+from carbonhub.core.db import Database
+from carbonhub.registry.service import ledger_problems, replay_problems
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "entries": self.entries, "problems": self.problems}
+
+
+def verify(db: Database) -> Report:
+    report = Report()
+    with db.uow() as uow:
+        count, brk = journal.verify_chain(uow.conn)
+        report.entries = count
+        if brk is not None:
+            report.problems.append(f"journal entry {brk.seq}: {brk.reason}")
+        report.problems.extend(ledger_problems(uow.conn))
+        report.problems.extend(replay_problems(uow.conn))
+    return report
