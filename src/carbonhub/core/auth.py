@@ -106,12 +106,21 @@ class AuthService:
         self.db = db
 
     def create_entity(
-        self, name: str, kind: str, credit_code: str, *, name_en: str = "", sector: str = "",
-        region: str = "", actor: Actor = SYSTEM,
+        self,
+        name: str,
+        kind: str,
+        credit_code: str,
+        *,
+        name_en: str = "",
+        sector: str = "",
+        region: str = "",
+        actor: Actor = SYSTEM,
     ) -> dict[str, Any]:
         name = (name or "").strip()
         if not name or len(name) > 200:
-            raise InvalidInput("ENTITY_NAME_INVALID", "entity name is required (≤ 200 characters)", "主体名称必填")
+            raise InvalidInput(
+                "ENTITY_NAME_INVALID", "entity name is required (≤ 200 characters)", "主体名称必填"
+            )
         if not _CREDIT_CODE.match(credit_code or ""):
             raise InvalidInput(
                 "CREDIT_CODE_INVALID",
@@ -119,47 +128,81 @@ class AuthService:
                 "统一社会信用代码须为18位",
             )
         with self.db.uow() as uow:
-            if uow.conn.execute(sa.select(entities.c.id).where(entities.c.credit_code == credit_code)).first():
-                raise Conflict("ENTITY_EXISTS", f"an entity with credit code {credit_code} exists", "该统一社会信用代码已存在")
+            if uow.conn.execute(
+                sa.select(entities.c.id).where(entities.c.credit_code == credit_code)
+            ).first():
+                raise Conflict(
+                    "ENTITY_EXISTS",
+                    f"an entity with credit code {credit_code} exists",
+                    "该统一社会信用代码已存在",
+                )
             entity_id = new_id()
             row = dict(
-                id=entity_id, name=name, name_en=name_en, kind=kind, credit_code=credit_code,
-                sector=sector, region=region, created_at=iso(uow.now),
+                id=entity_id,
+                name=name,
+                name_en=name_en,
+                kind=kind,
+                credit_code=credit_code,
+                sector=sector,
+                region=region,
+                created_at=iso(uow.now),
             )
             uow.conn.execute(sa.insert(entities).values(**row))
-            journal.append(uow, "entity.created", actor.username, {"entity_id": entity_id, "kind": kind})
+            journal.append(
+                uow, "entity.created", actor.username, {"entity_id": entity_id, "kind": kind}
+            )
             uow.commit()
             return row
 
     def create_user(
-        self, username: str, password: str, role: str, entity_id: str | None = None,
-        display_name: str = "", actor: Actor = SYSTEM,
+        self,
+        username: str,
+        password: str,
+        role: str,
+        entity_id: str | None = None,
+        display_name: str = "",
+        actor: Actor = SYSTEM,
     ) -> dict[str, Any]:
         if not _USERNAME.match(username or ""):
-            raise InvalidInput("USERNAME_INVALID", "username: 3–64 of a-z 0-9 _ . -", "用户名格式错误")
+            raise InvalidInput(
+                "USERNAME_INVALID", "username: 3–64 of a-z 0-9 _ . -", "用户名格式错误"
+            )
         if len(password or "") < 8:
-            raise InvalidInput("PASSWORD_TOO_SHORT", "password must have at least 8 characters", "密码至少8位")
+            raise InvalidInput(
+                "PASSWORD_TOO_SHORT", "password must have at least 8 characters", "密码至少8位"
+            )
         try:
             role_ = Role(role)
         except ValueError:
-            raise InvalidInput("ROLE_UNKNOWN", f"unknown role {role!r}", f"未知角色 {role!r}") from None
+            raise InvalidInput(
+                "ROLE_UNKNOWN", f"unknown role {role!r}", f"未知角色 {role!r}"
+            ) from None
         with self.db.uow() as uow:
             if uow.conn.execute(sa.select(users.c.id).where(users.c.username == username)).first():
                 raise Conflict("USER_EXISTS", f"user {username} exists", f"用户 {username} 已存在")
-            if entity_id is not None and not uow.conn.execute(
-                sa.select(entities.c.id).where(entities.c.id == entity_id)
-            ).first():
+            if (
+                entity_id is not None
+                and not uow.conn.execute(
+                    sa.select(entities.c.id).where(entities.c.id == entity_id)
+                ).first()
+            ):
                 raise NotFound("ENTITY_NOT_FOUND", f"no entity {entity_id}", "主体不存在")
             user_id = new_id()
             uow.conn.execute(
                 sa.insert(users).values(
-                    id=user_id, username=username, display_name=display_name,
-                    password_hash=_hasher.hash(password), role=role_.value, entity_id=entity_id,
+                    id=user_id,
+                    username=username,
+                    display_name=display_name,
+                    password_hash=_hasher.hash(password),
+                    role=role_.value,
+                    entity_id=entity_id,
                     created_at=iso(uow.now),
                 )
             )
             journal.append(
-                uow, "user.created", actor.username,
+                uow,
+                "user.created",
+                actor.username,
                 {"user_id": user_id, "role": role_.value, "entity_id": entity_id},
             )
             uow.commit()
@@ -176,7 +219,9 @@ class AuthService:
                 except VerificationError:
                     ok = False
             journal.append(
-                uow, "auth.login" if ok else "auth.login_failed", username if ok else "anonymous",
+                uow,
+                "auth.login" if ok else "auth.login_failed",
+                username if ok else "anonymous",
                 {"user_id": row.id if row is not None else None},
             )
             uow.commit()
@@ -191,13 +236,21 @@ class AuthService:
             token_id = new_id()
             uow.conn.execute(
                 sa.insert(api_tokens).values(
-                    id=token_id, user_id=actor.user_id, token_hash=_token_digest(token),
-                    created_at=iso(uow.now), expires_at=iso(expires),
+                    id=token_id,
+                    user_id=actor.user_id,
+                    token_hash=_token_digest(token),
+                    created_at=iso(uow.now),
+                    expires_at=iso(expires),
                 )
             )
             journal.append(uow, "auth.token_issued", actor.username, {"token_id": token_id})
             uow.commit()
-        return {"token": token, "token_id": token_id, "expires_at": iso(expires), "role": actor.role.value}
+        return {
+            "token": token,
+            "token_id": token_id,
+            "expires_at": iso(expires),
+            "role": actor.role.value,
+        }
 
     def login(self, username: str, password: str) -> dict[str, Any]:
         return self.issue_token(self.authenticate(username, password))
@@ -205,7 +258,9 @@ class AuthService:
     def actor_for_token(self, token: str) -> Actor:
         with self.db.uow() as uow:
             row = uow.conn.execute(
-                sa.select(api_tokens, users.c.username, users.c.role, users.c.entity_id, users.c.active)
+                sa.select(
+                    api_tokens, users.c.username, users.c.role, users.c.entity_id, users.c.active
+                )
                 .join(users, users.c.id == api_tokens.c.user_id)
                 .where(api_tokens.c.token_hash == _token_digest(token))
             ).first()
@@ -224,10 +279,14 @@ class AuthService:
             if row is None:
                 raise NotFound("TOKEN_NOT_FOUND", "no such token", "令牌不存在")
             if row.user_id != actor.user_id and not actor.is_operator:
-                raise Forbidden("TOKEN_NOT_YOURS", "you may revoke only your own tokens", "只能撤销自己的令牌")
+                raise Forbidden(
+                    "TOKEN_NOT_YOURS", "you may revoke only your own tokens", "只能撤销自己的令牌"
+                )
             if row.revoked_at is None:
                 uow.conn.execute(
-                    sa.update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=iso(uow.now))
+                    sa.update(api_tokens)
+                    .where(api_tokens.c.id == token_id)
+                    .values(revoked_at=iso(uow.now))
                 )
                 journal.append(uow, "auth.token_revoked", actor.username, {"token_id": token_id})
             uow.commit()

@@ -74,8 +74,12 @@ def run(
             try:
                 uow.conn.execute(
                     sa.insert(idempotency).values(
-                        actor=actor, key=key, command=command, request_hash=digest,
-                        result=json.dumps(result, sort_keys=True, default=str), created_at=iso(uow.now),
+                        actor=actor,
+                        key=key,
+                        command=command,
+                        request_hash=digest,
+                        result=json.dumps(result, sort_keys=True, default=str),
+                        created_at=iso(uow.now),
                     )
                 )
                 uow.commit()

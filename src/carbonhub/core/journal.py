@@ -102,17 +102,32 @@ def append(uow: UnitOfWork, type_: str, actor: str, payload: dict[str, Any]) -> 
     day = shanghai_day(parse_iso(time)).isoformat()
     conn.execute(
         sa.insert(journal).values(
-            seq=seq, type=type_, actor=actor, time=time, day=day, payload=body,
-            prev_hash=prev_hash, hash=h,
+            seq=seq,
+            type=type_,
+            actor=actor,
+            time=time,
+            day=day,
+            payload=body,
+            prev_hash=prev_hash,
+            hash=h,
         )
     )
-    conn.execute(sa.update(journal_head).where(journal_head.c.id == 1).values(seq=seq, hash=h, time=time))
+    conn.execute(
+        sa.update(journal_head).where(journal_head.c.id == 1).values(seq=seq, hash=h, time=time)
+    )
     return Entry(seq, type_, actor, time, day, payload, prev_hash, h)
 
 
 def _row_entry(row: Any) -> Entry:
     return Entry(
-        row.seq, row.type, row.actor, row.time, row.day, json.loads(row.payload), row.prev_hash, row.hash
+        row.seq,
+        row.type,
+        row.actor,
+        row.time,
+        row.day,
+        json.loads(row.payload),
+        row.prev_hash,
+        row.hash,
     )
 
 
@@ -160,8 +175,12 @@ def close_days(uow: UnitOfWork, before: date) -> list[str]:
         pairs = _day_hashes(conn, day)
         conn.execute(
             sa.insert(checkpoints).values(
-                day=day, first_seq=pairs[0][0], last_seq=pairs[-1][0], entries=len(pairs),
-                merkle_root=merkle_root([h for _, h in pairs]), created_at=iso(uow.now),
+                day=day,
+                first_seq=pairs[0][0],
+                last_seq=pairs[-1][0],
+                entries=len(pairs),
+                merkle_root=merkle_root([h for _, h in pairs]),
+                created_at=iso(uow.now),
             )
         )
         written.append(day)
@@ -179,8 +198,13 @@ def receipt(conn: Connection, seq: int) -> dict[str, Any] | None:
     cp = conn.execute(sa.select(checkpoints).where(checkpoints.c.day == entry.day)).first()
     return {
         "entry": {
-            "seq": entry.seq, "type": entry.type, "actor": entry.actor, "time": entry.time,
-            "payload": entry.payload, "prev_hash": entry.prev_hash, "hash": entry.hash,
+            "seq": entry.seq,
+            "type": entry.type,
+            "actor": entry.actor,
+            "time": entry.time,
+            "payload": entry.payload,
+            "prev_hash": entry.prev_hash,
+            "hash": entry.hash,
         },
         "day": entry.day,
         "leaf_index": index,
@@ -218,7 +242,9 @@ def verify_chain(conn: Connection) -> tuple[int, ChainBreak | None]:
         return count, ChainBreak(head.seq, "journal head does not match the last entry")
     for cp in conn.execute(sa.select(checkpoints).order_by(checkpoints.c.day)):
         if merkle_root(by_day.get(cp.day, [])) != cp.merkle_root:
-            return count, ChainBreak(cp.first_seq, f"checkpoint of {cp.day} does not match its entries")
+            return count, ChainBreak(
+                cp.first_seq, f"checkpoint of {cp.day} does not match its entries"
+            )
     return count, None
 
 

@@ -58,7 +58,9 @@ def inclusion_proof(entry_hashes: Sequence[str], index: int) -> list[str]:
     return path
 
 
-def verify_inclusion(entry_hash: str, index: int, size: int, proof: Sequence[str], root: str) -> bool:
+def verify_inclusion(
+    entry_hash: str, index: int, size: int, proof: Sequence[str], root: str
+) -> bool:
     """RFC 9162 §2.1.3.2 verification of an inclusion proof."""
     if index >= size:
         return False

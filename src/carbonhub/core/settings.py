@@ -20,8 +20,9 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
-        default_factory=lambda: os.environ.get("CARBONHUB_DATABASE_URL")
-        or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+        default_factory=lambda: (
+            os.environ.get("CARBONHUB_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+        )
     )
     registry_code: str = field(default_factory=lambda: os.environ.get("CARBONHUB_REGISTRY", "CN"))
     token_ttl_minutes: int = field(default_factory=lambda: _int("CARBONHUB_TOKEN_TTL_MIN", 720))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput
 
@@ -77,7 +78,9 @@ def parse_account_id(text: object) -> str:
         )
     if not check_digits_valid(text[:-3], m.group(4)):
         raise InvalidInput(
-            "ACCOUNT_ID_CHECK_DIGITS", f"account id {text!r} has wrong check digits", f"账户号 {text!r} 校验位错误"
+            "ACCOUNT_ID_CHECK_DIGITS",
+            f"account id {text!r} has wrong check digits",
+            f"账户号 {text!r} 校验位错误",
         )
     return text
 
@@ -109,11 +112,15 @@ STATUS_TRANSITIONS: dict[AccountStatus, frozenset[AccountStatus]] = {
 }
 
 
-def check_status_change(current: str, target: str, *, balance_t: int, pending_t: int) -> AccountStatus:
+def check_status_change(
+    current: str, target: str, *, balance_t: int, pending_t: int
+) -> AccountStatus:
     try:
         to = AccountStatus(target)
     except ValueError:
-        raise InvalidInput("STATUS_UNKNOWN", f"unknown account status {target!r}", "未知账户状态") from None
+        raise InvalidInput(
+            "STATUS_UNKNOWN", f"unknown account status {target!r}", "未知账户状态"
+        ) from None
     if to not in STATUS_TRANSITIONS[AccountStatus(current)]:
         raise Conflict(
             "STATUS_TRANSITION_NOT_ALLOWED",
@@ -122,7 +129,9 @@ def check_status_change(current: str, target: str, *, balance_t: int, pending_t:
         )
     if to is AccountStatus.CLOSED and (balance_t or pending_t):
         raise Conflict(
-            "ACCOUNT_NOT_EMPTY", "an account with units or pending transfers cannot close", "账户仍有余额或在途业务，不能关闭"
+            "ACCOUNT_NOT_EMPTY",
+            "an account with units or pending transfers cannot close",
+            "账户仍有余额或在途业务，不能关闭",
         )
     return to
 
@@ -155,14 +164,18 @@ def parse_unit_class(text: object) -> UnitClass:
     m = _CLASS.match(text) if isinstance(text, str) else None
     if not m:
         raise InvalidInput(
-            "UNIT_CLASS_MALFORMED", f"unit class {text!r} is not like CEA-2023 or CCER-2021-P0001", "单位类别格式错误"
+            "UNIT_CLASS_MALFORMED",
+            f"unit class {text!r} is not like CEA-2023 or CCER-2021-P0001",
+            "单位类别格式错误",
         )
     kind, period, project = UnitKind(m.group(1)), int(m.group(2)), m.group(3) or ""
     if not 2000 <= period <= 2100:
         raise InvalidInput("UNIT_CLASS_PERIOD", f"period {period} is out of range", "年度超出范围")
     if (kind is UnitKind.CEA) != (project == ""):
         raise InvalidInput(
-            "UNIT_CLASS_MALFORMED", "CEA classes have no project; CCER and PHCER classes need one", "单位类别格式错误"
+            "UNIT_CLASS_MALFORMED",
+            "CEA classes have no project; CCER and PHCER classes need one",
+            "单位类别格式错误",
         )
     return UnitClass(kind, period, project)
 
@@ -186,14 +199,16 @@ class Block:
 
     def contains(self, other: Block) -> bool:
         return (
-            (self.unit_class, self.origin, self.batch) == (other.unit_class, other.origin, other.batch)
+            (self.unit_class, self.origin, self.batch)
+            == (other.unit_class, other.origin, other.batch)
             and self.start <= other.start
             and other.end <= self.end
         )
 
     def overlaps(self, other: Block) -> bool:
         return (
-            (self.unit_class, self.origin, self.batch) == (other.unit_class, other.origin, other.batch)
+            (self.unit_class, self.origin, self.batch)
+            == (other.unit_class, other.origin, other.batch)
             and self.start <= other.end
             and other.start <= self.end
         )
@@ -229,10 +244,18 @@ def parse_serial(text: object, registry: str) -> Block:
     reg, kind, period, origin, batch, start, end, cc = m.groups()
     assert isinstance(text, str)
     if reg != registry:
-        raise InvalidInput("SERIAL_REGISTRY", f"serial belongs to registry {reg}, not {registry}", "序列号不属于本登记系统")
+        raise InvalidInput(
+            "SERIAL_REGISTRY",
+            f"serial belongs to registry {reg}, not {registry}",
+            "序列号不属于本登记系统",
+        )
     if end is not None:
         if not check_digits_valid(text.strip().upper()[:-3], cc):
-            raise InvalidInput("SERIAL_CHECK_DIGITS", f"serial {text!r} has wrong check digits", f"序列号 {text!r} 校验位错误")
+            raise InvalidInput(
+                "SERIAL_CHECK_DIGITS",
+                f"serial {text!r} has wrong check digits",
+                f"序列号 {text!r} 校验位错误",
+            )
         if int(end) < int(start):
             raise InvalidInput("SERIAL_RANGE", "serial end is before its start", "序列号区间错误")
     uc = class_for(kind, int(period), origin)
@@ -268,7 +291,9 @@ def take(blocks: Iterable[Block], quantity: int) -> Split:
             moved.append(Block(b.unit_class, b.origin, b.batch, cut + 1, b.end))
             remaining = 0
     if remaining:
-        raise Conflict("BLOCKS_INSUFFICIENT", "not enough transferable serial blocks", "可转让序列号不足")
+        raise Conflict(
+            "BLOCKS_INSUFFICIENT", "not enough transferable serial blocks", "可转让序列号不足"
+        )
     return Split(moved, removed, kept)
 
 
@@ -282,16 +307,22 @@ def take_ranges(blocks: Iterable[Block], ranges: Sequence[Block]) -> Split:
         holder = next((b for b in pool if b.contains(r)), None)
         if holder is None:
             raise Conflict(
-                "SERIALS_NOT_HELD", f"the account no longer holds serials {r.start}–{r.end}", "账户已不持有这些序列号"
+                "SERIALS_NOT_HELD",
+                f"the account no longer holds serials {r.start}–{r.end}",
+                "账户已不持有这些序列号",
             )
         pool.remove(holder)
         removed.append(holder)
         moved.append(r)
         pieces = []
         if holder.start < r.start:
-            pieces.append(Block(holder.unit_class, holder.origin, holder.batch, holder.start, r.start - 1))
+            pieces.append(
+                Block(holder.unit_class, holder.origin, holder.batch, holder.start, r.start - 1)
+            )
         if r.end < holder.end:
-            pieces.append(Block(holder.unit_class, holder.origin, holder.batch, r.end + 1, holder.end))
+            pieces.append(
+                Block(holder.unit_class, holder.origin, holder.batch, r.end + 1, holder.end)
+            )
         pool.extend(pieces)
         pool.sort()
         kept.extend(pieces)
@@ -304,7 +335,7 @@ def take_ranges(blocks: Iterable[Block], ranges: Sequence[Block]) -> Split:
 def overlapping(blocks: Sequence[Block]) -> tuple[Block, Block] | None:
     """The first pair of blocks that share a serial, or None."""
     ordered = sorted(blocks)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in pairwise(ordered):
         if a.overlaps(b):
             return a, b
     return None
@@ -336,8 +367,12 @@ class Operation:
     trusted_list_applies: bool = False  # delay and per-transfer limit outside the trusted list
     passes_market_suspend: bool = False
     reversal_window_days: int | None = None
-    sender_statuses: frozenset[AccountStatus] = field(default_factory=lambda: frozenset({AccountStatus.OPEN}))
-    receiver_statuses: frozenset[AccountStatus] = field(default_factory=lambda: frozenset({AccountStatus.OPEN}))
+    sender_statuses: frozenset[AccountStatus] = field(
+        default_factory=lambda: frozenset({AccountStatus.OPEN})
+    )
+    receiver_statuses: frozenset[AccountStatus] = field(
+        default_factory=lambda: frozenset({AccountStatus.OPEN})
+    )
 
 
 ALL_KINDS = frozenset(UnitKind)
@@ -348,37 +383,85 @@ OPERATIONS: dict[Op, Operation] = {
     o.code: o
     for o in [
         Operation(
-            Op.ISSUE, "Issuance", "配额/减排量签发", frozenset(), frozenset({AccountType.ISSUANCE}),
-            ALL_KINDS, frozenset({"operator"}), needs_approval=True, passes_market_suspend=True,
+            Op.ISSUE,
+            "Issuance",
+            "配额/减排量签发",
+            frozenset(),
+            frozenset({AccountType.ISSUANCE}),
+            ALL_KINDS,
+            frozenset({"operator"}),
+            needs_approval=True,
+            passes_market_suspend=True,
         ),
         Operation(
-            Op.ALLOCATE, "Allocation", "配额分配", frozenset({AccountType.ISSUANCE}), HOLDER_TYPES,
-            ALL_KINDS, frozenset({"operator"}), needs_approval=True, passes_market_suspend=True,
-            reversal_window_days=30, receiver_statuses=_OPEN_OR_RESTRICTED,
+            Op.ALLOCATE,
+            "Allocation",
+            "配额分配",
+            frozenset({AccountType.ISSUANCE}),
+            HOLDER_TYPES,
+            ALL_KINDS,
+            frozenset({"operator"}),
+            needs_approval=True,
+            passes_market_suspend=True,
+            reversal_window_days=30,
+            receiver_statuses=_OPEN_OR_RESTRICTED,
         ),
         Operation(
-            Op.TRANSFER, "Transfer", "转让", HOLDER_TYPES, HOLDER_TYPES, ALL_KINDS, HOLDER_ROLES,
+            Op.TRANSFER,
+            "Transfer",
+            "转让",
+            HOLDER_TYPES,
+            HOLDER_TYPES,
+            ALL_KINDS,
+            HOLDER_ROLES,
             trusted_list_applies=True,
         ),
         Operation(
-            Op.SURRENDER, "Surrender", "清缴", frozenset({AccountType.HOLDING, AccountType.TRADING}),
-            frozenset({AccountType.SURRENDER}), ALL_KINDS, HOLDER_ROLES, passes_market_suspend=True,
-            reversal_window_days=14, sender_statuses=_OPEN_OR_RESTRICTED,
+            Op.SURRENDER,
+            "Surrender",
+            "清缴",
+            frozenset({AccountType.HOLDING, AccountType.TRADING}),
+            frozenset({AccountType.SURRENDER}),
+            ALL_KINDS,
+            HOLDER_ROLES,
+            passes_market_suspend=True,
+            reversal_window_days=14,
+            sender_statuses=_OPEN_OR_RESTRICTED,
         ),
         Operation(
-            Op.CANCEL, "Voluntary cancellation", "自愿注销", HOLDER_TYPES,
-            frozenset({AccountType.CANCELLATION}), ALL_KINDS, HOLDER_ROLES, reversal_window_days=14,
+            Op.CANCEL,
+            "Voluntary cancellation",
+            "自愿注销",
+            HOLDER_TYPES,
+            frozenset({AccountType.CANCELLATION}),
+            ALL_KINDS,
+            HOLDER_ROLES,
+            reversal_window_days=14,
         ),
         Operation(
-            Op.COURT_TRANSFER, "Court-ordered transfer", "司法扣划", HOLDER_TYPES, HOLDER_TYPES,
-            ALL_KINDS, frozenset({"operator"}), needs_approval=True, passes_market_suspend=True,
+            Op.COURT_TRANSFER,
+            "Court-ordered transfer",
+            "司法扣划",
+            HOLDER_TYPES,
+            HOLDER_TYPES,
+            ALL_KINDS,
+            frozenset({"operator"}),
+            needs_approval=True,
+            passes_market_suspend=True,
             sender_statuses=frozenset(
                 {AccountStatus.OPEN, AccountStatus.RESTRICTED, AccountStatus.SUSPENDED}
             ),
         ),
         Operation(
-            Op.REVERSAL, "Reversal", "冲正", HOLDER_TYPES | SYSTEM_TYPES, HOLDER_TYPES | SYSTEM_TYPES,
-            ALL_KINDS, frozenset({"operator"}), needs_approval=True, passes_market_suspend=True,
+            Op.REVERSAL,
+            "Reversal",
+            "冲正",
+            HOLDER_TYPES | SYSTEM_TYPES,
+            HOLDER_TYPES | SYSTEM_TYPES,
+            ALL_KINDS,
+            frozenset({"operator"}),
+            needs_approval=True,
+            passes_market_suspend=True,
             sender_statuses=frozenset(
                 {AccountStatus.OPEN, AccountStatus.RESTRICTED, AccountStatus.SUSPENDED}
             ),
@@ -405,7 +488,9 @@ def operation(code: object) -> Operation:
     try:
         return OPERATIONS[Op(str(code))]
     except ValueError:
-        raise InvalidInput("OPERATION_UNKNOWN", f"unknown operation {code!r}", "未知业务类型") from None
+        raise InvalidInput(
+            "OPERATION_UNKNOWN", f"unknown operation {code!r}", "未知业务类型"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -416,36 +501,58 @@ class AccountView:
     entity_id: str
 
 
-def check_route(op: Operation, sender: AccountView | None, receiver: AccountView, kind: UnitKind) -> None:
+def check_route(
+    op: Operation, sender: AccountView | None, receiver: AccountView, kind: UnitKind
+) -> None:
     """UK ETS business checks: account types, statuses and unit kinds the operation allows."""
     if kind not in op.unit_kinds:
-        raise InvalidInput("UNIT_KIND_NOT_ALLOWED", f"{op.code.value} does not move {kind.value}", "该业务不适用此单位类别")
+        raise InvalidInput(
+            "UNIT_KIND_NOT_ALLOWED",
+            f"{op.code.value} does not move {kind.value}",
+            "该业务不适用此单位类别",
+        )
     if sender is not None:
         if sender.type not in op.from_types:
             raise InvalidInput(
-                "SENDER_TYPE_NOT_ALLOWED", f"{op.code.value} cannot start from a {sender.type.value} account", "转出账户类型不允许"
+                "SENDER_TYPE_NOT_ALLOWED",
+                f"{op.code.value} cannot start from a {sender.type.value} account",
+                "转出账户类型不允许",
             )
         if sender.status not in op.sender_statuses:
             raise Conflict(
-                "SENDER_STATUS", f"account {sender.id} is {sender.status.value}", f"转出账户状态为 {sender.status.value}"
+                "SENDER_STATUS",
+                f"account {sender.id} is {sender.status.value}",
+                f"转出账户状态为 {sender.status.value}",
             )
         if sender.id == receiver.id:
-            raise InvalidInput("SAME_ACCOUNT", "sender and receiver are the same account", "转出与转入账户相同")
+            raise InvalidInput(
+                "SAME_ACCOUNT", "sender and receiver are the same account", "转出与转入账户相同"
+            )
     if receiver.type not in op.to_types:
         raise InvalidInput(
-            "RECEIVER_TYPE_NOT_ALLOWED", f"{op.code.value} cannot go to a {receiver.type.value} account", "转入账户类型不允许"
+            "RECEIVER_TYPE_NOT_ALLOWED",
+            f"{op.code.value} cannot go to a {receiver.type.value} account",
+            "转入账户类型不允许",
         )
     if receiver.status not in op.receiver_statuses:
         raise Conflict(
-            "RECEIVER_STATUS", f"account {receiver.id} is {receiver.status.value}", f"转入账户状态为 {receiver.status.value}"
+            "RECEIVER_STATUS",
+            f"account {receiver.id} is {receiver.status.value}",
+            f"转入账户状态为 {receiver.status.value}",
         )
 
 
-def check_initiator(op: Operation, role: str, actor_entity: str | None, sender: AccountView | None) -> None:
+def check_initiator(
+    op: Operation, role: str, actor_entity: str | None, sender: AccountView | None
+) -> None:
     if role not in op.initiators:
-        raise Forbidden("INITIATOR_NOT_ALLOWED", f"role {role} may not start {op.code.value}", "无权发起该业务")
+        raise Forbidden(
+            "INITIATOR_NOT_ALLOWED", f"role {role} may not start {op.code.value}", "无权发起该业务"
+        )
     if role != "operator" and (sender is None or sender.entity_id != actor_entity):
-        raise Forbidden("NOT_ACCOUNT_HOLDER", "you may act only on your own accounts", "只能操作本主体账户")
+        raise Forbidden(
+            "NOT_ACCOUNT_HOLDER", "you may act only on your own accounts", "只能操作本主体账户"
+        )
 
 
 @dataclass(frozen=True)
@@ -479,7 +586,9 @@ def check_untrusted(limit_t: int, quantity: int) -> None:
 
 def market_suspended_error(op: Operation) -> DomainError:
     return Conflict(
-        "MARKET_SUSPENDED", f"the market is suspended: {op.code.value} is not allowed", "市场已暂停，该业务不可办理"
+        "MARKET_SUSPENDED",
+        f"the market is suspended: {op.code.value} is not allowed",
+        "市场已暂停，该业务不可办理",
     )
 
 

@@ -35,50 +35,85 @@ def _account_not_found(account_id: str) -> NotFound:
 
 
 def _view(row: Any) -> m.AccountView:
-    return m.AccountView(row.id, m.AccountType(row.type), m.AccountStatus(row.status), row.entity_id)
+    return m.AccountView(
+        row.id, m.AccountType(row.type), m.AccountStatus(row.status), row.entity_id
+    )
 
 
 def _text(value: object, field: str, *, required: bool = False, max_len: int = 200) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise InvalidInput("FIELD_INVALID", f"{field} must be text", f"{field} 须为文本", field=field)
+        raise InvalidInput(
+            "FIELD_INVALID", f"{field} must be text", f"{field} 须为文本", field=field
+        )
     value = value.strip()
     if required and not value:
         raise InvalidInput("FIELD_REQUIRED", f"{field} is required", f"{field} 必填", field=field)
     if len(value) > max_len:
-        raise InvalidInput("FIELD_TOO_LONG", f"{field} exceeds {max_len} characters", f"{field} 过长", field=field)
+        raise InvalidInput(
+            "FIELD_TOO_LONG", f"{field} exceeds {max_len} characters", f"{field} 过长", field=field
+        )
     return value
 
 
 def transfer_dict(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "op": row.op, "status": row.status, "from_account": row.from_account,
-        "to_account": row.to_account, "unit_class": row.unit_class, "quantity": int(row.quantity),
-        "proposed_by": row.proposed_by, "approved_by": row.approved_by, "created_at": row.created_at,
-        "execute_after": row.execute_after, "expires_at": row.expires_at,
-        "completed_at": row.completed_at, "reason": row.reason, "beneficiary": row.beneficiary,
-        "legal_basis": row.legal_basis, "compliance_year": row.compliance_year,
-        "reverses": row.reverses, "hold_id": row.hold_id, "batch_ref": row.batch_ref,
+        "id": row.id,
+        "op": row.op,
+        "status": row.status,
+        "from_account": row.from_account,
+        "to_account": row.to_account,
+        "unit_class": row.unit_class,
+        "quantity": int(row.quantity),
+        "proposed_by": row.proposed_by,
+        "approved_by": row.approved_by,
+        "created_at": row.created_at,
+        "execute_after": row.execute_after,
+        "expires_at": row.expires_at,
+        "completed_at": row.completed_at,
+        "reason": row.reason,
+        "beneficiary": row.beneficiary,
+        "legal_basis": row.legal_basis,
+        "compliance_year": row.compliance_year,
+        "reverses": row.reverses,
+        "hold_id": row.hold_id,
+        "batch_ref": row.batch_ref,
         "journal_seq": row.journal_seq,
     }
 
 
 def account_dict(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "entity_id": row.entity_id, "type": row.type, "status": row.status,
-        "name": row.name, "requested_by": row.requested_by, "approved_by": row.approved_by,
-        "created_at": row.created_at, "opened_at": row.opened_at, "closed_at": row.closed_at,
+        "id": row.id,
+        "entity_id": row.entity_id,
+        "type": row.type,
+        "status": row.status,
+        "name": row.name,
+        "requested_by": row.requested_by,
+        "approved_by": row.approved_by,
+        "created_at": row.created_at,
+        "opened_at": row.opened_at,
+        "closed_at": row.closed_at,
     }
 
 
 def hold_dict(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "account_id": row.account_id, "unit_class": row.unit_class,
-        "quantity": int(row.quantity), "kind": row.kind, "status": row.status,
-        "lien_holder": row.lien_holder, "legal_basis": row.legal_basis, "reason": row.reason,
-        "created_by": row.created_by, "created_at": row.created_at, "expires_at": row.expires_at,
-        "released_by": row.released_by, "released_at": row.released_at,
+        "id": row.id,
+        "account_id": row.account_id,
+        "unit_class": row.unit_class,
+        "quantity": int(row.quantity),
+        "kind": row.kind,
+        "status": row.status,
+        "lien_holder": row.lien_holder,
+        "legal_basis": row.legal_basis,
+        "reason": row.reason,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "released_by": row.released_by,
+        "released_at": row.released_at,
     }
 
 
@@ -100,19 +135,33 @@ class RegistryService:
                 op_entity = new_id()
                 conn.execute(
                     sa.insert(entities).values(
-                        id=op_entity, name="全国碳排放权注册登记结算机构", name_en="Registry operator",
-                        kind="registry", credit_code=OPERATOR_CREDIT_CODE, created_at=iso(uow.now),
+                        id=op_entity,
+                        name="全国碳排放权注册登记结算机构",
+                        name_en="Registry operator",
+                        kind="registry",
+                        credit_code=OPERATOR_CREDIT_CODE,
+                        created_at=iso(uow.now),
                     )
                 )
-                journal.append(uow, "entity.created", "system", {"entity_id": op_entity, "kind": "registry"})
+                journal.append(
+                    uow, "entity.created", "system", {"entity_id": op_entity, "kind": "registry"}
+                )
             ids: dict[str, str] = {}
-            for type_ in (m.AccountType.ISSUANCE, m.AccountType.SURRENDER, m.AccountType.CANCELLATION):
+            for type_ in (
+                m.AccountType.ISSUANCE,
+                m.AccountType.SURRENDER,
+                m.AccountType.CANCELLATION,
+            ):
                 existing = conn.execute(
                     sa.select(s.accounts.c.id).where(s.accounts.c.type == type_.value)
                 ).scalar()
                 if existing is None:
                     existing = self._insert_account(
-                        uow, op_entity, type_, f"{type_.value.title()} account", "system",
+                        uow,
+                        op_entity,
+                        type_,
+                        f"{type_.value.title()} account",
+                        "system",
                         m.AccountStatus.OPEN,
                     )
                 ids[type_.value] = existing
@@ -120,13 +169,22 @@ class RegistryService:
         return ids
 
     def system_account(self, conn: Connection, type_: m.AccountType) -> str:
-        acc = conn.execute(sa.select(s.accounts.c.id).where(s.accounts.c.type == type_.value)).scalar()
+        acc = conn.execute(
+            sa.select(s.accounts.c.id).where(s.accounts.c.type == type_.value)
+        ).scalar()
         if acc is None:
-            raise Conflict("REGISTRY_NOT_BOOTSTRAPPED", "run `carbonhub db upgrade` first", "登记系统未初始化")
+            raise Conflict(
+                "REGISTRY_NOT_BOOTSTRAPPED", "run `carbonhub db upgrade` first", "登记系统未初始化"
+            )
         return str(acc)
 
     def _insert_account(
-        self, uow: UnitOfWork, entity_id: str, type_: m.AccountType, name: str, by: str,
+        self,
+        uow: UnitOfWork,
+        entity_id: str,
+        type_: m.AccountType,
+        name: str,
+        by: str,
         status: m.AccountStatus,
     ) -> str:
         seq = s.next_value(uow.conn, f"account:{type_.value}")
@@ -134,16 +192,28 @@ class RegistryService:
         now = iso(uow.now)
         uow.conn.execute(
             sa.insert(s.accounts).values(
-                id=account_id, entity_id=entity_id, type=type_.value, status=status.value, name=name,
-                requested_by=by, created_at=now,
+                id=account_id,
+                entity_id=entity_id,
+                type=type_.value,
+                status=status.value,
+                name=name,
+                requested_by=by,
+                created_at=now,
                 opened_at=now if status is m.AccountStatus.OPEN else None,
                 approved_by=by if status is m.AccountStatus.OPEN else None,
                 holding_slot=entity_id if type_ is m.AccountType.HOLDING else None,
             )
         )
         journal.append(
-            uow, "registry.account_created", by,
-            {"account_id": account_id, "entity_id": entity_id, "type": type_.value, "status": status.value},
+            uow,
+            "registry.account_created",
+            by,
+            {
+                "account_id": account_id,
+                "entity_id": entity_id,
+                "type": type_.value,
+                "status": status.value,
+            },
         )
         return account_id
 
@@ -158,61 +228,117 @@ class RegistryService:
             try:
                 type_ = m.AccountType(type)
             except ValueError:
-                raise InvalidInput("ACCOUNT_TYPE_UNKNOWN", f"unknown account type {type!r}", "未知账户类型") from None
+                raise InvalidInput(
+                    "ACCOUNT_TYPE_UNKNOWN", f"unknown account type {type!r}", "未知账户类型"
+                ) from None
             if type_ in m.SYSTEM_TYPES:
-                raise InvalidInput("ACCOUNT_TYPE_SYSTEM", "system accounts are created by the registry", "系统账户由登记机构创建")
+                raise InvalidInput(
+                    "ACCOUNT_TYPE_SYSTEM",
+                    "system accounts are created by the registry",
+                    "系统账户由登记机构创建",
+                )
             target = entity_id if actor.is_operator and entity_id else actor.entity_id
-            if actor.role not in (Role.OPERATOR, Role.ENTERPRISE, Role.MEMBER, Role.LENDER) or not target:
-                raise Forbidden("ROLE_NOT_ALLOWED", "this role cannot hold registry accounts", "该角色不能开立登记账户")
-            if not uow.conn.execute(sa.select(entities.c.id).where(entities.c.id == target)).first():
-                raise NotFound("ENTITY_NOT_FOUND", f"no entity {target}", "主体不存在")
-            if type_ is m.AccountType.HOLDING and uow.conn.execute(
-                sa.select(s.accounts.c.id).where(s.accounts.c.holding_slot == target)
+            if (
+                actor.role not in (Role.OPERATOR, Role.ENTERPRISE, Role.MEMBER, Role.LENDER)
+                or not target
+            ):
+                raise Forbidden(
+                    "ROLE_NOT_ALLOWED",
+                    "this role cannot hold registry accounts",
+                    "该角色不能开立登记账户",
+                )
+            if not uow.conn.execute(
+                sa.select(entities.c.id).where(entities.c.id == target)
             ).first():
-                raise Conflict("HOLDING_ACCOUNT_EXISTS", "this legal entity already has a holding account", "该主体已有持有账户")
+                raise NotFound("ENTITY_NOT_FOUND", f"no entity {target}", "主体不存在")
+            if (
+                type_ is m.AccountType.HOLDING
+                and uow.conn.execute(
+                    sa.select(s.accounts.c.id).where(s.accounts.c.holding_slot == target)
+                ).first()
+            ):
+                raise Conflict(
+                    "HOLDING_ACCOUNT_EXISTS",
+                    "this legal entity already has a holding account",
+                    "该主体已有持有账户",
+                )
             account_id = self._insert_account(
-                uow, target, type_, _text(name, "name", required=True), actor.username, m.AccountStatus.REQUESTED
+                uow,
+                target,
+                type_,
+                _text(name, "name", required=True),
+                actor.username,
+                m.AccountStatus.REQUESTED,
             )
             return self._account(uow.conn, account_id)
 
         return idempotency.run(self.db, actor.username, key, "request_account", data, body)
 
-    def decide_account(self, actor: Actor, key: str, account_id: str, *, approve: bool) -> dict[str, Any]:
+    def decide_account(
+        self, actor: Actor, key: str, account_id: str, *, approve: bool
+    ) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             row = self._locked_account(uow.conn, account_id)
             if row.requested_by == actor.username:
-                raise Forbidden("SAME_OPERATOR", "the requester cannot approve their own request", "申请人不能审批自己的申请")
+                raise Forbidden(
+                    "SAME_OPERATOR",
+                    "the requester cannot approve their own request",
+                    "申请人不能审批自己的申请",
+                )
             target = m.AccountStatus.OPEN if approve else m.AccountStatus.REJECTED
-            self._set_status(uow, actor, row, target, reason="opening approved" if approve else "opening rejected")
+            self._set_status(
+                uow,
+                actor,
+                row,
+                target,
+                reason="opening approved" if approve else "opening rejected",
+            )
             return self._account(uow.conn, account_id)
 
         return idempotency.run(
-            self.db, actor.username, key, "decide_account", {"account": account_id, "approve": approve}, body
+            self.db,
+            actor.username,
+            key,
+            "decide_account",
+            {"account": account_id, "approve": approve},
+            body,
         )
 
-    def change_status(self, actor: Actor, key: str, account_id: str, *, status: str, reason: str) -> dict[str, Any]:
+    def change_status(
+        self, actor: Actor, key: str, account_id: str, *, status: str, reason: str
+    ) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             row = self._locked_account(uow.conn, account_id)
             if m.AccountType(row.type) in m.SYSTEM_TYPES:
-                raise Conflict("SYSTEM_ACCOUNT", "system accounts keep their status", "系统账户状态不可更改")
+                raise Conflict(
+                    "SYSTEM_ACCOUNT", "system accounts keep their status", "系统账户状态不可更改"
+                )
             if row.status == m.AccountStatus.REQUESTED:
-                raise Conflict("ACCOUNT_NOT_DECIDED", "decide the opening request first", "请先审批开户申请")
-            self._set_status(uow, actor, row, status, reason=_text(reason, "reason", required=True, max_len=500))
+                raise Conflict(
+                    "ACCOUNT_NOT_DECIDED", "decide the opening request first", "请先审批开户申请"
+                )
+            self._set_status(
+                uow, actor, row, status, reason=_text(reason, "reason", required=True, max_len=500)
+            )
             return self._account(uow.conn, account_id)
 
         data = {"account": account_id, "status": status, "reason": reason}
         return idempotency.run(self.db, actor.username, key, "change_status", data, body)
 
-    def _set_status(self, uow: UnitOfWork, actor: Actor, row: Any, target: str, *, reason: str) -> None:
+    def _set_status(
+        self, uow: UnitOfWork, actor: Actor, row: Any, target: str, *, reason: str
+    ) -> None:
         totals = uow.conn.execute(
             sa.select(
                 sa.func.coalesce(sa.func.sum(s.holdings.c.posted), 0),
                 sa.func.coalesce(sa.func.sum(s.holdings.c.pending), 0),
             ).where(s.holdings.c.account_id == row.id)
         ).one()
-        to = m.check_status_change(row.status, target, balance_t=int(totals[0]), pending_t=int(totals[1]))
+        to = m.check_status_change(
+            row.status, target, balance_t=int(totals[0]), pending_t=int(totals[1])
+        )
         now = iso(uow.now)
         values: dict[str, Any] = {"status": to.value}
         if to is m.AccountStatus.OPEN and row.opened_at is None:
@@ -221,7 +347,9 @@ class RegistryService:
             values.update(holding_slot=None, closed_at=now)
         uow.conn.execute(sa.update(s.accounts).where(s.accounts.c.id == row.id).values(**values))
         journal.append(
-            uow, "registry.account_status", actor.username,
+            uow,
+            "registry.account_status",
+            actor.username,
             {"account_id": row.id, "from": row.status, "to": to.value, "reason": reason},
         )
 
@@ -241,7 +369,13 @@ class RegistryService:
     # ------------------------------------------------------------ movements
 
     def issue(
-        self, actor: Actor, key: str, *, unit_class: str, quantity: int, origin: str = ALLOCATION_ORIGIN_DEFAULT,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        unit_class: str,
+        quantity: int,
+        origin: str = ALLOCATION_ORIGIN_DEFAULT,
         reason: str = "",
     ) -> dict[str, Any]:
         data = {"unit_class": unit_class, "quantity": quantity, "origin": origin, "reason": reason}
@@ -258,33 +392,60 @@ class RegistryService:
             self._ensure_unit_class(uow, uc)
             to = self.system_account(uow.conn, m.AccountType.ISSUANCE)
             return self._propose(
-                uow, actor, m.operation(m.Op.ISSUE), None, to, uc.code, quantity, origin=org, reason=reason
+                uow,
+                actor,
+                m.operation(m.Op.ISSUE),
+                None,
+                to,
+                uc.code,
+                quantity,
+                origin=org,
+                reason=reason,
             )
 
         return idempotency.run(self.db, actor.username, key, "issue", data, body)
 
     def allocate(
-        self, actor: Actor, key: str, *, to_account: str, unit_class: str, quantity: int, reason: str = ""
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        to_account: str,
+        unit_class: str,
+        quantity: int,
+        reason: str = "",
     ) -> dict[str, Any]:
         data = {"to": to_account, "unit_class": unit_class, "quantity": quantity, "reason": reason}
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
             src = self.system_account(uow.conn, m.AccountType.ISSUANCE)
             return self._propose(
-                uow, actor, m.operation(m.Op.ALLOCATE), src, to_account, unit_class, quantity, reason=reason
+                uow,
+                actor,
+                m.operation(m.Op.ALLOCATE),
+                src,
+                to_account,
+                unit_class,
+                quantity,
+                reason=reason,
             )
 
         return idempotency.run(self.db, actor.username, key, "allocate", data, body)
 
     def allocate_bulk(
-        self, actor: Actor, key: str, rows: Sequence[tuple[str, str, int]],
+        self,
+        actor: Actor,
+        key: str,
+        rows: Sequence[tuple[str, str, int]],
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Propose one allocation per row, all or none; the checker approves them as one batch."""
         if not rows:
             raise InvalidInput("BULK_EMPTY", "the allocation file has no rows", "分配文件为空")
         if len(rows) > self.db.settings.max_bulk_rows:
-            raise InvalidInput("BULK_TOO_LARGE", f"at most {self.db.settings.max_bulk_rows} rows", "行数超过上限")
+            raise InvalidInput(
+                "BULK_TOO_LARGE", f"at most {self.db.settings.max_bulk_rows} rows", "行数超过上限"
+            )
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
             src = self.system_account(uow.conn, m.AccountType.ISSUANCE)
@@ -292,7 +453,9 @@ class RegistryService:
             ids = []
             for line, (account_id, unit_class, quantity) in enumerate(rows, start=1):
                 try:
-                    t = self._propose(uow, actor, op, src, account_id, unit_class, quantity, batch_ref=key)
+                    t = self._propose(
+                        uow, actor, op, src, account_id, unit_class, quantity, batch_ref=key
+                    )
                 except DomainError as err:
                     err.message = f"row {line}: {err.message}"
                     err.message_zh = f"第 {line} 行: {err.message_zh}"
@@ -300,25 +463,56 @@ class RegistryService:
                 ids.append(t["id"])
                 if progress:
                     progress(line)
-            return {"batch_ref": key, "transfers": ids, "count": len(ids),
-                    "quantity": sum(int(q) for _, _, q in rows)}
+            return {
+                "batch_ref": key,
+                "transfers": ids,
+                "count": len(ids),
+                "quantity": sum(int(q) for _, _, q in rows),
+            }
 
-        return idempotency.run(self.db, actor.username, key, "allocate_bulk", [list(r) for r in rows], body)
+        return idempotency.run(
+            self.db, actor.username, key, "allocate_bulk", [list(r) for r in rows], body
+        )
 
     def transfer(
-        self, actor: Actor, key: str, *, from_account: str, to_account: str, unit_class: str, quantity: int,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        from_account: str,
+        to_account: str,
+        unit_class: str,
+        quantity: int,
         reason: str = "",
     ) -> dict[str, Any]:
-        data = {"from": from_account, "to": to_account, "unit_class": unit_class, "quantity": quantity, "reason": reason}
+        data = {
+            "from": from_account,
+            "to": to_account,
+            "unit_class": unit_class,
+            "quantity": quantity,
+            "reason": reason,
+        }
         return idempotency.run(
-            self.db, actor.username, key, "transfer", data,
+            self.db,
+            actor.username,
+            key,
+            "transfer",
+            data,
             lambda uow: self._propose(
-                uow, actor, m.operation(m.Op.TRANSFER), from_account, to_account, unit_class, quantity,
+                uow,
+                actor,
+                m.operation(m.Op.TRANSFER),
+                from_account,
+                to_account,
+                unit_class,
+                quantity,
                 reason=reason,
             ),
         )
 
-    def transfer_many(self, actor: Actor, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transfer_many(
+        self, actor: Actor, commands: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Group commit: many transfers in one transaction, each with its own key and result.
 
         A command that fails is rolled back alone (savepoint) and reported; the others commit.
@@ -327,8 +521,13 @@ class RegistryService:
         op = m.operation(m.Op.TRANSFER)
         with self.db.uow() as uow:
             for c in commands:
-                data = {"from": c["from_account"], "to": c["to_account"], "unit_class": c["unit_class"],
-                        "quantity": c["quantity"], "reason": c.get("reason", "")}
+                data = {
+                    "from": c["from_account"],
+                    "to": c["to_account"],
+                    "unit_class": c["unit_class"],
+                    "quantity": c["quantity"],
+                    "reason": c.get("reason", ""),
+                }
                 digest = idempotency.request_hash("transfer", data)
                 prior = uow.conn.execute(
                     sa.select(idempotency.idempotency).where(
@@ -345,13 +544,23 @@ class RegistryService:
                 sp = uow.conn.begin_nested()
                 try:
                     r = self._propose(
-                        uow, actor, op, c["from_account"], c["to_account"], c["unit_class"], c["quantity"],
+                        uow,
+                        actor,
+                        op,
+                        c["from_account"],
+                        c["to_account"],
+                        c["unit_class"],
+                        c["quantity"],
                         reason=c.get("reason", ""),
                     )
                     uow.conn.execute(
                         sa.insert(idempotency.idempotency).values(
-                            actor=actor.username, key=c["key"], command="transfer", request_hash=digest,
-                            result=json.dumps(r, sort_keys=True), created_at=iso(uow.now),
+                            actor=actor.username,
+                            key=c["key"],
+                            command="transfer",
+                            request_hash=digest,
+                            result=json.dumps(r, sort_keys=True),
+                            created_at=iso(uow.now),
                         )
                     )
                     sp.commit()
@@ -363,80 +572,188 @@ class RegistryService:
         return results
 
     def surrender(
-        self, actor: Actor, key: str, *, from_account: str, unit_class: str, quantity: int, compliance_year: int,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        from_account: str,
+        unit_class: str,
+        quantity: int,
+        compliance_year: int,
     ) -> dict[str, Any]:
-        data = {"from": from_account, "unit_class": unit_class, "quantity": quantity, "year": compliance_year}
+        data = {
+            "from": from_account,
+            "unit_class": unit_class,
+            "quantity": quantity,
+            "year": compliance_year,
+        }
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
-            if isinstance(compliance_year, bool) or not isinstance(compliance_year, int) or not (
-                2000 <= compliance_year <= 2100
+            if (
+                isinstance(compliance_year, bool)
+                or not isinstance(compliance_year, int)
+                or not (2000 <= compliance_year <= 2100)
             ):
-                raise InvalidInput("COMPLIANCE_YEAR_INVALID", "compliance_year must be a year", "履约年度错误")
+                raise InvalidInput(
+                    "COMPLIANCE_YEAR_INVALID", "compliance_year must be a year", "履约年度错误"
+                )
             to = self.system_account(uow.conn, m.AccountType.SURRENDER)
             return self._propose(
-                uow, actor, m.operation(m.Op.SURRENDER), from_account, to, unit_class, quantity,
+                uow,
+                actor,
+                m.operation(m.Op.SURRENDER),
+                from_account,
+                to,
+                unit_class,
+                quantity,
                 compliance_year=compliance_year,
             )
 
         return idempotency.run(self.db, actor.username, key, "surrender", data, body)
 
     def cancel(
-        self, actor: Actor, key: str, *, from_account: str, unit_class: str, quantity: int, beneficiary: str,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        from_account: str,
+        unit_class: str,
+        quantity: int,
+        beneficiary: str,
         reason: str = "",
     ) -> dict[str, Any]:
-        data = {"from": from_account, "unit_class": unit_class, "quantity": quantity,
-                "beneficiary": beneficiary, "reason": reason}
+        data = {
+            "from": from_account,
+            "unit_class": unit_class,
+            "quantity": quantity,
+            "beneficiary": beneficiary,
+            "reason": reason,
+        }
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
             to = self.system_account(uow.conn, m.AccountType.CANCELLATION)
             return self._propose(
-                uow, actor, m.operation(m.Op.CANCEL), from_account, to, unit_class, quantity,
-                beneficiary=_text(beneficiary, "beneficiary", required=True), reason=reason,
+                uow,
+                actor,
+                m.operation(m.Op.CANCEL),
+                from_account,
+                to,
+                unit_class,
+                quantity,
+                beneficiary=_text(beneficiary, "beneficiary", required=True),
+                reason=reason,
             )
 
         return idempotency.run(self.db, actor.username, key, "cancel", data, body)
 
     def court_transfer(
-        self, actor: Actor, key: str, *, from_account: str, to_account: str, unit_class: str, quantity: int,
-        legal_basis: str, hold_id: str | None = None,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        from_account: str,
+        to_account: str,
+        unit_class: str,
+        quantity: int,
+        legal_basis: str,
+        hold_id: str | None = None,
     ) -> dict[str, Any]:
-        data = {"from": from_account, "to": to_account, "unit_class": unit_class, "quantity": quantity,
-                "legal_basis": legal_basis, "hold_id": hold_id}
+        data = {
+            "from": from_account,
+            "to": to_account,
+            "unit_class": unit_class,
+            "quantity": quantity,
+            "legal_basis": legal_basis,
+            "hold_id": hold_id,
+        }
         return idempotency.run(
-            self.db, actor.username, key, "court_transfer", data,
+            self.db,
+            actor.username,
+            key,
+            "court_transfer",
+            data,
             lambda uow: self._propose(
-                uow, actor, m.operation(m.Op.COURT_TRANSFER), from_account, to_account, unit_class, quantity,
-                legal_basis=_text(legal_basis, "legal_basis", required=True), hold_id=hold_id,
+                uow,
+                actor,
+                m.operation(m.Op.COURT_TRANSFER),
+                from_account,
+                to_account,
+                unit_class,
+                quantity,
+                legal_basis=_text(legal_basis, "legal_basis", required=True),
+                hold_id=hold_id,
             ),
         )
 
     def reverse(self, actor: Actor, key: str, *, transfer_id: str, reason: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
-            orig = uow.conn.execute(sa.select(s.transfers).where(s.transfers.c.id == transfer_id)).first()
+            orig = uow.conn.execute(
+                sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
+            ).first()
             if orig is None:
                 raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {transfer_id}", "业务不存在")
             op = m.operation(orig.op)
-            if orig.status != "COMPLETED" or op.reversal_window_days is None or orig.from_account is None:
-                raise Conflict("NOT_REVERSIBLE", f"a {orig.status} {orig.op} cannot be reversed", "该业务不可冲正")
+            if (
+                orig.status != "COMPLETED"
+                or op.reversal_window_days is None
+                or orig.from_account is None
+            ):
+                raise Conflict(
+                    "NOT_REVERSIBLE",
+                    f"a {orig.status} {orig.op} cannot be reversed",
+                    "该业务不可冲正",
+                )
             if uow.now > parse_iso(orig.completed_at) + timedelta(days=op.reversal_window_days):
                 raise Conflict(
-                    "REVERSAL_WINDOW_PASSED", f"{orig.op} may be reversed within {op.reversal_window_days} days",
+                    "REVERSAL_WINDOW_PASSED",
+                    f"{orig.op} may be reversed within {op.reversal_window_days} days",
                     f"已超过 {op.reversal_window_days} 天冲正期限",
                 )
-            if uow.conn.execute(sa.select(s.transfers.c.id).where(s.transfers.c.reverses == transfer_id)).first():
-                raise Conflict("ALREADY_REVERSED", "this transfer has a reversal already", "该业务已冲正")
+            if uow.conn.execute(
+                sa.select(s.transfers.c.id).where(s.transfers.c.reverses == transfer_id)
+            ).first():
+                raise Conflict(
+                    "ALREADY_REVERSED", "this transfer has a reversal already", "该业务已冲正"
+                )
             return self._propose(
-                uow, actor, m.operation(m.Op.REVERSAL), orig.to_account, orig.from_account, orig.unit_class,
-                int(orig.quantity), reverses=transfer_id, reason=_text(reason, "reason", required=True),
+                uow,
+                actor,
+                m.operation(m.Op.REVERSAL),
+                orig.to_account,
+                orig.from_account,
+                orig.unit_class,
+                int(orig.quantity),
+                reverses=transfer_id,
+                reason=_text(reason, "reason", required=True),
             )
 
-        return idempotency.run(self.db, actor.username, key, "reverse", {"transfer": transfer_id, "reason": reason}, body)
+        return idempotency.run(
+            self.db,
+            actor.username,
+            key,
+            "reverse",
+            {"transfer": transfer_id, "reason": reason},
+            body,
+        )
 
     def _propose(
-        self, uow: UnitOfWork, actor: Actor, op: m.Operation, from_account: str | None, to_account: str,
-        unit_class: str, quantity: int, *, origin: str | None = None, reason: str = "",
-        beneficiary: str | None = None, legal_basis: str | None = None, compliance_year: int | None = None,
-        reverses: str | None = None, hold_id: str | None = None, batch_ref: str | None = None,
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        op: m.Operation,
+        from_account: str | None,
+        to_account: str,
+        unit_class: str,
+        quantity: int,
+        *,
+        origin: str | None = None,
+        reason: str = "",
+        beneficiary: str | None = None,
+        legal_basis: str | None = None,
+        compliance_year: int | None = None,
+        reverses: str | None = None,
+        hold_id: str | None = None,
+        batch_ref: str | None = None,
     ) -> dict[str, Any]:
         conn = uow.conn
         q = tonnes(quantity)
@@ -455,10 +772,17 @@ class RegistryService:
         receiver = _view(rows[to_account])
         m.check_initiator(op, actor.role.value, actor.entity_id, sender)
         m.check_route(op, sender, receiver, uc.kind)
-        if op.code is not m.Op.ISSUE and not conn.execute(
-            sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)
-        ).first():
-            raise NotFound("UNIT_CLASS_NOT_FOUND", f"no units of class {uc.code} were ever issued", "该单位类别不存在")
+        if (
+            op.code is not m.Op.ISSUE
+            and not conn.execute(
+                sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)
+            ).first()
+        ):
+            raise NotFound(
+                "UNIT_CLASS_NOT_FOUND",
+                f"no units of class {uc.code} were ever issued",
+                "该单位类别不存在",
+            )
 
         consumed_hold: dict[str, Any] | None = None
         if sender is not None:
@@ -466,49 +790,107 @@ class RegistryService:
             extra = 0
             if hold_id is not None:
                 hold = conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
-                if hold is None or hold.status != "ACTIVE" or hold.account_id != sender.id or hold.unit_class != uc.code:
-                    raise Conflict("HOLD_NOT_APPLICABLE", "the hold is not an active hold on this account and class", "冻结记录不适用")
+                if (
+                    hold is None
+                    or hold.status != "ACTIVE"
+                    or hold.account_id != sender.id
+                    or hold.unit_class != uc.code
+                ):
+                    raise Conflict(
+                        "HOLD_NOT_APPLICABLE",
+                        "the hold is not an active hold on this account and class",
+                        "冻结记录不适用",
+                    )
                 if op.code is not m.Op.COURT_TRANSFER or hold.kind != m.HoldKind.JUDICIAL_FREEZE:
-                    raise Conflict("HOLD_NOT_APPLICABLE", "only a court-ordered transfer consumes a judicial freeze", "只有司法扣划可以使用司法冻结")
+                    raise Conflict(
+                        "HOLD_NOT_APPLICABLE",
+                        "only a court-ordered transfer consumes a judicial freeze",
+                        "只有司法扣划可以使用司法冻结",
+                    )
                 if q > hold.quantity:
-                    raise Conflict("HOLD_TOO_SMALL", f"the freeze covers {hold.quantity} t", f"冻结数量仅 {hold.quantity} 吨")
+                    raise Conflict(
+                        "HOLD_TOO_SMALL",
+                        f"the freeze covers {hold.quantity} t",
+                        f"冻结数量仅 {hold.quantity} 吨",
+                    )
                 extra = int(hold.quantity)
                 consumed_hold = {"id": hold.id, "quantity": extra}
             m.check_available(bal, q, extra_t=extra)
             if op.code is m.Op.REVERSAL:
-                m.take_ranges([b for _, b in s.blocks_of(conn, sender.id, uc.code)], self._moved_ranges(conn, reverses))
+                m.take_ranges(
+                    [b for _, b in s.blocks_of(conn, sender.id, uc.code)],
+                    self._moved_ranges(conn, reverses),
+                )
             else:
                 untainted = self._untainted(conn, sender.id, uc.code)
                 if sum(b.size for _, b in untainted) - bal.pending < q:
-                    raise Conflict("UNITS_TAINTED", "some of these units carry a tainted-serial flag", "部分单位序列号被标记为可疑")
+                    raise Conflict(
+                        "UNITS_TAINTED",
+                        "some of these units carry a tainted-serial flag",
+                        "部分单位序列号被标记为可疑",
+                    )
 
         execute_after = None
-        if op.trusted_list_applies and sender is not None and not self._trusted(conn, rows[from_account], rows[to_account]):
+        if (
+            op.trusted_list_applies
+            and sender is not None
+            and from_account is not None
+            and not self._trusted(conn, rows[from_account], rows[to_account])
+        ):
             m.check_untrusted(self.db.settings.untrusted_transfer_limit_t, q)
             if self.db.settings.untrusted_delay_minutes > 0:
-                execute_after = iso(uow.now + timedelta(minutes=self.db.settings.untrusted_delay_minutes))
+                execute_after = iso(
+                    uow.now + timedelta(minutes=self.db.settings.untrusted_delay_minutes)
+                )
         expires_at = (
-            iso(uow.now + timedelta(minutes=self.db.settings.approval_expiry_minutes)) if op.needs_approval else None
+            iso(uow.now + timedelta(minutes=self.db.settings.approval_expiry_minutes))
+            if op.needs_approval
+            else None
         )
         transfer_id = new_id()
         conn.execute(
             sa.insert(s.transfers).values(
-                id=transfer_id, op=op.code.value, status="PENDING", from_account=from_account,
-                to_account=to_account, unit_class=uc.code, quantity=q, origin=origin,
-                proposed_by=actor.username, created_at=iso(uow.now), execute_after=execute_after,
-                expires_at=expires_at, reason=reason, beneficiary=beneficiary, legal_basis=legal_basis,
-                compliance_year=compliance_year, reverses=reverses, hold_id=hold_id, batch_ref=batch_ref,
+                id=transfer_id,
+                op=op.code.value,
+                status="PENDING",
+                from_account=from_account,
+                to_account=to_account,
+                unit_class=uc.code,
+                quantity=q,
+                origin=origin,
+                proposed_by=actor.username,
+                created_at=iso(uow.now),
+                execute_after=execute_after,
+                expires_at=expires_at,
+                reason=reason,
+                beneficiary=beneficiary,
+                legal_basis=legal_basis,
+                compliance_year=compliance_year,
+                reverses=reverses,
+                hold_id=hold_id,
+                batch_ref=batch_ref,
             )
         )
         if consumed_hold is not None:
-            conn.execute(sa.update(s.holds).where(s.holds.c.id == hold_id).values(status="CONSUMED"))
+            conn.execute(
+                sa.update(s.holds).where(s.holds.c.id == hold_id).values(status="CONSUMED")
+            )
             s.add_to_holding(conn, str(from_account), uc.code, held=-consumed_hold["quantity"])
         if from_account:
             s.add_to_holding(conn, from_account, uc.code, pending=q)
         journal.append(
-            uow, "registry.transfer_proposed", actor.username,
-            {"transfer_id": transfer_id, "op": op.code.value, "from": from_account, "to": to_account,
-             "unit_class": uc.code, "quantity": q, "consumed_hold_t": consumed_hold["quantity"] if consumed_hold else 0},
+            uow,
+            "registry.transfer_proposed",
+            actor.username,
+            {
+                "transfer_id": transfer_id,
+                "op": op.code.value,
+                "from": from_account,
+                "to": to_account,
+                "unit_class": uc.code,
+                "quantity": q,
+                "consumed_hold_t": consumed_hold["quantity"] if consumed_hold else 0,
+            },
         )
         if not op.needs_approval and execute_after is None:
             self._post(uow, transfer_id, actor.username)
@@ -517,13 +899,19 @@ class RegistryService:
     def _trusted(self, conn: Connection, sender: Any, receiver: Any) -> bool:
         if sender.entity_id == receiver.entity_id:
             return True
-        return conn.execute(
-            sa.select(s.trusted_accounts.c.account_id).where(
-                s.trusted_accounts.c.account_id == sender.id, s.trusted_accounts.c.trusted_id == receiver.id
-            )
-        ).first() is not None
+        return (
+            conn.execute(
+                sa.select(s.trusted_accounts.c.account_id).where(
+                    s.trusted_accounts.c.account_id == sender.id,
+                    s.trusted_accounts.c.trusted_id == receiver.id,
+                )
+            ).first()
+            is not None
+        )
 
-    def _untainted(self, conn: Connection, account_id: str, unit_class: str) -> list[tuple[int, m.Block]]:
+    def _untainted(
+        self, conn: Connection, account_id: str, unit_class: str
+    ) -> list[tuple[int, m.Block]]:
         blocks = s.blocks_of(conn, account_id, unit_class)
         taints = s.active_taints(conn, unit_class)
         if not taints:
@@ -531,7 +919,9 @@ class RegistryService:
         return [(i, b) for i, b in blocks if not any(b.overlaps(t) for t in taints)]
 
     def _moved_ranges(self, conn: Connection, transfer_id: str | None) -> list[m.Block]:
-        rows = conn.execute(sa.select(s.transfer_blocks).where(s.transfer_blocks.c.transfer_id == transfer_id))
+        rows = conn.execute(
+            sa.select(s.transfer_blocks).where(s.transfer_blocks.c.transfer_id == transfer_id)
+        )
         return [m.Block(r.unit_class, r.origin, r.batch, r.start, r.end) for r in rows]
 
     def _post(self, uow: UnitOfWork, transfer_id: str, by: str) -> None:
@@ -543,46 +933,80 @@ class RegistryService:
             batch = 1 + int(
                 conn.execute(
                     sa.select(sa.func.coalesce(sa.func.max(s.issuance_batches.c.batch), 0)).where(
-                        s.issuance_batches.c.unit_class == uc, s.issuance_batches.c.origin == t.origin
+                        s.issuance_batches.c.unit_class == uc,
+                        s.issuance_batches.c.origin == t.origin,
                     )
                 ).scalar_one()
             )
             conn.execute(
                 sa.insert(s.issuance_batches).values(
-                    unit_class=uc, origin=t.origin, batch=batch, quantity=q, transfer_id=t.id, issued_at=iso(uow.now)
+                    unit_class=uc,
+                    origin=t.origin,
+                    batch=batch,
+                    quantity=q,
+                    transfer_id=t.id,
+                    issued_at=iso(uow.now),
                 )
             )
             moved = [m.Block(uc, t.origin, batch, 1, q)]
         else:
             if t.op == m.Op.REVERSAL:
-                split = m.take_ranges([b for _, b in s.blocks_of(conn, t.from_account, uc)], self._moved_ranges(conn, t.reverses))
+                split = m.take_ranges(
+                    [b for _, b in s.blocks_of(conn, t.from_account, uc)],
+                    self._moved_ranges(conn, t.reverses),
+                )
                 pool = s.blocks_of(conn, t.from_account, uc)
             else:
                 pool = self._untainted(conn, t.from_account, uc)
                 split = m.take([b for _, b in pool], q)
             by_block = {b: i for i, b in pool}
-            conn.execute(sa.delete(s.unit_blocks).where(s.unit_blocks.c.id.in_([by_block[b] for b in split.removed])))
+            conn.execute(
+                sa.delete(s.unit_blocks).where(
+                    s.unit_blocks.c.id.in_([by_block[b] for b in split.removed])
+                )
+            )
             if split.kept:
                 conn.execute(
                     sa.insert(s.unit_blocks),
-                    [dict(account_id=t.from_account, unit_class=uc, origin=b.origin, batch=b.batch, start=b.start, end=b.end)
-                     for b in split.kept],
+                    [
+                        dict(
+                            account_id=t.from_account,
+                            unit_class=uc,
+                            origin=b.origin,
+                            batch=b.batch,
+                            start=b.start,
+                            end=b.end,
+                        )
+                        for b in split.kept
+                    ],
                 )
             s.add_to_holding(conn, t.from_account, uc, posted=-q, pending=-q)
             moved = split.moved
-        rows = [dict(unit_class=uc, origin=b.origin, batch=b.batch, start=b.start, end=b.end) for b in moved]
+        rows = [
+            dict(unit_class=uc, origin=b.origin, batch=b.batch, start=b.start, end=b.end)
+            for b in moved
+        ]
         conn.execute(sa.insert(s.unit_blocks), [dict(r, account_id=t.to_account) for r in rows])
         conn.execute(sa.insert(s.transfer_blocks), [dict(r, transfer_id=t.id) for r in rows])
         s.add_to_holding(conn, t.to_account, uc, posted=q)
         entry = journal.append(
-            uow, "registry.transfer_completed", by,
-            {"transfer_id": t.id, "op": t.op, "from": t.from_account, "to": t.to_account, "unit_class": uc,
-             "quantity": q, "blocks": [list(b.key()) for b in moved]},
+            uow,
+            "registry.transfer_completed",
+            by,
+            {
+                "transfer_id": t.id,
+                "op": t.op,
+                "from": t.from_account,
+                "to": t.to_account,
+                "unit_class": uc,
+                "quantity": q,
+                "blocks": [list(b.key()) for b in moved],
+            },
         )
         conn.execute(
-            sa.update(s.transfers).where(s.transfers.c.id == t.id).values(
-                status="COMPLETED", completed_at=iso(uow.now), journal_seq=entry.seq
-            )
+            sa.update(s.transfers)
+            .where(s.transfers.c.id == t.id)
+            .values(status="COMPLETED", completed_at=iso(uow.now), journal_seq=entry.seq)
         )
         if self.db.settings.check_invariants:
             problems = ledger_problems(conn)
@@ -594,16 +1018,30 @@ class RegistryService:
         if t.hold_id and t.op == m.Op.COURT_TRANSFER:
             hold = conn.execute(sa.select(s.holds).where(s.holds.c.id == t.hold_id)).one()
             restored = int(hold.quantity)
-            conn.execute(sa.update(s.holds).where(s.holds.c.id == t.hold_id).values(status="ACTIVE"))
+            conn.execute(
+                sa.update(s.holds).where(s.holds.c.id == t.hold_id).values(status="ACTIVE")
+            )
         if t.from_account:
-            s.add_to_holding(conn, t.from_account, t.unit_class, pending=-int(t.quantity), held=restored)
+            s.add_to_holding(
+                conn, t.from_account, t.unit_class, pending=-int(t.quantity), held=restored
+            )
         conn.execute(
-            sa.update(s.transfers).where(s.transfers.c.id == t.id).values(status=status, completed_at=iso(uow.now))
+            sa.update(s.transfers)
+            .where(s.transfers.c.id == t.id)
+            .values(status=status, completed_at=iso(uow.now))
         )
         journal.append(
-            uow, f"registry.transfer_{status.lower()}", by,
-            {"transfer_id": t.id, "from": t.from_account, "unit_class": t.unit_class,
-             "quantity": int(t.quantity), "restored_hold_t": restored, "reason": reason},
+            uow,
+            f"registry.transfer_{status.lower()}",
+            by,
+            {
+                "transfer_id": t.id,
+                "from": t.from_account,
+                "unit_class": t.unit_class,
+                "quantity": int(t.quantity),
+                "restored_hold_t": restored,
+                "reason": reason,
+            },
         )
 
     def approve(self, actor: Actor, key: str, transfer_id: str) -> dict[str, Any]:
@@ -613,32 +1051,51 @@ class RegistryService:
             self._approve_one(uow, actor, t)
             return self._transfer(uow.conn, transfer_id)
 
-        return idempotency.run(self.db, actor.username, key, "approve", {"transfer": transfer_id}, body)
+        return idempotency.run(
+            self.db, actor.username, key, "approve", {"transfer": transfer_id}, body
+        )
 
     def approve_batch(self, actor: Actor, key: str, batch_ref: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             rows = uow.conn.execute(
-                sa.select(s.transfers).where(s.transfers.c.batch_ref == batch_ref, s.transfers.c.status == "PENDING")
+                sa.select(s.transfers)
+                .where(s.transfers.c.batch_ref == batch_ref, s.transfers.c.status == "PENDING")
                 .order_by(s.transfers.c.id)
             ).all()
             if not rows:
-                raise NotFound("BATCH_NOT_FOUND", f"no pending transfers in batch {batch_ref}", "该批次无待审批业务")
+                raise NotFound(
+                    "BATCH_NOT_FOUND",
+                    f"no pending transfers in batch {batch_ref}",
+                    "该批次无待审批业务",
+                )
             for t in rows:
                 self._approve_one(uow, actor, t)
             return {"batch_ref": batch_ref, "approved": len(rows)}
 
-        return idempotency.run(self.db, actor.username, key, "approve_batch", {"batch": batch_ref}, body)
+        return idempotency.run(
+            self.db, actor.username, key, "approve_batch", {"batch": batch_ref}, body
+        )
 
     def _approve_one(self, uow: UnitOfWork, actor: Actor, t: Any) -> None:
         op = m.operation(t.op)
         if not op.needs_approval or t.approved_by is not None:
-            raise Conflict("NOTHING_TO_APPROVE", "this transfer is not awaiting approval", "该业务无需审批")
+            raise Conflict(
+                "NOTHING_TO_APPROVE", "this transfer is not awaiting approval", "该业务无需审批"
+            )
         if t.proposed_by == actor.username:
-            raise Forbidden("SAME_OPERATOR", "the proposer cannot approve their own proposal (maker–checker)", "经办人不能复核自己的业务")
+            raise Forbidden(
+                "SAME_OPERATOR",
+                "the proposer cannot approve their own proposal (maker–checker)",
+                "经办人不能复核自己的业务",
+            )
         if t.expires_at is not None and iso(uow.now) >= t.expires_at:
             raise Conflict("PROPOSAL_EXPIRED", "this proposal has expired", "该申请已过期")
-        uow.conn.execute(sa.update(s.transfers).where(s.transfers.c.id == t.id).values(approved_by=actor.username))
+        uow.conn.execute(
+            sa.update(s.transfers)
+            .where(s.transfers.c.id == t.id)
+            .values(approved_by=actor.username)
+        )
         journal.append(uow, "registry.transfer_approved", actor.username, {"transfer_id": t.id})
         if t.execute_after is None or t.execute_after <= iso(uow.now):
             self._post(uow, t.id, actor.username)
@@ -647,13 +1104,27 @@ class RegistryService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             t = self._pending(uow.conn, transfer_id)
             if not actor.is_operator and t.proposed_by != actor.username:
-                sender = uow.conn.execute(sa.select(s.accounts).where(s.accounts.c.id == t.from_account)).first()
+                sender = uow.conn.execute(
+                    sa.select(s.accounts).where(s.accounts.c.id == t.from_account)
+                ).first()
                 if sender is None or sender.entity_id != actor.entity_id:
-                    raise Forbidden("NOT_ACCOUNT_HOLDER", "you may act only on your own accounts", "只能操作本主体账户")
-            self._end_pending(uow, t, "VOIDED", actor.username, _text(reason, "reason", required=True, max_len=500))
+                    raise Forbidden(
+                        "NOT_ACCOUNT_HOLDER",
+                        "you may act only on your own accounts",
+                        "只能操作本主体账户",
+                    )
+            self._end_pending(
+                uow,
+                t,
+                "VOIDED",
+                actor.username,
+                _text(reason, "reason", required=True, max_len=500),
+            )
             return self._transfer(uow.conn, transfer_id)
 
-        return idempotency.run(self.db, actor.username, key, "void", {"transfer": transfer_id, "reason": reason}, body)
+        return idempotency.run(
+            self.db, actor.username, key, "void", {"transfer": transfer_id, "reason": reason}, body
+        )
 
     def run_due(self) -> dict[str, int]:
         """Post delayed transfers that are due and expire proposals nobody approved in time."""
@@ -662,15 +1133,21 @@ class RegistryService:
             now = iso(uow.now)
             suspended = s.flag(uow.conn, MARKET_SUSPENDED) == "1"
             for t in uow.conn.execute(
-                sa.select(s.transfers).where(s.transfers.c.status == "PENDING").order_by(s.transfers.c.id)
+                sa.select(s.transfers)
+                .where(s.transfers.c.status == "PENDING")
+                .order_by(s.transfers.c.id)
             ).all():
                 op = m.operation(t.op)
                 if op.needs_approval and t.approved_by is None:
                     if t.expires_at is not None and t.expires_at <= now:
-                        self._end_pending(uow, t, "EXPIRED", SYSTEM.username, "not approved in time")
+                        self._end_pending(
+                            uow, t, "EXPIRED", SYSTEM.username, "not approved in time"
+                        )
                         expired += 1
-                elif t.execute_after is not None and t.execute_after <= now and (
-                    op.passes_market_suspend or not suspended
+                elif (
+                    t.execute_after is not None
+                    and t.execute_after <= now
+                    and (op.passes_market_suspend or not suspended)
                 ):
                     self._post(uow, t.id, SYSTEM.username)
                     posted += 1
@@ -685,7 +1162,9 @@ class RegistryService:
         if t is None:
             raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {transfer_id}", "业务不存在")
         if t.status != "PENDING":
-            raise Conflict("TRANSFER_NOT_PENDING", f"transfer is {t.status}", f"该业务状态为 {t.status}")
+            raise Conflict(
+                "TRANSFER_NOT_PENDING", f"transfer is {t.status}", f"该业务状态为 {t.status}"
+            )
         return t
 
     def _transfer(self, conn: Connection, transfer_id: str) -> dict[str, Any]:
@@ -693,104 +1172,199 @@ class RegistryService:
         return transfer_dict(row)
 
     def _ensure_unit_class(self, uow: UnitOfWork, uc: m.UnitClass) -> None:
-        if uow.conn.execute(sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)).first():
+        if uow.conn.execute(
+            sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)
+        ).first():
             return
         uow.conn.execute(
             sa.insert(s.unit_classes).values(
-                code=uc.code, kind=uc.kind.value, period=uc.period, project=uc.project, created_at=iso(uow.now)
+                code=uc.code,
+                kind=uc.kind.value,
+                period=uc.period,
+                project=uc.project,
+                created_at=iso(uow.now),
             )
         )
 
     # ------------------------------------------------------------ holds
 
     def place_hold(
-        self, actor: Actor, key: str, *, account_id: str, unit_class: str, quantity: int, kind: str,
-        lien_holder: str | None = None, legal_basis: str = "", reason: str = "", expires_at: str | None = None,
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        account_id: str,
+        unit_class: str,
+        quantity: int,
+        kind: str,
+        lien_holder: str | None = None,
+        legal_basis: str = "",
+        reason: str = "",
+        expires_at: str | None = None,
     ) -> dict[str, Any]:
-        data = {"account": account_id, "unit_class": unit_class, "quantity": quantity, "kind": kind,
-                "lien_holder": lien_holder, "legal_basis": legal_basis, "reason": reason, "expires_at": expires_at}
+        data = {
+            "account": account_id,
+            "unit_class": unit_class,
+            "quantity": quantity,
+            "kind": kind,
+            "lien_holder": lien_holder,
+            "legal_basis": legal_basis,
+            "reason": reason,
+            "expires_at": expires_at,
+        }
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
             q = tonnes(quantity)
             try:
                 kind_ = m.HoldKind(kind)
             except ValueError:
-                raise InvalidInput("HOLD_KIND_UNKNOWN", f"unknown hold kind {kind!r}", "未知冻结类型") from None
+                raise InvalidInput(
+                    "HOLD_KIND_UNKNOWN", f"unknown hold kind {kind!r}", "未知冻结类型"
+                ) from None
             uc = m.parse_unit_class(unit_class)
             row = self._locked_account(uow.conn, account_id)
             if actor.role.value not in m.HOLD_PLACERS[kind_]:
-                raise Forbidden("ROLE_NOT_ALLOWED", f"role {actor.role.value} may not place a {kind_.value}", "无权设置该冻结")
+                raise Forbidden(
+                    "ROLE_NOT_ALLOWED",
+                    f"role {actor.role.value} may not place a {kind_.value}",
+                    "无权设置该冻结",
+                )
             if not actor.is_operator and row.entity_id != actor.entity_id:
-                raise Forbidden("NOT_ACCOUNT_HOLDER", "you may act only on your own accounts", "只能操作本主体账户")
+                raise Forbidden(
+                    "NOT_ACCOUNT_HOLDER",
+                    "you may act only on your own accounts",
+                    "只能操作本主体账户",
+                )
             if m.AccountType(row.type) not in m.HOLDER_TYPES or row.status in (
-                m.AccountStatus.CLOSED, m.AccountStatus.REQUESTED, m.AccountStatus.REJECTED,
+                m.AccountStatus.CLOSED,
+                m.AccountStatus.REQUESTED,
+                m.AccountStatus.REJECTED,
             ):
-                raise Conflict("ACCOUNT_NOT_HOLDABLE", f"no hold can be placed on this {row.status} account", "该账户不能设置冻结")
-            if kind_ is m.HoldKind.PLEDGE:
-                if not lien_holder or not uow.conn.execute(sa.select(entities.c.id).where(entities.c.id == lien_holder)).first():
-                    raise InvalidInput("LIEN_HOLDER_REQUIRED", "a pledge names an existing lien holder entity", "质押须指定质权人")
+                raise Conflict(
+                    "ACCOUNT_NOT_HOLDABLE",
+                    f"no hold can be placed on this {row.status} account",
+                    "该账户不能设置冻结",
+                )
+            if kind_ is m.HoldKind.PLEDGE and (
+                not lien_holder
+                or not uow.conn.execute(
+                    sa.select(entities.c.id).where(entities.c.id == lien_holder)
+                ).first()
+            ):
+                raise InvalidInput(
+                    "LIEN_HOLDER_REQUIRED",
+                    "a pledge names an existing lien holder entity",
+                    "质押须指定质权人",
+                )
             if kind_ is m.HoldKind.JUDICIAL_FREEZE:
                 _text(legal_basis, "legal_basis", required=True)
             if expires_at is not None:
                 try:
                     parse_iso(expires_at)
                 except (ValueError, TypeError):
-                    raise InvalidInput("EXPIRY_INVALID", "expires_at: YYYY-MM-DDTHH:MM:SS.ffffffZ", "到期时间格式错误") from None
+                    raise InvalidInput(
+                        "EXPIRY_INVALID",
+                        "expires_at: YYYY-MM-DDTHH:MM:SS.ffffffZ",
+                        "到期时间格式错误",
+                    ) from None
             m.check_available(s.balance(uow.conn, row.id, uc.code), q)
             hold_id = new_id()
             uow.conn.execute(
                 sa.insert(s.holds).values(
-                    id=hold_id, account_id=row.id, unit_class=uc.code, quantity=q, kind=kind_.value, status="ACTIVE",
-                    lien_holder=lien_holder, legal_basis=_text(legal_basis, "legal_basis"),
-                    reason=_text(reason, "reason", max_len=500), created_by=actor.username,
-                    created_at=iso(uow.now), expires_at=expires_at,
+                    id=hold_id,
+                    account_id=row.id,
+                    unit_class=uc.code,
+                    quantity=q,
+                    kind=kind_.value,
+                    status="ACTIVE",
+                    lien_holder=lien_holder,
+                    legal_basis=_text(legal_basis, "legal_basis"),
+                    reason=_text(reason, "reason", max_len=500),
+                    created_by=actor.username,
+                    created_at=iso(uow.now),
+                    expires_at=expires_at,
                 )
             )
             s.add_to_holding(uow.conn, row.id, uc.code, held=q)
             journal.append(
-                uow, "registry.hold_placed", actor.username,
-                {"hold_id": hold_id, "account": row.id, "unit_class": uc.code, "quantity": q, "kind": kind_.value},
+                uow,
+                "registry.hold_placed",
+                actor.username,
+                {
+                    "hold_id": hold_id,
+                    "account": row.id,
+                    "unit_class": uc.code,
+                    "quantity": q,
+                    "kind": kind_.value,
+                },
             )
-            return hold_dict(uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).one())
+            return hold_dict(
+                uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).one()
+            )
 
         return idempotency.run(self.db, actor.username, key, "place_hold", data, body)
 
-    def release_hold(self, actor: Actor, key: str, hold_id: str, *, reason: str = "") -> dict[str, Any]:
+    def release_hold(
+        self, actor: Actor, key: str, hold_id: str, *, reason: str = ""
+    ) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             hold = uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
             if hold is None:
                 raise NotFound("HOLD_NOT_FOUND", f"no hold {hold_id}", "冻结记录不存在")
             if hold.status != "ACTIVE":
-                raise Conflict("HOLD_NOT_ACTIVE", f"hold is {hold.status}", f"冻结状态为 {hold.status}")
+                raise Conflict(
+                    "HOLD_NOT_ACTIVE", f"hold is {hold.status}", f"冻结状态为 {hold.status}"
+                )
             account = self._locked_account(uow.conn, hold.account_id)
-            allowed = actor.is_operator or (
-                hold.kind == m.HoldKind.PLEDGE and actor.entity_id == hold.lien_holder
-            ) or (hold.kind == m.HoldKind.EXCHANGE_RESERVATION and actor.entity_id == account.entity_id)
+            allowed = (
+                actor.is_operator
+                or (hold.kind == m.HoldKind.PLEDGE and actor.entity_id == hold.lien_holder)
+                or (
+                    hold.kind == m.HoldKind.EXCHANGE_RESERVATION
+                    and actor.entity_id == account.entity_id
+                )
+            )
             if not allowed:
-                raise Forbidden("RELEASE_NOT_ALLOWED", "only the lien holder or the operator may release this hold", "无权解除该冻结")
+                raise Forbidden(
+                    "RELEASE_NOT_ALLOWED",
+                    "only the lien holder or the operator may release this hold",
+                    "无权解除该冻结",
+                )
             self._release(uow, hold, actor.username, reason)
-            return hold_dict(uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).one())
+            return hold_dict(
+                uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).one()
+            )
 
-        return idempotency.run(self.db, actor.username, key, "release_hold", {"hold": hold_id, "reason": reason}, body)
+        return idempotency.run(
+            self.db, actor.username, key, "release_hold", {"hold": hold_id, "reason": reason}, body
+        )
 
     def _release(self, uow: UnitOfWork, hold: Any, by: str, reason: str) -> None:
         uow.conn.execute(
-            sa.update(s.holds).where(s.holds.c.id == hold.id).values(
-                status="RELEASED", released_by=by, released_at=iso(uow.now)
-            )
+            sa.update(s.holds)
+            .where(s.holds.c.id == hold.id)
+            .values(status="RELEASED", released_by=by, released_at=iso(uow.now))
         )
         s.add_to_holding(uow.conn, hold.account_id, hold.unit_class, held=-int(hold.quantity))
         journal.append(
-            uow, "registry.hold_released", by,
-            {"hold_id": hold.id, "account": hold.account_id, "unit_class": hold.unit_class,
-             "quantity": int(hold.quantity), "reason": _text(reason, "reason", max_len=500)},
+            uow,
+            "registry.hold_released",
+            by,
+            {
+                "hold_id": hold.id,
+                "account": hold.account_id,
+                "unit_class": hold.unit_class,
+                "quantity": int(hold.quantity),
+                "reason": _text(reason, "reason", max_len=500),
+            },
         )
 
     def release_expired_holds(self) -> int:
         with self.db.uow() as uow:
             rows = uow.conn.execute(
                 sa.select(s.holds).where(
-                    s.holds.c.status == "ACTIVE", s.holds.c.expires_at.is_not(None),
+                    s.holds.c.status == "ACTIVE",
+                    s.holds.c.expires_at.is_not(None),
                     s.holds.c.expires_at <= iso(uow.now),
                 )
             ).all()
@@ -801,24 +1375,46 @@ class RegistryService:
 
     # ------------------------------------------------------------ security controls
 
-    def set_trusted(self, actor: Actor, key: str, account_id: str, trusted_id: str, *, trusted: bool) -> dict[str, Any]:
+    def set_trusted(
+        self, actor: Actor, key: str, account_id: str, trusted_id: str, *, trusted: bool
+    ) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             rows = {i: self._locked_account(uow.conn, i) for i in (account_id, trusted_id)}
             if not actor.is_operator and rows[account_id].entity_id != actor.entity_id:
-                raise Forbidden("NOT_ACCOUNT_HOLDER", "you may act only on your own accounts", "只能操作本主体账户")
+                raise Forbidden(
+                    "NOT_ACCOUNT_HOLDER",
+                    "you may act only on your own accounts",
+                    "只能操作本主体账户",
+                )
             if account_id == trusted_id:
-                raise InvalidInput("SAME_ACCOUNT", "an account need not trust itself", "不能信任自身")
+                raise InvalidInput(
+                    "SAME_ACCOUNT", "an account need not trust itself", "不能信任自身"
+                )
             t = s.trusted_accounts
             exists = uow.conn.execute(
-                sa.select(t.c.account_id).where(t.c.account_id == account_id, t.c.trusted_id == trusted_id)
+                sa.select(t.c.account_id).where(
+                    t.c.account_id == account_id, t.c.trusted_id == trusted_id
+                )
             ).first()
             if trusted and not exists:
-                uow.conn.execute(sa.insert(t).values(
-                    account_id=account_id, trusted_id=trusted_id, added_by=actor.username, added_at=iso(uow.now)))
+                uow.conn.execute(
+                    sa.insert(t).values(
+                        account_id=account_id,
+                        trusted_id=trusted_id,
+                        added_by=actor.username,
+                        added_at=iso(uow.now),
+                    )
+                )
             elif not trusted and exists:
-                uow.conn.execute(sa.delete(t).where(t.c.account_id == account_id, t.c.trusted_id == trusted_id))
-            journal.append(uow, "registry.trusted_list", actor.username,
-                           {"account": account_id, "trusted": trusted_id, "on": trusted})
+                uow.conn.execute(
+                    sa.delete(t).where(t.c.account_id == account_id, t.c.trusted_id == trusted_id)
+                )
+            journal.append(
+                uow,
+                "registry.trusted_list",
+                actor.username,
+                {"account": account_id, "trusted": trusted_id, "on": trusted},
+            )
             return {"account_id": account_id, "trusted_id": trusted_id, "trusted": trusted}
 
         data = {"account": account_id, "trusted": trusted_id, "on": trusted}
@@ -828,41 +1424,78 @@ class RegistryService:
         with self.db.uow() as uow:
             self._readable(uow.conn, actor, account_id)
             t = s.trusted_accounts
-            rows = uow.conn.execute(sa.select(t).where(t.c.account_id == account_id).order_by(t.c.trusted_id)).all()
+            rows = uow.conn.execute(
+                sa.select(t).where(t.c.account_id == account_id).order_by(t.c.trusted_id)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
-    def flag_serials(self, actor: Actor, key: str, *, serial: str, reason: str, tainted: bool = True) -> dict[str, Any]:
+    def flag_serials(
+        self, actor: Actor, key: str, *, serial: str, reason: str, tainted: bool = True
+    ) -> dict[str, Any]:
         """Mark a serial range tainted (stolen or disputed) so it cannot move, or clear the flag."""
+
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             b = m.parse_serial(serial, self.registry)
             tr = s.tainted_ranges
             if tainted:
                 flag_id = new_id()
-                uow.conn.execute(sa.insert(tr).values(
-                    id=flag_id, unit_class=b.unit_class, origin=b.origin, batch=b.batch, start=b.start, end=b.end,
-                    reason=_text(reason, "reason", required=True, max_len=500), flagged_by=actor.username,
-                    flagged_at=iso(uow.now)))
+                uow.conn.execute(
+                    sa.insert(tr).values(
+                        id=flag_id,
+                        unit_class=b.unit_class,
+                        origin=b.origin,
+                        batch=b.batch,
+                        start=b.start,
+                        end=b.end,
+                        reason=_text(reason, "reason", required=True, max_len=500),
+                        flagged_by=actor.username,
+                        flagged_at=iso(uow.now),
+                    )
+                )
             else:
-                res = uow.conn.execute(sa.update(tr).where(
-                    tr.c.unit_class == b.unit_class, tr.c.origin == b.origin, tr.c.batch == b.batch,
-                    tr.c.start == b.start, tr.c.end == b.end, tr.c.cleared_at.is_(None),
-                ).values(cleared_by=actor.username, cleared_at=iso(uow.now)))
+                res = uow.conn.execute(
+                    sa.update(tr)
+                    .where(
+                        tr.c.unit_class == b.unit_class,
+                        tr.c.origin == b.origin,
+                        tr.c.batch == b.batch,
+                        tr.c.start == b.start,
+                        tr.c.end == b.end,
+                        tr.c.cleared_at.is_(None),
+                    )
+                    .values(cleared_by=actor.username, cleared_at=iso(uow.now))
+                )
                 if res.rowcount == 0:
-                    raise NotFound("FLAG_NOT_FOUND", "no active flag on exactly this range", "该区间无可疑标记")
-            journal.append(uow, "registry.serials_flagged", actor.username,
-                           {"unit_class": b.unit_class, "range": list(b.key()), "tainted": tainted})
+                    raise NotFound(
+                        "FLAG_NOT_FOUND", "no active flag on exactly this range", "该区间无可疑标记"
+                    )
+            journal.append(
+                uow,
+                "registry.serials_flagged",
+                actor.username,
+                {"unit_class": b.unit_class, "range": list(b.key()), "tainted": tainted},
+            )
             return {"serial": b.serial(self.registry), "tainted": tainted}
 
         data = {"serial": serial, "reason": reason, "tainted": tainted}
         return idempotency.run(self.db, actor.username, key, "flag_serials", data, body)
 
-    def set_market_suspended(self, actor: Actor, key: str, *, suspended: bool, reason: str) -> dict[str, Any]:
+    def set_market_suspended(
+        self, actor: Actor, key: str, *, suspended: bool, reason: str
+    ) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             s.set_flag(uow.conn, MARKET_SUSPENDED, "1" if suspended else "0")
-            journal.append(uow, "registry.market_suspension", actor.username,
-                           {"suspended": suspended, "reason": _text(reason, "reason", required=True, max_len=500)})
+            journal.append(
+                uow,
+                "registry.market_suspension",
+                actor.username,
+                {
+                    "suspended": suspended,
+                    "reason": _text(reason, "reason", required=True, max_len=500),
+                },
+            )
             return {"market_suspended": suspended}
 
         data = {"suspended": suspended, "reason": reason}
@@ -879,8 +1512,12 @@ class RegistryService:
         row = conn.execute(sa.select(s.accounts).where(s.accounts.c.id == account_id)).first()
         if row is None:
             raise _account_not_found(account_id)
-        if not (actor.is_operator or (actor.entity_id is not None and row.entity_id == actor.entity_id)):
-            raise Forbidden("NOT_ACCOUNT_HOLDER", "you may see only your own accounts", "只能查看本主体账户")
+        if not (
+            actor.is_operator or (actor.entity_id is not None and row.entity_id == actor.entity_id)
+        ):
+            raise Forbidden(
+                "NOT_ACCOUNT_HOLDER", "you may see only your own accounts", "只能查看本主体账户"
+            )
         return row
 
     def account(self, actor: Actor, account_id: str) -> dict[str, Any]:
@@ -888,21 +1525,35 @@ class RegistryService:
             row = self._readable(uow.conn, actor, account_id)
             out = account_dict(row)
             out["holdings"] = self._holdings(uow.conn, account_id)
-            ent = uow.conn.execute(sa.select(entities.c.name).where(entities.c.id == row.entity_id)).scalar()
+            ent = uow.conn.execute(
+                sa.select(entities.c.name).where(entities.c.id == row.entity_id)
+            ).scalar()
             out["entity_name"] = ent
         return out
 
     def _holdings(self, conn: Connection, account_id: str) -> list[dict[str, Any]]:
         h = s.holdings
-        rows = conn.execute(sa.select(h).where(h.c.account_id == account_id).order_by(h.c.unit_class)).all()
+        rows = conn.execute(
+            sa.select(h).where(h.c.account_id == account_id).order_by(h.c.unit_class)
+        ).all()
         return [
-            {"unit_class": r.unit_class, "posted": int(r.posted), "pending": int(r.pending), "held": int(r.held),
-             "available": int(r.posted - r.pending - r.held)}
+            {
+                "unit_class": r.unit_class,
+                "posted": int(r.posted),
+                "pending": int(r.pending),
+                "held": int(r.held),
+                "available": int(r.posted - r.pending - r.held),
+            }
             for r in rows
         ]
 
     def list_accounts(
-        self, actor: Actor, *, after: str | None = None, limit: int = 50, status: str | None = None,
+        self,
+        actor: Actor,
+        *,
+        after: str | None = None,
+        limit: int = 50,
+        status: str | None = None,
         type: str | None = None,
     ) -> list[dict[str, Any]]:
         a = s.accounts
@@ -914,7 +1565,9 @@ class RegistryService:
         )
         if not actor.is_operator:
             if actor.entity_id is None:
-                raise Forbidden("NOT_ACCOUNT_HOLDER", "only holders and operators see accounts", "无权查看账户")
+                raise Forbidden(
+                    "NOT_ACCOUNT_HOLDER", "only holders and operators see accounts", "无权查看账户"
+                )
             q = q.where(a.c.entity_id == actor.entity_id)
         if after:
             q = q.where(a.c.id > after)
@@ -926,37 +1579,64 @@ class RegistryService:
             rows = uow.conn.execute(q).all()
         return [dict(account_dict(r), entity_name=r.entity_name) for r in rows]
 
-    def blocks(self, actor: Actor, account_id: str, unit_class: str | None = None) -> list[dict[str, Any]]:
+    def blocks(
+        self, actor: Actor, account_id: str, unit_class: str | None = None
+    ) -> list[dict[str, Any]]:
         with self.db.uow() as uow:
             self._readable(uow.conn, actor, account_id)
             b = s.unit_blocks
             q = sa.select(b).where(b.c.account_id == account_id)
             if unit_class:
                 q = q.where(b.c.unit_class == unit_class)
-            rows = uow.conn.execute(q.order_by(b.c.unit_class, b.c.origin, b.c.batch, b.c.start)).all()
+            rows = uow.conn.execute(
+                q.order_by(b.c.unit_class, b.c.origin, b.c.batch, b.c.start)
+            ).all()
             taints = {uc: s.active_taints(uow.conn, uc) for uc in {r.unit_class for r in rows}}
         out = []
         for r in rows:
             blk = m.Block(r.unit_class, r.origin, r.batch, r.start, r.end)
-            out.append({"serial": blk.serial(self.registry), "unit_class": r.unit_class, "origin": r.origin,
-                        "batch": r.batch, "start": int(r.start), "end": int(r.end), "size": blk.size,
-                        "tainted": any(blk.overlaps(t) for t in taints[r.unit_class])})
+            out.append(
+                {
+                    "serial": blk.serial(self.registry),
+                    "unit_class": r.unit_class,
+                    "origin": r.origin,
+                    "batch": r.batch,
+                    "start": int(r.start),
+                    "end": int(r.end),
+                    "size": blk.size,
+                    "tainted": any(blk.overlaps(t) for t in taints[r.unit_class]),
+                }
+            )
         return out
 
     def transfers(
-        self, actor: Actor, *, account_id: str | None = None, status: str | None = None, after: str | None = None,
-        limit: int = 50, op: str | None = None,
+        self,
+        actor: Actor,
+        *,
+        account_id: str | None = None,
+        status: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        op: str | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first; `after` is the last id of the previous page (ids are time-ordered)."""
         t = s.transfers
-        q = sa.select(t).order_by(t.c.id.desc()).limit(min(max(limit, 1), self.db.settings.max_page_size))
+        q = (
+            sa.select(t)
+            .order_by(t.c.id.desc())
+            .limit(min(max(limit, 1), self.db.settings.max_page_size))
+        )
         with self.db.uow() as uow:
             if account_id:
                 self._readable(uow.conn, actor, account_id)
                 q = q.where(sa.or_(t.c.from_account == account_id, t.c.to_account == account_id))
             elif not actor.is_operator:
                 if actor.entity_id is None:
-                    raise Forbidden("NOT_ACCOUNT_HOLDER", "only holders and operators see transfers", "无权查看业务")
+                    raise Forbidden(
+                        "NOT_ACCOUNT_HOLDER",
+                        "only holders and operators see transfers",
+                        "无权查看业务",
+                    )
                 own = sa.select(s.accounts.c.id).where(s.accounts.c.entity_id == actor.entity_id)
                 q = q.where(sa.or_(t.c.from_account.in_(own), t.c.to_account.in_(own)))
             if status:
@@ -970,20 +1650,33 @@ class RegistryService:
 
     def transfer_detail(self, actor: Actor, transfer_id: str) -> dict[str, Any]:
         with self.db.uow() as uow:
-            row = uow.conn.execute(sa.select(s.transfers).where(s.transfers.c.id == transfer_id)).first()
+            row = uow.conn.execute(
+                sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
+            ).first()
             if row is None:
                 raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {transfer_id}", "业务不存在")
             if not actor.is_operator:
-                owners = set(uow.conn.execute(
-                    sa.select(s.accounts.c.entity_id).where(s.accounts.c.id.in_([row.from_account, row.to_account]))
-                ).scalars())
+                owners = set(
+                    uow.conn.execute(
+                        sa.select(s.accounts.c.entity_id).where(
+                            s.accounts.c.id.in_([row.from_account, row.to_account])
+                        )
+                    ).scalars()
+                )
                 if actor.entity_id not in owners:
-                    raise Forbidden("NOT_ACCOUNT_HOLDER", "you may see only your own transfers", "只能查看本主体业务")
+                    raise Forbidden(
+                        "NOT_ACCOUNT_HOLDER",
+                        "you may see only your own transfers",
+                        "只能查看本主体业务",
+                    )
             out = transfer_dict(row)
             out["blocks"] = [
                 m.Block(b.unit_class, b.origin, b.batch, b.start, b.end).serial(self.registry)
-                for b in uow.conn.execute(sa.select(s.transfer_blocks).where(s.transfer_blocks.c.transfer_id == transfer_id)
-                                          .order_by(s.transfer_blocks.c.id))
+                for b in uow.conn.execute(
+                    sa.select(s.transfer_blocks)
+                    .where(s.transfer_blocks.c.transfer_id == transfer_id)
+                    .order_by(s.transfer_blocks.c.id)
+                )
             ]
         return out
 
@@ -992,13 +1685,19 @@ class RegistryService:
         t = s.transfers
         with self.db.uow() as uow:
             rows = uow.conn.execute(
-                sa.select(t).where(t.c.status == "PENDING", t.c.approved_by.is_(None),
-                                   t.c.op.in_([o.code.value for o in m.OPERATIONS.values() if o.needs_approval]))
+                sa.select(t)
+                .where(
+                    t.c.status == "PENDING",
+                    t.c.approved_by.is_(None),
+                    t.c.op.in_([o.code.value for o in m.OPERATIONS.values() if o.needs_approval]),
+                )
                 .order_by(t.c.id)
             ).all()
         return [transfer_dict(r) for r in rows]
 
-    def holds_list(self, actor: Actor, *, account_id: str | None = None, status: str | None = "ACTIVE") -> list[dict[str, Any]]:
+    def holds_list(
+        self, actor: Actor, *, account_id: str | None = None, status: str | None = "ACTIVE"
+    ) -> list[dict[str, Any]]:
         h = s.holds
         q = sa.select(h).order_by(h.c.created_at.desc())
         with self.db.uow() as uow:
@@ -1019,30 +1718,52 @@ class RegistryService:
         ub, tb, t = s.unit_blocks, s.transfer_blocks, s.transfers
         with self.db.uow() as uow:
             holders = uow.conn.execute(
-                sa.select(ub, s.accounts.c.entity_id).join(s.accounts, s.accounts.c.id == ub.c.account_id).where(
-                    ub.c.unit_class == b.unit_class, ub.c.origin == b.origin, ub.c.batch == b.batch,
-                    ub.c.start <= b.end, ub.c.end >= b.start,
-                ).order_by(ub.c.start)
+                sa.select(ub, s.accounts.c.entity_id)
+                .join(s.accounts, s.accounts.c.id == ub.c.account_id)
+                .where(
+                    ub.c.unit_class == b.unit_class,
+                    ub.c.origin == b.origin,
+                    ub.c.batch == b.batch,
+                    ub.c.start <= b.end,
+                    ub.c.end >= b.start,
+                )
+                .order_by(ub.c.start)
             ).all()
             if not holders:
-                raise NotFound("SERIAL_NOT_FOUND", f"no units with serial {serial}", "该序列号不存在")
+                raise NotFound(
+                    "SERIAL_NOT_FOUND", f"no units with serial {serial}", "该序列号不存在"
+                )
             visible = actor.is_operator or all(h.entity_id == actor.entity_id for h in holders)
             if not visible:
-                raise Forbidden("NOT_ACCOUNT_HOLDER", "only the holder or the operator may trace these serials", "无权查询该序列号")
+                raise Forbidden(
+                    "NOT_ACCOUNT_HOLDER",
+                    "only the holder or the operator may trace these serials",
+                    "无权查询该序列号",
+                )
             history = uow.conn.execute(
                 sa.select(t, tb.c.start.label("b_start"), tb.c.end.label("b_end"))
                 .join(t, t.c.id == tb.c.transfer_id)
-                .where(tb.c.unit_class == b.unit_class, tb.c.origin == b.origin, tb.c.batch == b.batch,
-                       tb.c.start <= b.end, tb.c.end >= b.start)
+                .where(
+                    tb.c.unit_class == b.unit_class,
+                    tb.c.origin == b.origin,
+                    tb.c.batch == b.batch,
+                    tb.c.start <= b.end,
+                    tb.c.end >= b.start,
+                )
                 .order_by(t.c.journal_seq)
             ).all()
             taints = [x for x in s.active_taints(uow.conn, b.unit_class) if x.overlaps(b)]
         return {
             "query": b.serial(self.registry),
             "blocks": [
-                {"account_id": h.account_id,
-                 "serial": m.Block(h.unit_class, h.origin, h.batch, h.start, h.end).serial(self.registry),
-                 "start": int(h.start), "end": int(h.end)}
+                {
+                    "account_id": h.account_id,
+                    "serial": m.Block(h.unit_class, h.origin, h.batch, h.start, h.end).serial(
+                        self.registry
+                    ),
+                    "start": int(h.start),
+                    "end": int(h.end),
+                }
                 for h in holders
             ],
             "tainted": bool(taints),
@@ -1057,17 +1778,34 @@ class RegistryService:
         with self.db.uow() as uow:
             rows = uow.conn.execute(
                 sa.select(h.c.unit_class, a.c.type, sa.func.sum(h.c.posted))
-                .join(a, a.c.id == h.c.account_id).group_by(h.c.unit_class, a.c.type)
+                .join(a, a.c.id == h.c.account_id)
+                .group_by(h.c.unit_class, a.c.type)
             ).all()
-            issued = dict(uow.conn.execute(
-                sa.select(s.issuance_batches.c.unit_class, sa.func.sum(s.issuance_batches.c.quantity))
-                .group_by(s.issuance_batches.c.unit_class)
-            ).all())
+            issued = dict(
+                uow.conn.execute(
+                    sa.select(
+                        s.issuance_batches.c.unit_class, sa.func.sum(s.issuance_batches.c.quantity)
+                    ).group_by(s.issuance_batches.c.unit_class)
+                ).all()
+            )
         out: dict[str, dict[str, Any]] = {}
         for uc, type_, total in rows:
-            d = out.setdefault(uc, {"unit_class": uc, "issued": int(issued.get(uc, 0)), "unallocated": 0,
-                                    "held": 0, "surrendered": 0, "cancelled": 0})
-            key = {"ISSUANCE": "unallocated", "SURRENDER": "surrendered", "CANCELLATION": "cancelled"}.get(type_, "held")
+            d = out.setdefault(
+                uc,
+                {
+                    "unit_class": uc,
+                    "issued": int(issued.get(uc, 0)),
+                    "unallocated": 0,
+                    "held": 0,
+                    "surrendered": 0,
+                    "cancelled": 0,
+                },
+            )
+            key = {
+                "ISSUANCE": "unallocated",
+                "SURRENDER": "surrendered",
+                "CANCELLATION": "cancelled",
+            }.get(type_, "held")
             d[key] += int(total)
         return [out[k] for k in sorted(out)]
 
@@ -1079,34 +1817,57 @@ def ledger_problems(conn: Connection) -> list[str]:
     """Invariants 1–3 from the stored tables; an empty list means they all hold."""
     problems: list[str] = []
     h, b = s.holdings, s.unit_blocks
-    issued = dict(conn.execute(
-        sa.select(s.issuance_batches.c.unit_class, sa.func.sum(s.issuance_batches.c.quantity))
-        .group_by(s.issuance_batches.c.unit_class)
-    ).all())
-    posted = dict(conn.execute(sa.select(h.c.unit_class, sa.func.sum(h.c.posted)).group_by(h.c.unit_class)).all())
+    issued = dict(
+        conn.execute(
+            sa.select(
+                s.issuance_batches.c.unit_class, sa.func.sum(s.issuance_batches.c.quantity)
+            ).group_by(s.issuance_batches.c.unit_class)
+        ).all()
+    )
+    posted = dict(
+        conn.execute(
+            sa.select(h.c.unit_class, sa.func.sum(h.c.posted)).group_by(h.c.unit_class)
+        ).all()
+    )
     for uc in sorted(set(issued) | set(posted)):
         if int(issued.get(uc, 0)) != int(posted.get(uc, 0)):
-            problems.append(f"invariant 1: {uc} issued {issued.get(uc, 0)} ≠ held+surrendered+cancelled {posted.get(uc, 0)}")
-    for r in conn.execute(sa.select(h).where(
-        sa.or_(h.c.posted < 0, h.c.pending < 0, h.c.held < 0, h.c.pending + h.c.held > h.c.posted)
-    )):
-        problems.append(f"invariant 2: {r.account_id} {r.unit_class} posted {r.posted} pending {r.pending} held {r.held}")
+            problems.append(
+                f"invariant 1: {uc} issued {issued.get(uc, 0)} ≠ held+surrendered+cancelled {posted.get(uc, 0)}"
+            )
+    for r in conn.execute(
+        sa.select(h).where(
+            sa.or_(
+                h.c.posted < 0, h.c.pending < 0, h.c.held < 0, h.c.pending + h.c.held > h.c.posted
+            )
+        )
+    ):
+        problems.append(
+            f"invariant 2: {r.account_id} {r.unit_class} posted {r.posted} pending {r.pending} held {r.held}"
+        )
     sums = dict(
         ((r.account_id, r.unit_class), int(r.total))
         for r in conn.execute(
-            sa.select(b.c.account_id, b.c.unit_class, sa.func.sum(b.c.end - b.c.start + 1).label("total"))
-            .group_by(b.c.account_id, b.c.unit_class)
+            sa.select(
+                b.c.account_id, b.c.unit_class, sa.func.sum(b.c.end - b.c.start + 1).label("total")
+            ).group_by(b.c.account_id, b.c.unit_class)
         )
     )
     balances = {(r.account_id, r.unit_class): int(r.posted) for r in conn.execute(sa.select(h))}
     for k in sorted(set(sums) | set(balances)):
         if sums.get(k, 0) != balances.get(k, 0):
-            problems.append(f"invariant 3: {k[0]} {k[1]} blocks {sums.get(k, 0)} ≠ balance {balances.get(k, 0)}")
+            problems.append(
+                f"invariant 3: {k[0]} {k[1]} blocks {sums.get(k, 0)} ≠ balance {balances.get(k, 0)}"
+            )
     prev: Any = None
     for r in conn.execute(sa.select(b).order_by(b.c.unit_class, b.c.origin, b.c.batch, b.c.start)):
-        if prev is not None and (prev.unit_class, prev.origin, prev.batch) == (r.unit_class, r.origin, r.batch) \
-                and r.start <= prev.end:
-            problems.append(f"invariant 3: serial blocks overlap in {r.unit_class} {r.origin} batch {r.batch} at {r.start}")
+        if (
+            prev is not None
+            and (prev.unit_class, prev.origin, prev.batch) == (r.unit_class, r.origin, r.batch)
+            and r.start <= prev.end
+        ):
+            problems.append(
+                f"invariant 3: serial blocks overlap in {r.unit_class} {r.origin} batch {r.batch} at {r.start}"
+            )
         prev = r
     return problems
 
@@ -1118,15 +1879,21 @@ def replay_problems(conn: Connection) -> list[str]:
         if row.type.startswith("registry."):
             ledger.apply(row.type, json.loads(row.payload))
     problems = []
-    stored = {(r.account_id, r.unit_class): [int(r.posted), int(r.pending), int(r.held)]
-              for r in conn.execute(sa.select(s.holdings))}
+    stored = {
+        (r.account_id, r.unit_class): [int(r.posted), int(r.pending), int(r.held)]
+        for r in conn.execute(sa.select(s.holdings))
+    }
     rebuilt = {k: v for k, v in ledger.balances.items() if any(v) or k in stored}
     for k in sorted(set(stored) | set(rebuilt)):
         if stored.get(k, [0, 0, 0]) != rebuilt.get(k, [0, 0, 0]):
-            problems.append(f"invariant 6: {k[0]} {k[1]} stored {stored.get(k)} ≠ replayed {rebuilt.get(k)}")
+            problems.append(
+                f"invariant 6: {k[0]} {k[1]} stored {stored.get(k)} ≠ replayed {rebuilt.get(k)}"
+            )
     blocks: dict[str, set[m.Block]] = {}
     for r in conn.execute(sa.select(s.unit_blocks)):
-        blocks.setdefault(r.account_id, set()).add(m.Block(r.unit_class, r.origin, r.batch, r.start, r.end))
+        blocks.setdefault(r.account_id, set()).add(
+            m.Block(r.unit_class, r.origin, r.batch, r.start, r.end)
+        )
     for acc in sorted(set(blocks) | set(ledger.blocks)):
         if blocks.get(acc, set()) != ledger.blocks.get(acc, set()):
             problems.append(f"invariant 6: serial blocks of {acc} differ from the journal's replay")

@@ -62,7 +62,12 @@ holdings = sa.Table(
 unit_blocks = sa.Table(
     "unit_blocks",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("account_id", sa.String(20), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("unit_class", sa.String(40), nullable=False),
     sa.Column("origin", sa.String(20), nullable=False),
@@ -91,8 +96,12 @@ transfers = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("from_account", sa.String(20), sa.ForeignKey("accounts.id"), nullable=True, index=True),
-    sa.Column("to_account", sa.String(20), sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column(
+        "from_account", sa.String(20), sa.ForeignKey("accounts.id"), nullable=True, index=True
+    ),
+    sa.Column(
+        "to_account", sa.String(20), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
     sa.Column("unit_class", sa.String(40), sa.ForeignKey("unit_classes.code"), nullable=False),
     sa.Column("quantity", sa.BigInteger, nullable=False),
     sa.Column("origin", sa.String(20), nullable=True),  # issuance: province or project of new units
@@ -117,8 +126,15 @@ transfers = sa.Table(
 transfer_blocks = sa.Table(
     "transfer_blocks",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("transfer_id", sa.String(36), sa.ForeignKey("transfers.id"), nullable=False, index=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "transfer_id", sa.String(36), sa.ForeignKey("transfers.id"), nullable=False, index=True
+    ),
     sa.Column("unit_class", sa.String(40), nullable=False),
     sa.Column("origin", sa.String(20), nullable=False),
     sa.Column("batch", sa.Integer, nullable=False),
@@ -131,7 +147,9 @@ holds = sa.Table(
     "holds",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("account_id", sa.String(20), sa.ForeignKey("accounts.id"), nullable=False, index=True),
+    sa.Column(
+        "account_id", sa.String(20), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
     sa.Column("unit_class", sa.String(40), sa.ForeignKey("unit_classes.code"), nullable=False),
     sa.Column("quantity", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(24), nullable=False),
@@ -189,7 +207,9 @@ sequences = sa.Table(
 
 def next_value(conn: Connection, name: str) -> int:
     row = conn.execute(
-        sa.update(sequences).where(sequences.c.name == name).values(value=sequences.c.value + 1)
+        sa.update(sequences)
+        .where(sequences.c.name == name)
+        .values(value=sequences.c.value + 1)
         .returning(sequences.c.value)
     ).first()
     if row is None:
@@ -216,7 +236,13 @@ def balance(conn: Connection, account_id: str, unit_class: str) -> Balance:
 
 
 def add_to_holding(
-    conn: Connection, account_id: str, unit_class: str, *, posted: int = 0, pending: int = 0, held: int = 0
+    conn: Connection,
+    account_id: str,
+    unit_class: str,
+    *,
+    posted: int = 0,
+    pending: int = 0,
+    held: int = 0,
 ) -> None:
     res = conn.execute(
         sa.update(holdings)
@@ -230,16 +256,20 @@ def add_to_holding(
     if res.rowcount == 0:
         conn.execute(
             sa.insert(holdings).values(
-                account_id=account_id, unit_class=unit_class, posted=posted, pending=pending, held=held
+                account_id=account_id,
+                unit_class=unit_class,
+                posted=posted,
+                pending=pending,
+                held=held,
             )
         )
 
 
 def blocks_of(conn: Connection, account_id: str, unit_class: str) -> list[tuple[int, Block]]:
     rows = conn.execute(
-        sa.select(unit_blocks).where(
-            unit_blocks.c.account_id == account_id, unit_blocks.c.unit_class == unit_class
-        ).order_by(unit_blocks.c.origin, unit_blocks.c.batch, unit_blocks.c.start)
+        sa.select(unit_blocks)
+        .where(unit_blocks.c.account_id == account_id, unit_blocks.c.unit_class == unit_class)
+        .order_by(unit_blocks.c.origin, unit_blocks.c.batch, unit_blocks.c.start)
     )
     return [(r.id, Block(r.unit_class, r.origin, r.batch, r.start, r.end)) for r in rows]
 
@@ -259,6 +289,8 @@ def flag(conn: Connection, key: str) -> str | None:
 
 
 def set_flag(conn: Connection, key: str, value: str) -> None:
-    res = conn.execute(sa.update(registry_flags).where(registry_flags.c.key == key).values(value=value))
+    res = conn.execute(
+        sa.update(registry_flags).where(registry_flags.c.key == key).values(value=value)
+    )
     if res.rowcount == 0:
         conn.execute(sa.insert(registry_flags).values(key=key, value=value))

@@ -1,0 +1,93 @@
+"""FastAPI assembly: every context's router, problem+json errors, the console, background duties."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from carbonhub import __version__
+from carbonhub.core import journal
+from carbonhub.core.api import (
+    domain_error_handler,
+    unexpected_error_handler,
+    validation_error_handler,
+)
+from carbonhub.core.api import router as core_router
+from carbonhub.core.auth import AuthService
+from carbonhub.core.db import Database
+from carbonhub.core.errors import DomainError
+from carbonhub.core.timefmt import shanghai_day
+from carbonhub.registry.api import router as registry_router
+from carbonhub.registry.service import RegistryService
+
+log = logging.getLogger("carbonhub")
+
+
+def run_duties(db: Database, registry: RegistryService) -> dict[str, Any]:
+    """Time-driven work: post due transfers, expire proposals and holds, close journal days."""
+    out: dict[str, Any] = dict(registry.run_due())
+    out["holds_released"] = registry.release_expired_holds()
+    with db.uow() as uow:
+        out["checkpoints"] = journal.close_days(uow, shanghai_day(uow.now))
+        uow.commit()
+    return out
+
+
+def create_app(
+    db: Database | None = None, *, console: bool = True, duties_every_s: float | None = None
+) -> FastAPI:
+    db = db or Database()
+    registry = RegistryService(db)
+    interval = (
+        duties_every_s
+        if duties_every_s is not None
+        else float(os.environ.get("CARBONHUB_DUTIES_EVERY_S", "30"))
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await asyncio.to_thread(run_duties, db, registry)
+                except Exception:  # keep serving; the next pass retries
+                    log.exception("background duties failed")
+
+        task = asyncio.create_task(loop()) if interval > 0 else None
+        yield
+        if task:
+            task.cancel()
+
+    app = FastAPI(
+        title="carbonhub",
+        version=__version__,
+        lifespan=lifespan,
+        description="Open carbon-market platform. Errors are RFC 9457 problem+json; every mutating "
+        "call takes an Idempotency-Key header.",
+    )
+    app.state.db = db
+    app.state.auth = AuthService(db)
+    app.state.registry = registry
+    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    app.include_router(core_router)
+    app.include_router(registry_router)
+
+    @app.get("/api/v1/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "backend": db.backend, "version": __version__}
+
+    if console:
+        from carbonhub.console import mount
+
+        mount(app, db)
+    return app

@@ -1,0 +1,222 @@
+"""HTTP plumbing shared by every context: problem+json, the caller's identity, idempotency keys,
+cursor pages; plus the auth and journal endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from carbonhub.core import journal
+from carbonhub.core.auth import PUBLIC, Actor, AuthService, Role
+from carbonhub.core.db import Database
+from carbonhub.core.errors import DomainError, Forbidden, InvalidInput, NotFound, Unauthorized
+from carbonhub.core.timefmt import shanghai_day
+
+PROBLEM = "application/problem+json"
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, detail_zh: str = "", **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"urn:carbonhub:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "detail_zh": detail_zh or detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, Forbidden | Unauthorized) and exc.code not in (
+        "TOKEN_MISSING",
+        "LOGIN_FAILED",
+    ):
+        actor = getattr(request.state, "actor", None) or PUBLIC
+        request.app.state.auth.record_denied(
+            actor, f"{request.method} {request.url.path}", exc.code
+        )
+    title = exc.code.replace("_", " ").capitalize()
+    ctx = {k: v for k, v in exc.context.items() if isinstance(v, str | int)}
+    return problem(exc.status, exc.code, title, exc.message, exc.message_zh, **ctx)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else str(first["msg"])
+    return problem(
+        422, "REQUEST_INVALID", "Request invalid", detail, f"请求无效: {detail}", errors=errors
+    )
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    return problem(
+        500,
+        "INTERNAL",
+        "Internal error",
+        "an unexpected error occurred; nothing was changed",
+        "系统错误，未做任何更改",
+    )
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _actor(request: Request, authorization: str | None) -> Actor:
+    if not authorization:
+        return PUBLIC
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "TOKEN_INVALID", "use Authorization: Bearer <token>", "请使用 Bearer 令牌"
+        )
+    auth: AuthService = request.app.state.auth
+    actor = auth.actor_for_token(token.strip())
+    request.state.actor = actor
+    return actor
+
+
+def optional_actor(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Actor:
+    return _actor(request, authorization)
+
+
+def current_actor(request: Request, authorization: Annotated[str | None, Header()] = None) -> Actor:
+    actor = _actor(request, authorization)
+    if actor is PUBLIC:
+        raise Unauthorized("TOKEN_MISSING", "this endpoint needs a bearer token", "需要登录令牌")
+    return actor
+
+
+def idempotency_key(
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str:
+    if not idempotency_key:
+        raise InvalidInput(
+            "IDEMPOTENCY_KEY_REQUIRED",
+            "every mutating call needs an Idempotency-Key header",
+            "每个写操作都需要 Idempotency-Key",
+        )
+    return idempotency_key
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+OptionalActorDep = Annotated[Actor, Depends(optional_actor)]
+KeyDep = Annotated[str, Depends(idempotency_key)]
+DbDep = Annotated[Database, Depends(get_db)]
+
+
+def page(items: list[dict[str, Any]], limit: int, cursor_field: str = "id") -> dict[str, Any]:
+    full = len(items) >= limit
+    return {"items": items, "next_cursor": items[-1][cursor_field] if full and items else None}
+
+
+class LoginBody(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/auth/token", tags=["auth"], summary="Log in: username and password → bearer token")
+def login(body: LoginBody, request: Request) -> dict[str, Any]:
+    auth: AuthService = request.app.state.auth
+    return auth.login(body.username, body.password)
+
+
+@router.get("/auth/me", tags=["auth"])
+def me(actor: ActorDep) -> dict[str, Any]:
+    return {
+        "user_id": actor.user_id,
+        "username": actor.username,
+        "role": actor.role.value,
+        "entity_id": actor.entity_id,
+    }
+
+
+@router.post("/auth/tokens/{token_id}/revoke", tags=["auth"])
+def revoke(token_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
+    auth: AuthService = request.app.state.auth
+    return auth.revoke_token(actor, token_id)
+
+
+@router.get(
+    "/journal/entries", tags=["journal"], summary="Journal entries, newest first (operator)"
+)
+def journal_entries(
+    actor: ActorDep, db: DbDep, before: int | None = None, limit: int = 50
+) -> dict[str, Any]:
+    if actor.role is not Role.OPERATOR:
+        raise Forbidden(
+            "ROLE_NOT_ALLOWED", "only operators read the journal", "仅登记机构可查看日志"
+        )
+    limit = min(max(limit, 1), db.settings.max_page_size)
+    with db.uow() as uow:
+        rows = journal.recent(uow.conn, limit, before)
+    items = [e.__dict__ for e in rows]
+    return {"items": items, "next_cursor": items[-1]["seq"] if len(items) == limit else None}
+
+
+@router.get(
+    "/journal/entries/{seq}/receipt",
+    tags=["journal"],
+    summary="An entry with its Merkle inclusion proof against its day's checkpoint",
+)
+def journal_receipt(seq: int, actor: ActorDep, db: DbDep) -> dict[str, Any]:
+    with db.uow() as uow:
+        r = journal.receipt(uow.conn, seq)
+    if r is None:
+        raise NotFound("ENTRY_NOT_FOUND", f"no journal entry {seq}", "日志条目不存在")
+    if actor.role is not Role.OPERATOR and r["entry"]["actor"] != actor.username:
+        raise Forbidden(
+            "NOT_YOUR_ENTRY",
+            "receipts are for the entry's actor or an operator",
+            "只能获取本人业务的回执",
+        )
+    return r
+
+
+@router.get(
+    "/journal/checkpoints", tags=["journal"], summary="Published daily Merkle roots (public)"
+)
+def journal_checkpoints(db: DbDep) -> list[dict[str, Any]]:
+    with db.uow() as uow:
+        rows = uow.conn.execute(
+            journal.checkpoints.select().order_by(journal.checkpoints.c.day)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+@router.post("/journal/checkpoints", tags=["journal"], summary="Close finished days (operator)")
+def close_checkpoints(actor: ActorDep, db: DbDep) -> dict[str, Any]:
+    if actor.role is not Role.OPERATOR:
+        raise Forbidden(
+            "ROLE_NOT_ALLOWED", "only operators close checkpoints", "仅登记机构可生成检查点"
+        )
+    with db.uow() as uow:
+        days = journal.close_days(uow, shanghai_day(uow.now))
+        uow.commit()
+    return {"closed": days}
