@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from carbonhub.core import journal
 from carbonhub.core.db import Database, UnitOfWork, metadata
 from carbonhub.core.errors import Conflict, InvalidInput
 from carbonhub.core.timefmt import iso
@@ -70,6 +71,7 @@ def run(
                     )
                 stored: dict[str, Any] = json.loads(prior.result)
                 return stored
+            journal.lock_head(uow)
             result = body(uow)
             try:
                 uow.conn.execute(

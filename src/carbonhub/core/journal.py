@@ -86,6 +86,17 @@ def _lock_head(conn: Connection) -> sa.Row[Any] | None:
     return conn.execute(q).first()
 
 
+def lock_head(uow: UnitOfWork) -> None:
+    """Take the journal head lock first in every writing transaction (PostgreSQL).
+
+    Every write appends to the journal, so every write needs this lock anyway; taking it before
+    any other row lock gives all writers one lock order and rules out deadlocks. SQLite's
+    BEGIN IMMEDIATE already serialises writers.
+    """
+    if uow.is_postgres:
+        _lock_head(uow.conn)
+
+
 def append(uow: UnitOfWork, type_: str, actor: str, payload: dict[str, Any]) -> Entry:
     """Append one entry in the caller's transaction; it commits or rolls back with the change."""
     conn = uow.conn

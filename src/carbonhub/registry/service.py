@@ -127,6 +127,7 @@ class RegistryService:
     def bootstrap(self) -> dict[str, str]:
         """Create the registry operator's entity and its system accounts once."""
         with self.db.uow() as uow:
+            journal.lock_head(uow)
             conn = uow.conn
             op_entity = conn.execute(
                 sa.select(entities.c.id).where(entities.c.credit_code == OPERATOR_CREDIT_CODE)
@@ -520,6 +521,7 @@ class RegistryService:
         results: list[dict[str, Any]] = []
         op = m.operation(m.Op.TRANSFER)
         with self.db.uow() as uow:
+            journal.lock_head(uow)
             for c in commands:
                 data = {
                     "from": c["from_account"],
@@ -1130,6 +1132,7 @@ class RegistryService:
         """Post delayed transfers that are due and expire proposals nobody approved in time."""
         posted = expired = 0
         with self.db.uow() as uow:
+            journal.lock_head(uow)
             now = iso(uow.now)
             suspended = s.flag(uow.conn, MARKET_SUSPENDED) == "1"
             for t in uow.conn.execute(
@@ -1361,6 +1364,7 @@ class RegistryService:
 
     def release_expired_holds(self) -> int:
         with self.db.uow() as uow:
+            journal.lock_head(uow)
             rows = uow.conn.execute(
                 sa.select(s.holds).where(
                     s.holds.c.status == "ACTIVE",
