@@ -25,7 +25,7 @@ class Report:
 
 def verify(db: Database) -> Report:
     report = Report()
-    with db.uow() as uow:
+    with db.read() as uow:
         count, brk = journal.verify_chain(uow.conn)
         report.entries = count
         if brk is not None:

@@ -174,7 +174,7 @@ def journal_entries(
             "ROLE_NOT_ALLOWED", "only operators read the journal", "仅登记机构可查看日志"
         )
     limit = min(max(limit, 1), db.settings.max_page_size)
-    with db.uow() as uow:
+    with db.read() as uow:
         rows = journal.recent(uow.conn, limit, before)
     items = [e.__dict__ for e in rows]
     return {"items": items, "next_cursor": items[-1]["seq"] if len(items) == limit else None}
@@ -186,7 +186,7 @@ def journal_entries(
     summary="An entry with its Merkle inclusion proof against its day's checkpoint",
 )
 def journal_receipt(seq: int, actor: ActorDep, db: DbDep) -> dict[str, Any]:
-    with db.uow() as uow:
+    with db.read() as uow:
         r = journal.receipt(uow.conn, seq)
     if r is None:
         raise NotFound("ENTRY_NOT_FOUND", f"no journal entry {seq}", "日志条目不存在")

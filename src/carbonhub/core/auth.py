@@ -256,7 +256,7 @@ class AuthService:
         return self.issue_token(self.authenticate(username, password))
 
     def actor_for_token(self, token: str) -> Actor:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             row = uow.conn.execute(
                 sa.select(
                     api_tokens, users.c.username, users.c.role, users.c.entity_id, users.c.active
@@ -299,17 +299,17 @@ class AuthService:
             uow.commit()
 
     def entity(self, entity_id: str) -> dict[str, Any] | None:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             row = uow.conn.execute(sa.select(entities).where(entities.c.id == entity_id)).first()
         return dict(row._mapping) if row else None
 
     def list_entities(self) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             rows = uow.conn.execute(sa.select(entities).order_by(entities.c.name)).all()
         return [dict(r._mapping) for r in rows]
 
     def user_count(self) -> int:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             return int(uow.conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
 
 

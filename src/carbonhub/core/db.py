@@ -67,7 +67,8 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            readonly = conn.get_execution_options().get("carbonhub_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -76,13 +77,16 @@ def make_engine(url: str) -> Engine:
 class UnitOfWork:
     """One database transaction. Leaving the block without commit() rolls back."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, *, readonly: bool = False) -> None:
         self._engine = engine
         self._clock = clock
+        self._readonly = readonly
         self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect()
+        if self._readonly:
+            self.conn = self.conn.execution_options(carbonhub_readonly=True)
         self._tx = self.conn.begin()
         self.now = self._clock()
         return self
@@ -123,6 +127,10 @@ class Database:
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.clock)
+
+    def read(self) -> UnitOfWork:
+        """A transaction for queries: on SQLite it does not take the write lock."""
+        return UnitOfWork(self.engine, self.clock, readonly=True)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1425,7 +1425,7 @@ class RegistryService:
         return idempotency.run(self.db, actor.username, key, "set_trusted", data, body)
 
     def trusted_list(self, actor: Actor, account_id: str) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             self._readable(uow.conn, actor, account_id)
             t = s.trusted_accounts
             rows = uow.conn.execute(
@@ -1506,7 +1506,7 @@ class RegistryService:
         return idempotency.run(self.db, actor.username, key, "market_suspend", data, body)
 
     def market_suspended(self) -> bool:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             return s.flag(uow.conn, MARKET_SUSPENDED) == "1"
 
     # ------------------------------------------------------------ queries
@@ -1525,7 +1525,7 @@ class RegistryService:
         return row
 
     def account(self, actor: Actor, account_id: str) -> dict[str, Any]:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             row = self._readable(uow.conn, actor, account_id)
             out = account_dict(row)
             out["holdings"] = self._holdings(uow.conn, account_id)
@@ -1579,14 +1579,14 @@ class RegistryService:
             q = q.where(a.c.status == status)
         if type:
             q = q.where(a.c.type == type)
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             rows = uow.conn.execute(q).all()
         return [dict(account_dict(r), entity_name=r.entity_name) for r in rows]
 
     def blocks(
         self, actor: Actor, account_id: str, unit_class: str | None = None
     ) -> list[dict[str, Any]]:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             self._readable(uow.conn, actor, account_id)
             b = s.unit_blocks
             q = sa.select(b).where(b.c.account_id == account_id)
@@ -1630,7 +1630,7 @@ class RegistryService:
             .order_by(t.c.id.desc())
             .limit(min(max(limit, 1), self.db.settings.max_page_size))
         )
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             if account_id:
                 self._readable(uow.conn, actor, account_id)
                 q = q.where(sa.or_(t.c.from_account == account_id, t.c.to_account == account_id))
@@ -1653,7 +1653,7 @@ class RegistryService:
         return [transfer_dict(r) for r in rows]
 
     def transfer_detail(self, actor: Actor, transfer_id: str) -> dict[str, Any]:
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             row = uow.conn.execute(
                 sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
             ).first()
@@ -1687,7 +1687,7 @@ class RegistryService:
     def approval_queue(self, actor: Actor) -> list[dict[str, Any]]:
         require_role(actor, Role.OPERATOR)
         t = s.transfers
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             rows = uow.conn.execute(
                 sa.select(t)
                 .where(
@@ -1704,7 +1704,7 @@ class RegistryService:
     ) -> list[dict[str, Any]]:
         h = s.holds
         q = sa.select(h).order_by(h.c.created_at.desc())
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             if account_id:
                 self._readable(uow.conn, actor, account_id)
                 q = q.where(h.c.account_id == account_id)
@@ -1720,7 +1720,7 @@ class RegistryService:
         """Where serial X is now, and every completed transfer that moved it."""
         b = m.parse_serial(serial, self.registry)
         ub, tb, t = s.unit_blocks, s.transfer_blocks, s.transfers
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             holders = uow.conn.execute(
                 sa.select(ub, s.accounts.c.entity_id)
                 .join(s.accounts, s.accounts.c.id == ub.c.account_id)
@@ -1779,7 +1779,7 @@ class RegistryService:
     def totals(self) -> list[dict[str, Any]]:
         """Public registry totals per unit class: issued, in holder accounts, surrendered, cancelled."""
         h, a = s.holdings, s.accounts
-        with self.db.uow() as uow:
+        with self.db.read() as uow:
             rows = uow.conn.execute(
                 sa.select(h.c.unit_class, a.c.type, sa.func.sum(h.c.posted))
                 .join(a, a.c.id == h.c.account_id)
