@@ -203,7 +203,7 @@ def journal_receipt(seq: int, actor: ActorDep, db: DbDep) -> dict[str, Any]:
     "/journal/checkpoints", tags=["journal"], summary="Published daily Merkle roots (public)"
 )
 def journal_checkpoints(db: DbDep) -> list[dict[str, Any]]:
-    with db.uow() as uow:
+    with db.read() as uow:
         rows = uow.conn.execute(
             journal.checkpoints.select().order_by(journal.checkpoints.c.day)
         ).all()
