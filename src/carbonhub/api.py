@@ -11,11 +11,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carbonhub import __version__
 from carbonhub.core import journal
 from carbonhub.core.api import (
     domain_error_handler,
+    http_error_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -78,6 +80,7 @@ def create_app(
     app.state.registry = registry
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.include_router(core_router)
     app.include_router(registry_router)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carbonhub.core import journal
 from carbonhub.core.auth import PUBLIC, Actor, AuthService, Role
@@ -53,6 +55,17 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     title = exc.code.replace("_", " ").capitalize()
     ctx = {k: v for k, v in exc.context.items() if isinstance(v, str | int)}
     return problem(exc.status, exc.code, title, exc.message, exc.message_zh, **ctx)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """404/405 and friends: problem+json under /api, the framework's default elsewhere."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not request.url.path.startswith("/api/"):
+        return await http_exception_handler(request, exc)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return problem(
+        exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+    )
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

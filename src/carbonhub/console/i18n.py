@@ -1,0 +1,229 @@
+"""Console texts in Simplified Chinese (default) and English.
+
+Every label the console shows goes through `t(key)`. Other contexts add their own texts with
+`register({...})` before their pages are built. The chosen language lives in the user's session
+(`app.storage.user["lang"]`), so it survives reloads and follows the user from page to page.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from nicegui import app
+
+from carbonhub.core.errors import DomainError
+
+Lang = Literal["zh", "en"]
+LANGS: Final[tuple[Lang, ...]] = ("zh", "en")
+DEFAULT_LANG: Final[Lang] = "zh"
+SESSION_LANG: Final = "lang"
+
+# key -> (zh, en)
+TEXTS: dict[str, tuple[str, str]] = {
+    # shell
+    "app.name": ("碳枢 carbonhub", "碳枢 carbonhub"),
+    "app.tagline": ("开放碳市场平台", "Open carbon-market platform"),
+    "lang.switch": ("English", "中文"),
+    "lang.switch.tip": ("切换到英文", "Switch to Chinese"),
+    "nav.menu": ("菜单", "Menu"),
+    "nav.dashboard": ("总览", "Dashboard"),
+    "nav.accounts": ("登记账户", "Accounts"),
+    "nav.approvals": ("审批队列", "Approval queue"),
+    "nav.serials": ("序列号查询", "Serial search"),
+    "nav.section.registry": ("注册登记", "Registry"),
+    "logout": ("退出登录", "Log out"),
+    "login.title": ("登录", "Sign in"),
+    "login.username": ("用户名", "Username"),
+    "login.password": ("密码", "Password"),
+    "login.submit": ("登录", "Sign in"),
+    "login.failed": ("登录失败", "Sign-in failed"),
+    "role.operator": ("登记机构操作员", "registry operator"),
+    "role.enterprise": ("重点排放单位", "covered enterprise"),
+    "role.verifier": ("核查机构", "verifier"),
+    "role.member": ("交易会员", "exchange member"),
+    "role.bank": ("结算银行", "settlement bank"),
+    "role.partner": ("数据合作方", "data partner"),
+    "role.participant": ("普惠参与者", "inclusion participant"),
+    "role.lender": ("金融机构", "lender"),
+    "role.public": ("公众", "public"),
+    "common.none": ("暂无数据", "No data"),
+    "common.close": ("关闭", "Close"),
+    "common.cancel": ("取消", "Cancel"),
+    "common.submit": ("提交", "Submit"),
+    "common.search": ("查询", "Search"),
+    "common.next_page": ("下一页", "Next page"),
+    "common.first_page": ("第一页", "First page"),
+    "common.error": ("操作失败", "Failed"),
+    "common.done": ("操作成功", "Done"),
+    "common.tonnes": ("吨", "t"),
+    "common.yes": ("是", "yes"),
+    "common.no": ("否", "no"),
+    "common.reason": ("事由", "Reason"),
+    "common.reason_optional": ("事由（选填）", "Reason (optional)"),
+    "common.actions": ("操作", "Actions"),
+    # dashboard
+    "dash.title": ("登记总览", "Registry overview"),
+    "dash.totals": ("按单位类别统计（吨）", "Totals by unit class (t)"),
+    "dash.chart": ("登记总量图", "Registry totals chart"),
+    "dash.market": ("市场状态", "Market status"),
+    "dash.market.open": ("正常运行", "Open"),
+    "dash.market.suspended": ("已暂停（分配与清缴仍可进行）", "Suspended (allocation and surrender go on)"),
+    "dash.welcome": ("欢迎，{user}", "Welcome, {user}"),
+    # unit class totals
+    "col.unit_class": ("单位类别", "Unit class"),
+    "col.issued": ("已签发", "Issued"),
+    "col.unallocated": ("未分配", "Unallocated"),
+    "col.held": ("持有", "Held"),
+    "col.surrendered": ("已清缴", "Surrendered"),
+    "col.cancelled": ("已注销", "Cancelled"),
+    # accounts
+    "acc.title": ("登记账户", "Registry accounts"),
+    "acc.detail": ("账户详情", "Account"),
+    "acc.id": ("账户号", "Account"),
+    "acc.name": ("账户名称", "Name"),
+    "acc.entity": ("账户主体", "Holder"),
+    "acc.type": ("类型", "Type"),
+    "acc.status": ("状态", "Status"),
+    "acc.opened": ("开户时间", "Opened"),
+    "acc.holdings": ("持有情况", "Holdings"),
+    "acc.blocks": ("序列号区块", "Serial blocks"),
+    "acc.history": ("业务记录", "History"),
+    "acc.holds": ("生效中的冻结", "Active holds"),
+    "acc.back": ("返回账户列表", "Back to accounts"),
+    "col.posted": ("已入账", "Posted"),
+    "col.pending": ("在途", "Pending"),
+    "col.held_units": ("冻结", "Held"),
+    "col.available": ("可用", "Available"),
+    "col.serial": ("序列号", "Serial"),
+    "col.size": ("数量（吨）", "Size (t)"),
+    "col.tainted": ("可疑标记", "Tainted"),
+    "col.time": ("时间", "Time"),
+    "col.op": ("业务", "Operation"),
+    "col.status": ("状态", "Status"),
+    "col.from": ("转出账户", "From"),
+    "col.to": ("转入账户", "To"),
+    "col.quantity": ("数量（吨）", "Quantity (t)"),
+    "col.proposed_by": ("经办人", "Proposed by"),
+    "col.approved_by": ("复核人", "Approved by"),
+    "col.expires": ("到期", "Expires"),
+    "col.kind": ("冻结类型", "Hold kind"),
+    "col.lien_holder": ("质权人", "Lien holder"),
+    "col.created_by": ("设置人", "Placed by"),
+    "col.account": ("账户", "Account"),
+    "col.range": ("区间", "Range"),
+    "col.start": ("起始号", "Start"),
+    "col.end": ("截止号", "End"),
+    "col.id": ("业务号", "Id"),
+    "col.beneficiary": ("受益人", "Beneficiary"),
+    "type.ISSUANCE": ("签发账户", "Issuance"),
+    "type.HOLDING": ("持有账户", "Holding"),
+    "type.TRADING": ("交易账户", "Trading"),
+    "type.CUSTODY": ("托管账户", "Custody"),
+    "type.SURRENDER": ("清缴账户", "Surrender"),
+    "type.CANCELLATION": ("注销账户", "Cancellation"),
+    "status.REQUESTED": ("待审批", "Requested"),
+    "status.REJECTED": ("已拒绝", "Rejected"),
+    "status.OPEN": ("正常", "Open"),
+    "status.RESTRICTED": ("受限", "Restricted"),
+    "status.SUSPENDED": ("暂停", "Suspended"),
+    "status.CLOSURE_PENDING": ("待销户", "Closure pending"),
+    "status.CLOSED": ("已销户", "Closed"),
+    "tstatus.PENDING": ("待处理", "Pending"),
+    "tstatus.COMPLETED": ("已完成", "Completed"),
+    "tstatus.VOIDED": ("已撤销", "Voided"),
+    "tstatus.EXPIRED": ("已过期", "Expired"),
+    "op.ISSUE": ("签发", "Issuance"),
+    "op.ALLOCATE": ("分配", "Allocation"),
+    "op.TRANSFER": ("转让", "Transfer"),
+    "op.SURRENDER": ("清缴", "Surrender"),
+    "op.CANCEL": ("自愿注销", "Voluntary cancellation"),
+    "op.COURT_TRANSFER": ("司法扣划", "Court-ordered transfer"),
+    "op.REVERSAL": ("冲正", "Reversal"),
+    "hold.PLEDGE": ("质押", "Pledge"),
+    "hold.JUDICIAL_FREEZE": ("司法冻结", "Judicial freeze"),
+    "hold.EXCHANGE_RESERVATION": ("交易预留", "Exchange reservation"),
+    # forms
+    "form.transfer": ("转让", "Transfer"),
+    "form.surrender": ("清缴", "Surrender"),
+    "form.cancel": ("自愿注销", "Cancel voluntarily"),
+    "form.hold": ("设置冻结", "Place hold"),
+    "form.release": ("解除冻结", "Release hold"),
+    "form.issue": ("提议签发", "Propose issuance"),
+    "form.allocate": ("提议分配", "Propose allocation"),
+    "form.to_account": ("转入账户号", "Receiving account"),
+    "form.unit_class": ("单位类别", "Unit class"),
+    "form.quantity": ("数量（吨）", "Quantity (t)"),
+    "form.compliance_year": ("履约年度", "Compliance year"),
+    "form.beneficiary": ("受益人", "Beneficiary"),
+    "form.hold_kind": ("冻结类型", "Hold kind"),
+    "form.lien_holder": ("质权人（质押时必填）", "Lien holder (for a pledge)"),
+    "form.legal_basis": ("法律依据（司法冻结必填）", "Legal basis (for a judicial freeze)"),
+    "form.origin": ("来源代码", "Origin code"),
+    "form.account": ("账户号", "Account"),
+    "form.key": ("幂等键", "Idempotency key"),
+    "result.transfer": (
+        "{op}业务 {id} 已提交，状态：{status}，数量 {quantity} 吨",
+        "{op} {id} submitted: {status}, {quantity} t",
+    ),
+    "result.hold": ("冻结 {id} 已设置：{quantity} 吨", "Hold {id} placed: {quantity} t"),
+    "result.released": ("冻结 {id} 已解除", "Hold {id} released"),
+    # approvals
+    "appr.title": ("审批队列（经办–复核）", "Approval queue (maker–checker)"),
+    "appr.hint": (
+        "经办人不能复核自己提交的业务；由另一位操作员批准或撤销。",
+        "The proposer cannot approve their own proposal; another operator approves or voids it.",
+    ),
+    "appr.approve": ("批准", "Approve"),
+    "appr.void": ("撤销", "Void"),
+    "appr.approved": ("业务 {id} 已批准，状态：{status}", "Transfer {id} approved: {status}"),
+    "appr.voided": ("业务 {id} 已撤销", "Transfer {id} voided"),
+    "appr.empty": ("没有待审批的业务", "Nothing awaits approval"),
+    # serials
+    "ser.title": ("序列号查询", "Serial search"),
+    "ser.input": ("序列号（单个单位或区块）", "Serial (one unit or a block)"),
+    "ser.hint": (
+        "例如 CN-CEA-2023-420000-1-57 或带校验位的区块序列号",
+        "e.g. CN-CEA-2023-420000-1-57, or a block serial with check digits",
+    ),
+    "ser.query": ("查询序列号", "Query"),
+    "ser.current": ("当前所在区块", "Current blocks"),
+    "ser.history": ("流转记录", "History"),
+    "ser.tainted": ("该区间带有可疑标记", "These serials carry a tainted flag"),
+    "ser.clean": ("无可疑标记", "No tainted flag"),
+}
+
+
+def register(texts: dict[str, tuple[str, str]]) -> None:
+    """Add a context's texts; a key may be defined once."""
+    clash = sorted(set(texts) & set(TEXTS))
+    if clash:
+        raise ValueError(f"console texts defined twice: {', '.join(clash)}")
+    TEXTS.update(texts)
+
+
+def lang() -> Lang:
+    """The current user's language; Chinese outside a page or when nothing was chosen."""
+    try:
+        value = app.storage.user.get(SESSION_LANG, DEFAULT_LANG)
+    except (RuntimeError, AssertionError):
+        return DEFAULT_LANG
+    return "en" if value == "en" else "zh"
+
+
+def set_lang(value: Lang) -> None:
+    app.storage.user[SESSION_LANG] = value
+
+
+def t(key: str, **values: object) -> str:
+    """The text for `key` in the current language; an unknown key shows itself."""
+    pair = TEXTS.get(key)
+    if pair is None:
+        return key
+    text = pair[1] if lang() == "en" else pair[0]
+    return text.format(**values) if values else text
+
+
+def error_text(err: DomainError) -> str:
+    """A domain error in the current language, with its stable code."""
+    message = err.message if lang() == "en" else err.message_zh
+    return f"{message} ({err.code})"

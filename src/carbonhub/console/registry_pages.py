@@ -1,0 +1,386 @@
+"""Registry pages: dashboard, accounts, account detail with its forms, approval queue and serial
+search. Pages only read through RegistryService queries and act through its commands."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+from nicegui import run, ui
+
+from carbonhub.console import registry_forms as forms
+from carbonhub.console.i18n import error_text, t
+from carbonhub.console.shell import (
+    HOME_PATH,
+    Services,
+    add_nav,
+    call,
+    current_actor,
+    everyone,
+    frame,
+    holders_and_operators,
+    notify_ok,
+    operators,
+    short_id,
+    table,
+    to_login,
+    tonnes,
+    when,
+)
+from carbonhub.core.auth import Actor
+from carbonhub.core.errors import DomainError
+from carbonhub.core.ids import new_id
+
+ACCOUNTS_PATH = "/registry/accounts"
+APPROVALS_PATH = "/registry/approvals"
+SERIALS_PATH = "/registry/serials"
+PAGE_SIZE = 100
+
+TOTAL_FIELDS = ("issued", "unallocated", "held", "surrendered", "cancelled")
+
+
+def account_path(account_id: str) -> str:
+    return f"{ACCOUNTS_PATH}/{account_id}"
+
+
+def _link_cell(table_: ui.table, column: str, prefix: str) -> None:
+    table_.add_slot(
+        f"body-cell-{column}",
+        f'<q-td :props="props"><a class="text-primary text-weight-medium" '
+        f':href="\'{prefix}/\' + props.value">{{{{ props.value }}}}</a></q-td>',
+    )
+
+
+def _button_cell(table_: ui.table, column: str, buttons: list[tuple[str, str, str]]) -> None:
+    """Buttons in a cell; each emits (event, row) to the table. buttons: (event, label, color)."""
+    parts = "".join(
+        f'<q-btn dense unelevated no-caps class="q-mr-xs q-px-sm" color="{color}" '
+        f'label="{html.escape(label)}" data-testid="{event}-btn" '
+        f"@click=\"() => $parent.$emit('{event}', props.row)\" />"
+        for event, label, color in buttons
+    )
+    table_.add_slot(f"body-cell-{column}", f'<q-td :props="props" class="text-no-wrap">{parts}</q-td>')
+
+
+def _transfer_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r["id"], "short": short_id(r["id"]), "time": when(r["created_at"]),
+            "op": t("op." + r["op"]), "status": t("tstatus." + r["status"]),
+            "from": r["from_account"] or "", "to": r["to_account"] or "",
+            "unit_class": r["unit_class"], "quantity": tonnes(r["quantity"]),
+            "proposed_by": r["proposed_by"], "approved_by": r["approved_by"] or "",
+            "expires": when(r["expires_at"]), "beneficiary": r.get("beneficiary") or "",
+        }
+        for r in items
+    ]
+
+
+def register_registry(svc: Services) -> None:
+    add_nav(HOME_PATH, "nav.dashboard", "dashboard", everyone)
+    add_nav(ACCOUNTS_PATH, "nav.accounts", "account_balance", holders_and_operators,
+            "nav.section.registry")
+    add_nav(APPROVALS_PATH, "nav.approvals", "fact_check", operators, "nav.section.registry")
+    add_nav(SERIALS_PATH, "nav.serials", "qr_code_2", holders_and_operators, "nav.section.registry")
+    reg = svc.registry
+
+    # -------------------------------------------------------------- dashboard
+
+    @ui.page(HOME_PATH)
+    async def dashboard() -> RedirectResponse | None:
+        actor = current_actor()
+        if actor is None:
+            return to_login()
+        with frame(actor, "dash.title", HOME_PATH):
+            totals = await call(reg.totals) or []
+            suspended = await call(reg.market_suspended)
+            with ui.row().classes("items-center gap-2"):
+                ui.label(t("dash.welcome", user=actor.username)).classes("text-subtitle1")
+                ui.space()
+                ui.label(t("dash.market") + ":").classes("text-subtitle2")
+                ui.badge(
+                    t("dash.market.suspended" if suspended else "dash.market.open"),
+                    color="negative" if suspended else "positive",
+                ).props('data-testid="market-status"').classes("text-body2 q-pa-sm")
+            with ui.card().classes("w-full"):
+                ui.label(t("dash.totals")).classes("text-subtitle1 text-weight-medium")
+                rows = [
+                    {"unit_class": r["unit_class"], **{f: tonnes(r[f]) for f in TOTAL_FIELDS}}
+                    for r in totals
+                ]
+                table([("unit_class", "col.unit_class"), *[(f, "col." + f) for f in TOTAL_FIELDS]],
+                      rows, row_key="unit_class", testid="totals-table")
+            with ui.card().classes("w-full"):
+                ui.label(t("dash.chart")).classes("text-subtitle1 text-weight-medium")
+                ui.echart({
+                    "tooltip": {"trigger": "axis"},
+                    "legend": {"top": 0},
+                    "grid": {"left": 90, "right": 20, "top": 40, "bottom": 30},
+                    "xAxis": {"type": "category", "data": [r["unit_class"] for r in totals]},
+                    "yAxis": {"type": "value", "name": t("common.tonnes")},
+                    "series": [
+                        {"type": "bar", "name": t("col." + f), "data": [r[f] for r in totals]}
+                        for f in TOTAL_FIELDS
+                    ],
+                }).classes("w-full h-80").props('data-testid="totals-chart"')
+        return None
+
+    # -------------------------------------------------------------- accounts
+
+    @ui.page(ACCOUNTS_PATH)
+    async def accounts(after: str | None = None) -> RedirectResponse | None:
+        actor = current_actor()
+        if actor is None:
+            return to_login()
+        with frame(actor, "acc.title", ACCOUNTS_PATH):
+            items = await call(reg.list_accounts, actor, after=after, limit=PAGE_SIZE) or []
+            rows = [
+                {"id": a["id"], "name": a["name"], "entity": a["entity_name"],
+                 "type": t("type." + a["type"]), "status": t("status." + a["status"]),
+                 "opened": when(a["opened_at"])}
+                for a in items
+            ]
+            tbl = table([("id", "acc.id"), ("name", "acc.name"), ("entity", "acc.entity"),
+                         ("type", "acc.type"), ("status", "acc.status"), ("opened", "acc.opened")],
+                        rows, testid="accounts-table")
+            _link_cell(tbl, "id", ACCOUNTS_PATH)
+            with ui.row():
+                if after:
+                    ui.button(t("common.first_page"), on_click=lambda: ui.navigate.to(ACCOUNTS_PATH)
+                              ).props("flat")
+                if len(items) == PAGE_SIZE:
+                    last = items[-1]["id"]
+                    ui.button(t("common.next_page"),
+                              on_click=lambda: ui.navigate.to(f"{ACCOUNTS_PATH}?after={last}")
+                              ).props("flat")
+        return None
+
+    @ui.page(ACCOUNTS_PATH + "/{account_id}")
+    async def account_page(account_id: str) -> RedirectResponse | None:
+        actor = current_actor()
+        if actor is None:
+            return to_login()
+        with frame(actor, "acc.detail", ACCOUNTS_PATH):
+            await AccountView(svc, actor, account_id).build()
+        return None
+
+    # -------------------------------------------------------------- approvals
+
+    @ui.page(APPROVALS_PATH)
+    async def approvals() -> RedirectResponse | None:
+        actor = current_actor()
+        if actor is None:
+            return to_login()
+        with frame(actor, "appr.title", APPROVALS_PATH):
+            ui.label(t("appr.hint")).classes("text-body2 text-grey-8")
+            queue: list[dict[str, Any]] = await call(reg.approval_queue, actor) or []
+            keys: dict[str, str] = {}
+
+            @ui.refreshable
+            def render() -> None:
+                keys.clear()
+                keys.update({item["id"]: new_id() for item in queue})
+                tbl = table(
+                    [("actions", "common.actions"), ("op", "col.op"),
+                     ("unit_class", "col.unit_class"), ("quantity", "col.quantity"),
+                     ("from", "col.from"), ("to", "col.to"), ("proposed_by", "col.proposed_by"),
+                     ("time", "col.time"), ("expires", "col.expires"), ("short", "col.id")],
+                    _transfer_rows(queue), testid="approval-table",
+                )
+                tbl.props(f'wrap-cells no-data-label="{t("appr.empty")}"')
+                _button_cell(tbl, "actions", [("approve", t("appr.approve"), "primary"),
+                                              ("void", t("appr.void"), "negative")])
+                tbl.on("approve", approve)
+                tbl.on("void", lambda e: forms.open_void(svc, actor, e.args["id"], reload))
+
+            async def reload() -> None:
+                queue[:] = await call(reg.approval_queue, actor) or []
+                render.refresh()
+
+            async def approve(e: Any) -> None:
+                transfer_id = e.args["id"]
+                result = await call(reg.approve, actor, keys.get(transfer_id, new_id()), transfer_id)
+                if result is not None:
+                    notify_ok(t("appr.approved", id=result["id"],
+                                status=t("tstatus." + result["status"])))
+                    await reload()
+
+            with ui.row():
+                ui.button(t("form.issue"), icon="add_circle",
+                          on_click=lambda: forms.open_issue(svc, actor, reload)).props(
+                    'unelevated no-caps color=primary data-testid="open-issue"')
+                ui.button(t("form.allocate"), icon="call_split",
+                          on_click=lambda: forms.open_allocate(svc, actor, reload)).props(
+                    'unelevated no-caps color=secondary data-testid="open-allocate"')
+            render()
+        return None
+
+    # -------------------------------------------------------------- serial search
+
+    @ui.page(SERIALS_PATH)
+    async def serials(q: str | None = None) -> RedirectResponse | None:
+        actor = current_actor()
+        if actor is None:
+            return to_login()
+        with frame(actor, "ser.title", SERIALS_PATH):
+            with ui.row().classes("w-full items-start"):
+                box = ui.input(t("ser.input"), value=q or "").props(
+                    f'outlined clearable hint="{t("ser.hint")}" data-testid="serial-input"'
+                ).classes("w-[36rem]")
+                search = ui.button(t("ser.query"), icon="search").props(
+                    'unelevated no-caps color=primary data-testid="serial-search"')
+            result_box = ui.column().classes("w-full gap-4")
+
+            async def run_search() -> None:
+                text = (box.value or "").strip()
+                result_box.clear()
+                if not text:
+                    return
+                found = await call(reg.serial, actor, text)
+                if found is None:
+                    return
+                with result_box:
+                    _serial_result(found)
+
+            search.on_click(run_search)
+            box.on("keydown.enter", run_search)
+            if q:
+                await run_search()
+        return None
+
+
+def _serial_result(found: dict[str, Any]) -> None:
+    with ui.row().classes("items-center gap-2"):
+        ui.label(found["query"]).classes("text-subtitle1 text-mono").props(
+            'data-testid="serial-query"')
+        ui.badge(t("ser.tainted" if found["tainted"] else "ser.clean"),
+                 color="negative" if found["tainted"] else "positive")
+    with ui.card().classes("w-full"):
+        ui.label(t("ser.current")).classes("text-subtitle1 text-weight-medium")
+        tbl = table([("account_id", "col.account"), ("serial", "col.serial"), ("start", "col.start"),
+                     ("end", "col.end")],
+                    [{"account_id": b["account_id"], "serial": b["serial"], "start": b["start"],
+                      "end": b["end"]} for b in found["blocks"]],
+                    row_key="serial", testid="serial-blocks")
+        _link_cell(tbl, "account_id", ACCOUNTS_PATH)
+    with ui.card().classes("w-full"):
+        ui.label(t("ser.history")).classes("text-subtitle1 text-weight-medium")
+        rows = [dict(r, range=f"{h['range'][0]}–{h['range'][1]}")
+                for r, h in zip(_transfer_rows(found["history"]), found["history"], strict=True)]
+        table([("time", "col.time"), ("op", "col.op"), ("status", "col.status"), ("from", "col.from"),
+               ("to", "col.to"), ("range", "col.range"), ("quantity", "col.quantity")],
+              rows, testid="serial-history")
+
+
+class AccountView:
+    """One account: summary, holdings, blocks, holds, history, and the forms that act on it."""
+
+    def __init__(self, svc: Services, actor: Actor, account_id: str) -> None:
+        self.svc = svc
+        self.actor = actor
+        self.account_id = account_id
+        self.account: dict[str, Any] | None = None
+        self.blocks: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.holds: list[dict[str, Any]] = []
+        self.error = ""
+
+    async def load(self) -> None:
+        reg, actor, acc = self.svc.registry, self.actor, self.account_id
+        try:
+            self.account = await run.io_bound(reg.account, actor, acc)
+        except DomainError as err:
+            self.account, self.error = None, error_text(err)
+            return
+        self.blocks = await call(reg.blocks, actor, acc) or []
+        self.history = await call(reg.transfers, actor, account_id=acc) or []
+        self.holds = await call(reg.holds_list, actor, account_id=acc) or []
+
+    async def reload(self) -> None:
+        await self.load()
+        self.render.refresh()
+
+    def classes(self) -> list[str]:
+        return [h["unit_class"] for h in (self.account or {}).get("holdings", [])]
+
+    async def build(self) -> None:
+        ui.link(t("acc.back"), ACCOUNTS_PATH).classes("text-primary")
+        await self.load()
+        if self.account is None:
+            ui.label(self.error).classes("text-negative text-subtitle1").props(
+                'data-testid="account-error"')
+            return
+        svc, actor, acc = self.svc, self.actor, self.account_id
+        entities = await call(svc.auth.list_entities) or []
+        lien_holders = {e["id"]: e["name"] for e in entities}
+        with ui.row().classes("gap-2"):
+            ui.button(t("form.transfer"), icon="swap_horiz", on_click=lambda: forms.open_transfer(
+                svc, actor, acc, self.classes(), self.reload)).props(
+                'unelevated color=primary no-caps data-testid="open-transfer"')
+            ui.button(t("form.surrender"), icon="task_alt", on_click=lambda: forms.open_surrender(
+                svc, actor, acc, self.classes(), self.reload)).props(
+                'unelevated color=secondary no-caps data-testid="open-surrender"')
+            ui.button(t("form.cancel"), icon="eco", on_click=lambda: forms.open_cancel(
+                svc, actor, acc, self.classes(), self.reload)).props(
+                'unelevated color=accent no-caps data-testid="open-cancel"')
+            ui.button(t("form.hold"), icon="lock", on_click=lambda: forms.open_hold(
+                svc, actor, acc, self.classes(), lien_holders, self.reload)).props(
+                'outline color=primary no-caps data-testid="open-hold"')
+        self.render()
+
+    @ui.refreshable_method
+    def render(self) -> None:
+        a = self.account
+        if a is None:
+            return
+        with ui.card().classes("w-full"):
+            with ui.row().classes("items-center gap-4"):
+                ui.label(a["id"]).classes("text-h6 text-mono").props('data-testid="account-id"')
+                ui.badge(t("type." + a["type"]), color="primary")
+                ui.badge(t("status." + a["status"]),
+                         color="positive" if a["status"] == "OPEN" else "warning")
+            ui.label(f"{a['name']} · {a.get('entity_name') or ''}").classes("text-body1")
+        with ui.card().classes("w-full"):
+            ui.label(t("acc.holdings")).classes("text-subtitle1 text-weight-medium")
+            table([("unit_class", "col.unit_class"), ("posted", "col.posted"),
+                   ("pending", "col.pending"), ("held", "col.held_units"),
+                   ("available", "col.available")],
+                  [{"unit_class": h["unit_class"], "posted": tonnes(h["posted"]),
+                    "pending": tonnes(h["pending"]), "held": tonnes(h["held"]),
+                    "available": tonnes(h["available"])} for h in a["holdings"]],
+                  row_key="unit_class", testid="holdings-table")
+        with ui.card().classes("w-full"):
+            ui.label(t("acc.holds")).classes("text-subtitle1 text-weight-medium")
+            tbl = table([("short", "col.id"), ("kind", "col.kind"), ("unit_class", "col.unit_class"),
+                         ("quantity", "col.quantity"), ("lien_holder", "col.lien_holder"),
+                         ("created_by", "col.created_by"), ("time", "col.time"),
+                         ("actions", "common.actions")],
+                        [{"id": h["id"], "short": short_id(h["id"]), "kind": t("hold." + h["kind"]),
+                          "unit_class": h["unit_class"], "quantity": tonnes(h["quantity"]),
+                          "lien_holder": h["lien_holder"] or "", "created_by": h["created_by"],
+                          "time": when(h["created_at"])} for h in self.holds],
+                        testid="holds-table")
+            _button_cell(tbl, "actions", [("release", t("form.release"), "primary")])
+            tbl.on("release", lambda e: forms.open_release(
+                self.svc, self.actor, e.args["id"], self.reload))
+        with ui.card().classes("w-full"):
+            ui.label(t("acc.blocks")).classes("text-subtitle1 text-weight-medium")
+            tbl = table([("serial", "col.serial"), ("unit_class", "col.unit_class"),
+                         ("size", "col.size"), ("tainted", "col.tainted")],
+                        [{"serial": b["serial"], "unit_class": b["unit_class"],
+                          "size": tonnes(b["size"]),
+                          "tainted": t("common.yes" if b["tainted"] else "common.no")}
+                         for b in self.blocks],
+                        row_key="serial", testid="blocks-table")
+            tbl.add_slot(
+                "body-cell-serial",
+                f'<q-td :props="props"><a class="text-primary text-mono" '
+                f':href="\'{SERIALS_PATH}?q=\' + props.value">{{{{ props.value }}}}</a></q-td>',
+            )
+        with ui.card().classes("w-full"):
+            ui.label(t("acc.history")).classes("text-subtitle1 text-weight-medium")
+            table([("time", "col.time"), ("op", "col.op"), ("status", "col.status"),
+                   ("from", "col.from"), ("to", "col.to"), ("unit_class", "col.unit_class"),
+                   ("quantity", "col.quantity"), ("short", "col.id")],
+                  _transfer_rows(self.history), testid="history-table")

@@ -1,0 +1,433 @@
+"""The registry console in real headless Chromium against a real server on a seeded database.
+
+One server (uvicorn in a subprocess) and one browser serve the whole module; each test signs in
+in its own browser context. Screenshots go to tests/screenshots/<name>.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from carbonhub.core.auth import SYSTEM
+from carbonhub.core.db import Database
+from carbonhub.core.settings import Settings
+from carbonhub.registry.service import RegistryService
+from tests.console_support import (
+    PASSWORDS,
+    Seeded,
+    free_port,
+    prepare,
+    seed,
+    start_server,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+TIMEOUT_MS = 15_000
+# Quasar's dialog and notification transitions only slow the test down.
+NO_ANIMATIONS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const style = document.createElement("style");
+  style.textContent = "*, *::before, *::after { transition-duration: 0s !important; "
+    + "transition-delay: 0s !important; animation-duration: 0s !important; }";
+  document.head.appendChild(style);
+});
+"""
+
+
+class Console:
+    def __init__(self, base: str, seeded: Seeded, browser: Browser) -> None:
+        self.base = base
+        self.seeded = seeded
+        self.browser = browser
+        self.external: list[str] = []
+        self._sessions: dict[str, Page] = {}
+
+    def page(self) -> Page:
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        context.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        context.add_init_script(NO_ANIMATIONS)
+        page = context.new_page()
+        page.on("request", self._watch)
+        return page
+
+    def _watch(self, request: object) -> None:
+        url = str(getattr(request, "url", ""))
+        if not (url.startswith(self.base) or url.startswith(("data:", "blob:"))):
+            self.external.append(url)
+
+    def login(self, username: str, page: Page | None = None) -> Page:
+        page = page or self.page()
+        page.goto(f"{self.base}/login")
+        ready(page)
+        page.get_by_test_id("login-username").fill(username)
+        page.get_by_test_id("login-password").fill(PASSWORDS[username])
+        page.get_by_test_id("login-submit").click()
+        page.wait_for_url(f"{self.base}/")
+        ready(page)
+        return page
+
+    def user(self, username: str, path: str = "/") -> Page:
+        """A signed-in page for `username`, shared by the tests (one login per user), at `path`."""
+        if username not in self._sessions:
+            self._sessions[username] = self.login(username)
+        page = self._sessions[username]
+        self.goto(page, path)
+        return page
+
+    def goto(self, page: Page, path: str) -> None:
+        page.goto(self.base + path)
+        ready(page)
+
+    def posted(self, account_id: str, unit_class: str = "CEA-2023") -> dict[str, int]:
+        db = Database(Settings(database_url=self.seeded.url))
+        try:
+            for h in RegistryService(db).account(SYSTEM, account_id)["holdings"]:
+                if h["unit_class"] == unit_class:
+                    return {k: int(h[k]) for k in ("posted", "pending", "held", "available")}
+            return {"posted": 0, "pending": 0, "held": 0, "available": 0}
+        finally:
+            db.dispose()
+
+
+def ready(page: Page) -> None:
+    """The page is built and its websocket has shaken hands, so events reach the server."""
+    page.wait_for_function("window.did_handshake === true")
+
+
+def shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(150)  # let Quasar's transitions settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+def notification(page: Page, text: str | re.Pattern[str]) -> None:
+    expect(page.locator(".q-notification").filter(has_text=text).first).to_be_visible()
+
+
+def holdings_cell(page: Page) -> str:
+    return page.get_by_test_id("holdings-table").locator("tbody tr").first.inner_text()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    work = tmp_path_factory.mktemp("console")
+    url = f"sqlite:///{work / 'carbonhub.db'}"
+    prepare(url)
+    port = free_port()
+    proc = start_server(url, port, work)  # starts while the test seeds the market
+    base = f"http://127.0.0.1:{port}"
+    try:
+        seeded = seed(url)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            wait_ready(base, proc)
+            c = Console(base, seeded, browser)
+            yield c
+            browser.close()
+        assert c.external == [], f"the console loaded from outside: {c.external}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log = (work / "server.log").read_text(errors="replace")
+        assert "Traceback" not in log, log
+
+
+def test_console_leaves_api_paths_to_the_api(console: Console) -> None:
+    with urllib.request.urlopen(f"{console.base}/api/v1/ping") as r:  # added after mount()
+        assert json.load(r) == {"ok": True}
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{console.base}/api/v1/no-such-thing")
+    assert err.value.code == 404
+    assert err.value.headers.get_content_type() == "application/json"  # not the console's page
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(f"{console.base}/api/v1/ping", method="POST"))
+    assert err.value.code == 405
+
+
+def test_login_rejects_a_wrong_password_and_accepts_the_right_one(console: Console) -> None:
+    page = console.page()
+    page.goto(console.base + "/")
+    page.wait_for_url(f"{console.base}/login")  # not signed in: sent to the login page
+    ready(page)
+    expect(page.get_by_text("开放碳市场平台")).to_be_visible()
+    shot(page, "login")
+    page.get_by_test_id("lang-toggle").click()  # the toggle is there before signing in, too
+    expect(page.get_by_text("Open carbon-market platform")).to_be_visible()
+    page.get_by_test_id("lang-toggle").click()
+    expect(page.get_by_text("开放碳市场平台")).to_be_visible()
+    ready(page)
+    page.get_by_test_id("login-username").fill("alice")
+    page.get_by_test_id("login-password").fill("not-her-password")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-error")).to_contain_text("用户名或密码错误")
+    notification(page, "LOGIN_FAILED")
+    shot(page, "login_error")
+    assert page.url == f"{console.base}/login"
+
+    console.login("alice", page)
+    expect(page.get_by_test_id("current-user")).to_contain_text("alice")
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(f"{console.base}/login")
+    page.goto(console.base + "/registry/accounts")  # the session is gone
+    page.wait_for_url(f"{console.base}/login")
+    page.context.close()
+
+
+def test_dashboard_shows_totals_table_chart_and_market_status(console: Console) -> None:
+    page = console.user("alice")
+    expect(page.get_by_text("登记总览").first).to_be_visible()
+    totals = page.get_by_test_id("totals-table")
+    expect(totals.locator("tbody tr").filter(has_text="CEA-2023")).to_contain_text("1,000,000")
+    expect(page.get_by_test_id("market-status")).to_have_text("正常运行")
+    expect(page.get_by_test_id("totals-chart").locator("canvas").first).to_be_visible()
+    drawer = page.locator(".q-drawer")
+    expect(drawer.get_by_text("登记账户")).to_be_visible()
+    expect(drawer.get_by_text("审批队列")).to_have_count(0)  # operators only
+    shot(page, "dashboard")
+
+
+def test_accounts_list_shows_holders_their_own_and_operators_all(console: Console) -> None:
+    s = console.seeded
+    page = console.user("alice")
+    page.locator(".q-drawer").get_by_text("登记账户").click()
+    page.wait_for_url(f"{console.base}/registry/accounts")
+    table = page.get_by_test_id("accounts-table")
+    expect(table.get_by_role("link", name=s.a)).to_be_visible()
+    expect(table.get_by_text(s.b)).to_have_count(0)
+
+    page = console.user("op1", "/registry/accounts")
+    table = page.get_by_test_id("accounts-table")
+    expect(table.get_by_role("link", name=s.a)).to_be_visible()
+    expect(table.get_by_role("link", name=s.b)).to_be_visible()
+    expect(table.get_by_text("签发账户")).to_be_visible()
+    shot(page, "accounts")
+    table.get_by_role("link", name=s.b).click()
+    page.wait_for_url(f"{console.base}/registry/accounts/{s.b}")
+    expect(page.get_by_test_id("account-id")).to_have_text(s.b)
+
+
+def test_account_page_shows_holdings_blocks_history_and_holds(console: Console) -> None:
+    s = console.seeded
+    page = console.user("alice", "/registry/accounts")
+    page.get_by_role("link", name=s.a).click()
+    page.wait_for_url(f"{console.base}/registry/accounts/{s.a}")
+    ready(page)
+    expect(page.get_by_test_id("account-id")).to_have_text(s.a)
+    expect(page.get_by_text("华能武汉发电有限公司")).to_be_visible()
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text("CEA-2023")
+    expect(page.get_by_test_id("blocks-table")).to_contain_text("CN-CEA-2023-420000-1-")
+    expect(page.get_by_test_id("history-table")).to_contain_text("分配")
+    expect(page.get_by_test_id("holds-table")).to_contain_text("暂无数据")
+    shot(page, "account", full_page=True)
+    console.goto(page, f"/registry/accounts/{s.b}")  # not hers
+    expect(page.get_by_test_id("account-error")).to_contain_text("NOT_ACCOUNT_HOLDER")
+
+
+def test_transfer_moves_units_and_an_over_balance_transfer_changes_nothing(console: Console) -> None:
+    s = console.seeded
+    before = console.posted(s.a)
+    page = console.user("alice", f"/registry/accounts/{s.a}")
+    expect(page.get_by_test_id("holdings-table")).to_contain_text(f"{before['available']:,}")
+
+    page.get_by_test_id("open-transfer").click()
+    dialog = page.get_by_test_id("form-transfer")
+    dialog.get_by_test_id("f-to-account").fill(s.b)
+    dialog.get_by_test_id("f-quantity").fill("1000")
+    dialog.get_by_test_id("f-reason").fill("长协交割")
+    shot(page, "form_transfer")
+    dialog.get_by_test_id("form-transfer-submit").dblclick()  # a double click submits once
+    notification(page, "转让业务")
+    expect(dialog).to_have_count(0)
+    after = before["posted"] - 1000
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(f"{after:,}")
+    expect(page.get_by_test_id("history-table")).to_contain_text(s.b)
+    assert console.posted(s.a)["posted"] == after
+    assert console.posted(s.b)["posted"] == 1000
+
+    page.get_by_test_id("open-transfer").click()
+    dialog = page.get_by_test_id("form-transfer")
+    dialog.get_by_test_id("f-to-account").fill(s.b)
+    dialog.get_by_test_id("f-quantity").fill("600000")
+    dialog.get_by_test_id("form-transfer-submit").click()
+    notification(page, "可用仅")
+    notification(page, "INSUFFICIENT_AVAILABLE")
+    expect(dialog).to_be_visible()  # still open: the error is shown, nothing happened
+    shot(page, "transfer_error")
+    assert console.posted(s.a)["posted"] == after
+    assert console.posted(s.b)["posted"] == 1000
+    page.keyboard.press("Escape")
+
+
+def test_surrender_and_voluntary_cancellation(console: Console) -> None:
+    s = console.seeded
+    before = console.posted(s.a)["posted"]
+    page = console.user("alice", f"/registry/accounts/{s.a}")
+
+    page.get_by_test_id("open-surrender").click()
+    dialog = page.get_by_test_id("form-surrender")
+    dialog.get_by_test_id("f-quantity").fill("2000")
+    dialog.get_by_test_id("f-year").fill("2023")
+    shot(page, "form_surrender")
+    dialog.get_by_test_id("form-surrender-submit").click()
+    notification(page, "清缴业务")
+    expect(page.get_by_test_id("history-table")).to_contain_text("清缴")
+
+    page.get_by_test_id("open-cancel").click()
+    dialog = page.get_by_test_id("form-cancel")
+    dialog.get_by_test_id("f-quantity").fill("300")
+    dialog.get_by_test_id("form-cancel-submit").click()  # no beneficiary: the service refuses
+    notification(page, "FIELD_REQUIRED")
+    dialog.get_by_test_id("f-beneficiary").fill("2024 武汉马拉松碳中和")
+    dialog.get_by_test_id("form-cancel-submit").click()
+    notification(page, "自愿注销业务")
+    expect(page.get_by_test_id("history-table")).to_contain_text("自愿注销")
+    after = before - 2300
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(f"{after:,}")
+    assert console.posted(s.a)["posted"] == after
+
+
+def test_place_a_pledge_and_release_it(console: Console) -> None:
+    s = console.seeded
+    page = console.user("alice", f"/registry/accounts/{s.a}")
+    page.get_by_test_id("open-hold").click()
+    dialog = page.get_by_test_id("form-hold")
+    expect(dialog.get_by_test_id("f-hold-kind")).to_be_visible()
+    dialog.get_by_test_id("f-quantity").fill("5000")
+    dialog.get_by_test_id("f-lien-holder").click()
+    page.get_by_role("option", name="汉口银行股份有限公司").click()
+    shot(page, "form_hold")
+    dialog.get_by_test_id("form-hold-submit").click()
+    notification(page, "5,000")
+    holds = page.get_by_test_id("holds-table")
+    expect(holds).to_contain_text("质押")
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text("5,000")
+    assert console.posted(s.a)["held"] == 5000
+
+    holds.get_by_test_id("release-btn").first.click()  # the pledgor may not release a pledge
+    page.get_by_test_id("form-release-submit").click()
+    notification(page, "RELEASE_NOT_ALLOWED")
+    page.keyboard.press("Escape")
+
+    page = console.user("op1", f"/registry/accounts/{s.a}")  # the operator may
+    holds = page.get_by_test_id("holds-table")
+    expect(holds).to_contain_text("质押")
+    holds.get_by_test_id("release-btn").first.click()
+    page.get_by_test_id("form-release").get_by_test_id("f-reason").fill("贷款已清偿")
+    page.get_by_test_id("form-release-submit").click()
+    notification(page, "已解除")
+    expect(holds).to_contain_text("暂无数据")
+    assert console.posted(s.a)["held"] == 0
+
+
+def test_approval_queue_needs_a_second_operator(console: Console) -> None:
+    page = console.user("op1")
+    page.locator(".q-drawer").get_by_text("审批队列").click()
+    page.wait_for_url(f"{console.base}/registry/approvals")
+    ready(page)
+    page.get_by_test_id("open-issue").click()
+    dialog = page.get_by_test_id("form-issue")
+    dialog.get_by_test_id("f-unit-class").fill("CEA-2024")
+    dialog.get_by_test_id("f-quantity").fill("250000")
+    dialog.get_by_test_id("form-issue-submit").click()
+    notification(page, "签发业务")
+    queue = page.get_by_test_id("approval-table")
+    row = queue.locator("tbody tr").filter(has_text="CEA-2024")
+    expect(row).to_contain_text("250,000")
+    expect(row).to_contain_text("op1")
+    row.get_by_test_id("approve-btn").click()  # maker may not check
+    notification(page, "SAME_OPERATOR")
+    expect(row).to_have_count(1)
+    shot(page, "approvals")
+
+    page = console.user("op2", "/registry/approvals")
+    row = page.get_by_test_id("approval-table").locator("tbody tr").filter(has_text="CEA-2024")
+    row.get_by_test_id("approve-btn").click()
+    notification(page, "已批准")
+    expect(row).to_have_count(0)
+    console.goto(page, "/")
+    expect(page.get_by_test_id("totals-table").locator("tbody tr").filter(has_text="CEA-2024")
+           ).to_contain_text("250,000")
+
+    # a proposal can also be voided, with a reason
+    page.goto(console.base + "/registry/approvals")
+    ready(page)
+    page.get_by_test_id("open-allocate").click()
+    dialog = page.get_by_test_id("form-allocate")
+    dialog.get_by_test_id("f-to-account").fill(console.seeded.b)
+    dialog.get_by_test_id("f-quantity").fill("1234")
+    dialog.get_by_test_id("form-allocate-submit").click()
+    notification(page, "分配业务")
+    row = page.get_by_test_id("approval-table").locator("tbody tr").filter(has_text="1,234")
+    row.get_by_test_id("void-btn").click()
+    page.get_by_test_id("form-void").get_by_test_id("f-reason").fill("数量有误")
+    page.get_by_test_id("form-void-submit").click()
+    notification(page, "已撤销")
+    expect(row).to_have_count(0)
+
+
+def test_serial_search_shows_where_units_are_and_their_history(console: Console) -> None:
+    s = console.seeded
+    start = s.serial_a.split("-")[5]
+    short = f"CN-CEA-2023-420000-1-{start}"
+    page = console.user("alice")
+    page.locator(".q-drawer").get_by_text("序列号查询").click()
+    page.wait_for_url(f"{console.base}/registry/serials")
+    ready(page)
+    page.get_by_test_id("serial-input").fill(short)
+    page.get_by_test_id("serial-search").click()
+    expect(page.get_by_test_id("serial-query")).to_contain_text(f"{short}-{start}-")
+    expect(page.get_by_test_id("serial-blocks")).to_contain_text(s.a)
+    expect(page.get_by_test_id("serial-history")).to_contain_text("分配")
+    shot(page, "serials")
+
+    page.get_by_test_id("serial-input").fill("CN-CEA-2023-420000-1-1-5-00")  # bad check digits
+    page.get_by_test_id("serial-search").click()
+    notification(page, "SERIAL_CHECK_DIGITS")
+
+    console.goto(page, f"/registry/accounts/{s.a}")  # a block serial links to its search
+    page.get_by_test_id("blocks-table").get_by_role("link").first.click()
+    page.wait_for_url(re.compile(r".*/registry/serials\?q=CN-CEA-2023-"))
+    expect(page.get_by_test_id("serial-blocks")).to_contain_text(s.a)
+
+
+def test_language_switch_to_english_persists_in_the_session(console: Console) -> None:
+    page = console.user("op2")
+    expect(page.get_by_text("登记总览").first).to_be_visible()
+    page.get_by_test_id("lang-toggle").click()
+    expect(page.get_by_text("Registry overview").first).to_be_visible()
+    expect(page.get_by_test_id("totals-table")).to_contain_text("Issued")
+    expect(page.get_by_test_id("market-status")).to_have_text("Open")
+    shot(page, "dashboard_en")
+    console.goto(page, "/registry/approvals")  # the choice follows the user
+    expect(page.get_by_text("Approval queue (maker–checker)")).to_be_visible()
+    expect(page.locator(".q-drawer").get_by_text("Serial search")).to_be_visible()
+    console.goto(page, f"/registry/accounts/{console.seeded.a}")
+    page.get_by_test_id("open-transfer").click()
+    dialog = page.get_by_test_id("form-transfer")
+    dialog.get_by_test_id("f-to-account").fill(console.seeded.a)
+    dialog.get_by_test_id("f-quantity").fill("1")
+    dialog.get_by_test_id("form-transfer-submit").click()
+    notification(page, "sender and receiver are the same account")  # errors in English too
+    shot(page, "account_en")
+    page.keyboard.press("Escape")
+    page.get_by_test_id("lang-toggle").click()
+    expect(page.get_by_text("持有情况")).to_be_visible()
