@@ -18,6 +18,7 @@ from carbonhub.core import journal
 from carbonhub.core.api import (
     domain_error_handler,
     http_error_handler,
+    reject_control_characters,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -82,6 +83,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    app.middleware("http")(reject_control_characters)
     app.include_router(core_router)
     app.include_router(registry_router)
 

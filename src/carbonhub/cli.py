@@ -10,7 +10,16 @@ import typer
 
 from carbonhub.core import journal, migrate
 from carbonhub.core.auth import AuthService
-from carbonhub.core.cli_support import JsonOpt, actor, call, database, emit, fail, token_file
+from carbonhub.core.cli_support import (
+    JsonOpt,
+    actor,
+    call,
+    database,
+    emit,
+    err_console,
+    fail,
+    token_file,
+)
 from carbonhub.core.timefmt import shanghai_day
 from carbonhub.registry.cli import app as registry_app
 
@@ -193,7 +202,16 @@ def serve(
 
 
 def main() -> None:
+    """Usage errors, like domain errors, are one line on stderr and a non-zero exit."""
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    except Exception as exc:  # Typer vendors click: its ClickException has these two attributes
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        err_console.print(
+            f"[red]error[/red] USAGE: {exc.format_message()}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exc.exit_code or 2)
+    sys.exit(code if isinstance(code, int) else 0)

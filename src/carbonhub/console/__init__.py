@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from carbonhub.console.i18n import register as register_texts
 from carbonhub.console.i18n import t
+from carbonhub.console.operator_pages import register_operator
 from carbonhub.console.registry_pages import register_registry
 from carbonhub.console.shell import Services, add_nav, register_shell
 from carbonhub.core.db import Database
@@ -38,6 +39,7 @@ def mount(app: fastapi.FastAPI, db: Database) -> None:
     services = Services.build(db)
     register_shell(services)
     register_registry(services)
+    register_operator(services)
     ui.run_with(
         app,
         storage_secret=db.settings.console_secret,

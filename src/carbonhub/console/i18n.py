@@ -31,6 +31,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "nav.approvals": ("审批队列", "Approval queue"),
     "nav.serials": ("序列号查询", "Serial search"),
     "nav.section.registry": ("注册登记", "Registry"),
+    "nav.operator": ("运营工具", "Operator tools"),
+    "nav.journal": ("业务日志", "Journal"),
+    "nav.section.audit": ("审计", "Audit"),
     "logout": ("退出登录", "Log out"),
     "login.title": ("登录", "Sign in"),
     "login.username": ("用户名", "Username"),
@@ -67,7 +70,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "dash.chart": ("登记总量图", "Registry totals chart"),
     "dash.market": ("市场状态", "Market status"),
     "dash.market.open": ("正常运行", "Open"),
-    "dash.market.suspended": ("已暂停（分配与清缴仍可进行）", "Suspended (allocation and surrender go on)"),
+    "dash.market.suspended": (
+        "已暂停（分配与清缴仍可进行）",
+        "Suspended (allocation and surrender go on)",
+    ),
     "dash.welcome": ("欢迎，{user}", "Welcome, {user}"),
     # unit class totals
     "col.unit_class": ("单位类别", "Unit class"),
@@ -190,6 +196,143 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ser.history": ("流转记录", "History"),
     "ser.tainted": ("该区间带有可疑标记", "These serials carry a tainted flag"),
     "ser.clean": ("无可疑标记", "No tainted flag"),
+    # account opening
+    "form.request_account": ("申请开户", "Request an account"),
+    "form.account_type": ("账户类型", "Account type"),
+    "form.account_name": ("账户名称", "Account name"),
+    "form.entity": ("账户主体（登记机构代为申请）", "Holder (when the registry applies for it)"),
+    "result.requested": (
+        "开户申请 {id} 已提交，等待登记机构审批",
+        "Account {id} requested; it awaits the registry's approval",
+    ),
+    "appr.openings": ("开户申请", "Account opening requests"),
+    "appr.openings.hint": (
+        "申请人不能审批自己提交的开户申请。",
+        "The requester cannot decide their own opening request.",
+    ),
+    "appr.openings.empty": ("没有待审批的开户申请", "No opening request awaits a decision"),
+    "appr.transfers": ("待复核业务", "Proposals awaiting approval"),
+    "appr.reject": ("拒绝", "Reject"),
+    "appr.account_approved": ("账户 {id} 已开立", "Account {id} opened"),
+    "appr.account_rejected": ("账户 {id} 的开户申请已拒绝", "Opening of account {id} rejected"),
+    "col.requested_by": ("申请人", "Requested by"),
+    # account status
+    "form.status": ("变更账户状态", "Change account status"),
+    "form.target_status": ("新状态", "New status"),
+    "form.current_status": ("当前状态：{status}", "Current status: {status}"),
+    "form.status_hint": (
+        "只有余额和在途业务均为零的账户才能销户；销户后不可恢复。",
+        "Only an account with no units and nothing pending can close; a closed account never "
+        "reopens.",
+    ),
+    "form.status_final": ("该账户状态不可再变更", "This account's status is final"),
+    "result.status": ("账户 {id} 状态已变更为：{status}", "Account {id} is now: {status}"),
+    # trusted counterparties
+    "acc.trusted": ("可信账户名单", "Trusted counterparties"),
+    "acc.trusted.hint": (
+        "转让至名单内账户不受延迟和单笔上限限制。",
+        "Transfers to listed accounts skip the delay and the per-transfer cap.",
+    ),
+    "form.trust": ("添加可信账户", "Add a trusted account"),
+    "form.trusted_account": ("可信账户号", "Trusted account"),
+    "form.untrust": ("移出", "Remove"),
+    "col.trusted_id": ("可信账户", "Trusted account"),
+    "col.added_by": ("添加人", "Added by"),
+    "col.added_at": ("添加时间", "Added"),
+    "result.trusted": ("已将 {id} 加入可信名单", "{id} added to the trusted list"),
+    "result.untrusted": ("已将 {id} 移出可信名单", "{id} removed from the trusted list"),
+    # operator tools
+    "ops.title": ("登记机构运营工具", "Registry operator tools"),
+    "ops.forbidden": (
+        "仅登记机构操作员可使用此页面 (ROLE_NOT_ALLOWED)",
+        "Only registry operators may use this page (ROLE_NOT_ALLOWED)",
+    ),
+    "ops.market": ("全市场暂停 / 恢复", "Market-wide suspension"),
+    "ops.market.hint": (
+        "暂停期间转让与自愿注销停止；签发、分配、清缴、司法扣划和冲正照常进行。",
+        "While suspended, transfers and voluntary cancellations stop; issuance, allocation, "
+        "surrender, court orders and reversals go on.",
+    ),
+    "ops.suspend": ("暂停市场", "Suspend the market"),
+    "ops.resume": ("恢复市场", "Resume the market"),
+    "result.suspended": ("市场已暂停", "The market is suspended"),
+    "result.resumed": ("市场已恢复运行", "The market is open again"),
+    "ops.serials": ("可疑序列号", "Tainted serials"),
+    "ops.serials.hint": (
+        "被标记的序列号区间不能转出；清除标记须填写与标记时完全相同的区间。",
+        "A flagged serial range cannot move; clearing needs exactly the flagged range.",
+    ),
+    "form.flag": ("标记可疑序列号", "Flag serials"),
+    "form.unflag": ("清除可疑标记", "Clear a flag"),
+    "form.serial": ("序列号（单个单位或区块）", "Serial (one unit or a block)"),
+    "result.flagged": ("{serial} 已标记为可疑", "{serial} flagged as tainted"),
+    "result.unflagged": ("{serial} 的可疑标记已清除", "Flag on {serial} cleared"),
+    "ops.court": ("司法扣划", "Court-ordered transfer"),
+    "ops.court.hint": (
+        "依据法院裁定从账户扣划，须另一位操作员复核；可消耗该账户一项生效中的司法冻结。",
+        "Moves units under a court order, approved by a second operator; it may consume one of "
+        "the account's active judicial freezes.",
+    ),
+    "form.court": ("司法扣划", "Court-ordered transfer"),
+    "form.from_account": ("转出账户号", "Sending account"),
+    "form.court_basis": ("法律依据（裁定书文号）", "Legal basis (court order number)"),
+    "form.freeze": ("消耗的司法冻结（选填）", "Judicial freeze to consume (optional)"),
+    "form.freeze_option": (
+        "{id} · {unit_class} · {quantity} 吨",
+        "{id} · {unit_class} · {quantity} t",
+    ),
+    "form.load_freezes": ("读取该账户的司法冻结", "Load the account's judicial freezes"),
+    "ops.reverse": ("冲正", "Reversal"),
+    "ops.reverse.hint": (
+        "在冲正期限内对已完成的业务提出冲正，须另一位操作员复核。",
+        "Propose reversing a completed transfer within its reversal window; a second operator "
+        "approves.",
+    ),
+    "form.reverse": ("提议冲正", "Propose reversal"),
+    "form.transfer_id": ("业务号", "Transfer id"),
+    "ops.queue": (
+        "待复核的司法扣划和冲正在审批队列中",
+        "Pending court orders and reversals wait in the approval queue",
+    ),
+    # journal
+    "jr.title": ("业务日志（哈希链）", "Journal (hash chain)"),
+    "jr.hint": (
+        "每条日志包含前一条的哈希；每日检查点为当日日志哈希的 Merkle 根。",
+        "Each entry includes the previous entry's hash; each day's checkpoint is the Merkle root "
+        "of that day's hashes.",
+    ),
+    "col.seq": ("序号", "Seq"),
+    "col.type": ("类型", "Type"),
+    "col.actor": ("操作人", "Actor"),
+    "col.payload": ("内容", "Content"),
+    "col.hash": ("哈希", "Hash"),
+    "jr.receipt": ("回执", "Receipt"),
+    "jr.receipt.title": ("日志回执 #{seq}", "Receipt for entry #{seq}"),
+    "jr.day": ("日期", "Day"),
+    "jr.leaf": ("叶子位置 / 当日条数", "Leaf / entries that day"),
+    "jr.prev_hash": ("前一哈希", "Previous hash"),
+    "jr.proof": ("Merkle 包含证明", "Merkle inclusion proof"),
+    "jr.proof_empty": ("（当日仅此一条，证明为空）", "(the day's only entry: empty proof)"),
+    "jr.root": ("Merkle 根", "Merkle root"),
+    "jr.checkpointed": ("已发布的每日检查点", "Published daily checkpoint"),
+    "jr.provisional": ("临时根（当日尚未结账）", "Provisional root (the day is not closed yet)"),
+    "jr.proof_ok": ("证明校验通过", "The proof verifies"),
+    "jr.proof_bad": ("证明校验失败", "The proof does not verify"),
+    "jr.not_found": (
+        "日志条目 {seq} 不存在 (ENTRY_NOT_FOUND)",
+        "No journal entry {seq} (ENTRY_NOT_FOUND)",
+    ),
+    "jr.verify": ("全面校验", "Verify everything"),
+    "jr.verify.hint": (
+        "重算整条哈希链与检查点，核对账本不变量并重放日志。",
+        "Recomputes the chain and checkpoints, checks the ledger invariants and replays the "
+        "journal.",
+    ),
+    "jr.verify.ok": (
+        "校验通过：{entries} 条日志，未发现问题",
+        "Verified: {entries} entries, no problems",
+    ),
+    "jr.verify.bad": ("发现 {count} 个问题", "{count} problems found"),
 }
 
 

@@ -7,6 +7,7 @@ need a user call `signed_in()` and send everyone else to the login page.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,14 +52,18 @@ def current_actor() -> Actor | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return Actor(str(raw["user_id"]), str(raw["username"]), Role(raw["role"]), raw.get("entity_id"))
+        return Actor(
+            str(raw["user_id"]), str(raw["username"]), Role(raw["role"]), raw.get("entity_id")
+        )
     except (KeyError, ValueError):
         return None
 
 
 def sign_in(actor: Actor) -> None:
     app.storage.user[SESSION_ACTOR] = {
-        "user_id": actor.user_id, "username": actor.username, "role": actor.role.value,
+        "user_id": actor.user_id,
+        "username": actor.username,
+        "role": actor.role.value,
         "entity_id": actor.entity_id,
     }
 
@@ -87,7 +92,10 @@ NAV: list[NavItem] = []
 
 
 def add_nav(
-    path: str, label_key: str, icon: str, visible: Callable[[Actor], bool] | None = None,
+    path: str,
+    label_key: str,
+    icon: str,
+    visible: Callable[[Actor], bool] | None = None,
     section_key: str = "",
 ) -> None:
     """Other contexts add their pages to the drawer with this."""
@@ -159,9 +167,11 @@ def frame(actor: Actor, title_key: str, active: str = "") -> Iterator[None]:
                 section = item.section_key
                 ui.item_label(t(section)).props("header").classes("text-weight-bold")
             testid = "nav-" + (item.path.strip("/").replace("/", "-") or "home")
-            with ui.item(on_click=lambda p=item.path: ui.navigate.to(p)).props(
-                f'clickable data-testid="{testid}"'
-            ).classes("text-primary bg-green-1" if item.path == active else ""):
+            with (
+                ui.item(on_click=lambda p=item.path: ui.navigate.to(p))
+                .props(f'clickable data-testid="{testid}"')
+                .classes("text-primary bg-green-1" if item.path == active else "")
+            ):
                 with ui.item_section().props("avatar"):
                     ui.icon(item.icon)
                 with ui.item_section():
@@ -187,12 +197,16 @@ def register_shell(services: Services) -> None:
             lang_toggle()
         with ui.card().classes("absolute-center w-96 q-pa-lg"):
             ui.label(t("login.title")).classes("text-h5")
-            username = ui.input(t("login.username")).props(
-                'outlined autofocus data-testid="login-username"'
-            ).classes("w-full")
-            password = ui.input(t("login.password"), password=True).props(
-                'outlined data-testid="login-password"'
-            ).classes("w-full")
+            username = (
+                ui.input(t("login.username"))
+                .props('outlined autofocus data-testid="login-username"')
+                .classes("w-full")
+            )
+            password = (
+                ui.input(t("login.password"), password=True)
+                .props('outlined data-testid="login-password"')
+                .classes("w-full")
+            )
             error = ui.label("").classes("text-negative").props('data-testid="login-error"')
             error.visible = False
 
@@ -233,8 +247,14 @@ async def call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | Non
     try:
         return await run.io_bound(fn, *args, **kwargs)
     except DomainError as err:
-        ui.notify(error_text(err), type="negative", position="bottom", multi_line=True,
-                  close_button=t("common.close"), timeout=8000)
+        ui.notify(
+            error_text(err),
+            type="negative",
+            position="bottom",
+            multi_line=True,
+            close_button=t("common.close"),
+            timeout=8000,
+        )
         return None
 
 
@@ -270,8 +290,13 @@ def short_id(value: object) -> str:
     return str(value)[-12:] if value else ""
 
 
-def table(columns: list[tuple[str, str]], rows: list[dict[str, Any]], *, row_key: str = "id",
-          testid: str = "") -> ui.table:
+def table(
+    columns: list[tuple[str, str]],
+    rows: list[dict[str, Any]],
+    *,
+    row_key: str = "id",
+    testid: str = "",
+) -> ui.table:
     """A plain Quasar table: (field, label key) columns, rows of strings, no pagination."""
     cols = [
         {"name": field, "label": t(label), "field": field, "align": "left", "sortable": True}
@@ -282,3 +307,44 @@ def table(columns: list[tuple[str, str]], rows: list[dict[str, Any]], *, row_key
     if testid:
         tbl.props(f'data-testid="{testid}"')
     return tbl
+
+
+def link_cell(table_: ui.table, column: str, prefix: str) -> None:
+    """The column's value as a link to `prefix`/value."""
+    table_.add_slot(
+        f"body-cell-{column}",
+        f'<q-td :props="props"><a class="text-primary text-weight-medium" '
+        f":href=\"'{prefix}/' + props.value\">{{{{ props.value }}}}</a></q-td>",
+    )
+
+
+def button_cell(
+    table_: ui.table, column: str, buttons: list[tuple[str, str, str]], *, show_if: str = ""
+) -> None:
+    """Buttons in a cell; each emits (event, row) to the table. buttons: (event, label, color).
+    With `show_if`, the buttons show only in rows whose field of that name is true."""
+    cond = f' v-if="props.row.{show_if}"' if show_if else ""
+    parts = "".join(
+        f'<q-btn dense unelevated no-caps class="q-mr-xs q-px-sm" color="{color}"{cond} '
+        f'label="{html.escape(label)}" data-testid="{event}-btn" '
+        f"@click=\"() => $parent.$emit('{event}', props.row)\" />"
+        for event, label, color in buttons
+    )
+    table_.add_slot(
+        f"body-cell-{column}", f'<q-td :props="props" class="text-no-wrap">{parts}</q-td>'
+    )
+
+
+def card_title(key: str) -> None:
+    ui.label(t(key)).classes("text-subtitle1 text-weight-medium")
+
+
+def hint(key: str) -> None:
+    ui.label(t(key)).classes("text-body2 text-grey-8")
+
+
+def forbidden() -> None:
+    """What a page for operators shows anyone else."""
+    ui.label(t("ops.forbidden")).classes("text-negative text-subtitle1").props(
+        'data-testid="forbidden"'
+    )

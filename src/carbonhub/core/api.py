@@ -3,14 +3,17 @@ cursor pages; plus the auth and journal endpoints."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from carbonhub.core import journal
 from carbonhub.core.auth import PUBLIC, Actor, AuthService, Role
@@ -19,12 +22,38 @@ from carbonhub.core.errors import DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.timefmt import shanghai_day
 
 PROBLEM = "application/problem+json"
+MAX_INT64 = 2**63 - 1
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are errors, not silently dropped."""
+    """Request bodies: unknown fields are errors, not silently dropped; no control characters."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+async def reject_control_characters(request: Request, call_next: Any) -> Response:
+    """Path and query strings with NUL or other control characters never reach the database."""
+    raw = unquote(request.url.path + "?" + request.url.query)
+    if _CONTROL.search(raw):
+        return problem(
+            422,
+            "REQUEST_INVALID",
+            "Request invalid",
+            "control characters in the URL",
+            "URL 中含有控制字符",
+        )
+    response: Response = await call_next(request)
+    return response
 
 
 def problem(
@@ -63,9 +92,22 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith("/api/"):
         return await http_exception_handler(request, exc)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    return problem(
+    response = problem(
         exc.status_code, code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
     )
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first route's methods; list them all
+        allowed = sorted(
+            method
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if any(
+                route.matches({**request.scope, "method": method})[0] is Match.FULL
+                for route in request.app.routes
+            )
+        )
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -180,7 +222,10 @@ def revoke(token_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
     "/journal/entries", tags=["journal"], summary="Journal entries, newest first (operator)"
 )
 def journal_entries(
-    actor: ActorDep, db: DbDep, before: int | None = None, limit: int = 50
+    actor: ActorDep,
+    db: DbDep,
+    before: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     if actor.role is not Role.OPERATOR:
         raise Forbidden(
@@ -198,7 +243,9 @@ def journal_entries(
     tags=["journal"],
     summary="An entry with its Merkle inclusion proof against its day's checkpoint",
 )
-def journal_receipt(seq: int, actor: ActorDep, db: DbDep) -> dict[str, Any]:
+def journal_receipt(
+    seq: Annotated[int, Path(ge=1, le=MAX_INT64)], actor: ActorDep, db: DbDep
+) -> dict[str, Any]:
     with db.read() as uow:
         r = journal.receipt(uow.conn, seq)
     if r is None:

@@ -199,6 +199,10 @@ def read_allocation_csv(path: Path) -> list[tuple[str, str, int]]:
         )
     rows, seen = [], set()
     for n, r in enumerate(reader, start=2):
+        if None in r or any(v is None for v in r.values()):
+            raise InvalidInput(
+                "CSV_FIELDS", f"line {n}: expected exactly 3 fields", f"第 {n} 行须为 3 列"
+            )
         q = (r.get("quantity") or "").strip()
         if not q.isdigit():
             raise InvalidInput(

@@ -376,7 +376,9 @@ class Operation:
 
 
 ALL_KINDS = frozenset(UnitKind)
-HOLDER_ROLES = frozenset({"enterprise", "member", "lender", "operator"})
+# Holders act on their own accounts; an operator moving a holder's units does so by court order
+# (COURT_TRANSFER, maker–checker), never as a plain transfer.
+HOLDER_ROLES = frozenset({"enterprise", "member", "lender"})
 _OPEN_OR_RESTRICTED = frozenset({AccountStatus.OPEN, AccountStatus.RESTRICTED})
 
 OPERATIONS: dict[Op, Operation] = {

@@ -1105,11 +1105,13 @@ class RegistryService:
     def void(self, actor: Actor, key: str, transfer_id: str, *, reason: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             t = self._pending(uow.conn, transfer_id)
-            if not actor.is_operator and t.proposed_by != actor.username:
+            if not actor.is_operator:
+                # Holders may withdraw only what holders start; operators' proposals are theirs.
                 sender = uow.conn.execute(
                     sa.select(s.accounts).where(s.accounts.c.id == t.from_account)
                 ).first()
-                if sender is None or sender.entity_id != actor.entity_id:
+                holder_op = actor.role.value in m.operation(t.op).initiators
+                if not holder_op or sender is None or sender.entity_id != actor.entity_id:
                     raise Forbidden(
                         "NOT_ACCOUNT_HOLDER",
                         "you may act only on your own accounts",
@@ -1709,6 +1711,12 @@ class RegistryService:
                 self._readable(uow.conn, actor, account_id)
                 q = q.where(h.c.account_id == account_id)
             elif not actor.is_operator:
+                if actor.entity_id is None:
+                    raise Forbidden(
+                        "NOT_ACCOUNT_HOLDER",
+                        "only holders, lien holders and operators see holds",
+                        "无权查看冻结记录",
+                    )
                 own = sa.select(s.accounts.c.id).where(s.accounts.c.entity_id == actor.entity_id)
                 q = q.where(sa.or_(h.c.account_id.in_(own), h.c.lien_holder == actor.entity_id))
             if status:
