@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbonhub.core import migrate
@@ -36,6 +36,7 @@ class Seeded:
     entity_b: str
     bank: str  # a bank entity, to be named as lien holder
     serial_a: str  # the block serial alice holds
+    actors: dict[str, Actor] = field(default_factory=dict)  # op1, op2, alice, bob, vera
 
 
 def key() -> str:
@@ -57,13 +58,21 @@ def seed(url: str) -> Seeded:
     db = Database(Settings(database_url=url))
     try:
         auth, reg = AuthService(db), RegistryService(db)
-        ea = auth.create_entity("华能武汉发电有限公司", "enterprise", "91420100MA4KX0001A", sector="power")
-        eb = auth.create_entity("武汉钢铁有限公司", "enterprise", "91420100MA4KX0002B", sector="steel")
+        ea = auth.create_entity(
+            "华能武汉发电有限公司", "enterprise", "91420100MA4KX0001A", sector="power"
+        )
+        eb = auth.create_entity(
+            "武汉钢铁有限公司", "enterprise", "91420100MA4KX0002B", sector="steel"
+        )
         bank = auth.create_entity("汉口银行股份有限公司", "bank", "91420100MA4KX0003C")
         actors: dict[str, Actor] = {}
-        for name, role, ent in [("op1", "operator", None), ("op2", "operator", None),
-                                ("alice", "enterprise", ea["id"]), ("bob", "enterprise", eb["id"]),
-                                ("vera", "verifier", None)]:
+        for name, role, ent in [
+            ("op1", "operator", None),
+            ("op2", "operator", None),
+            ("alice", "enterprise", ea["id"]),
+            ("bob", "enterprise", eb["id"]),
+            ("vera", "verifier", None),
+        ]:
             u = auth.create_user(name, PASSWORDS[name], role, ent)
             actors[name] = Actor(u["id"], u["username"], Role(u["role"]), u["entity_id"])
         op1, op2, alice, bob = (actors[n] for n in ("op1", "op2", "alice", "bob"))
@@ -76,7 +85,7 @@ def seed(url: str) -> Seeded:
         al = reg.allocate(op1, key(), to_account=a, unit_class="CEA-2023", quantity=500_000)
         reg.approve(op2, key(), al["id"])
         serial_a = reg.blocks(alice, a)[0]["serial"]
-        return Seeded(url, a, b, ea["id"], eb["id"], bank["id"], serial_a)
+        return Seeded(url, a, b, ea["id"], eb["id"], bank["id"], serial_a, actors)
     finally:
         db.dispose()
 
@@ -98,7 +107,10 @@ def start_server(url: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - handed to the child process
     return subprocess.Popen(
         [sys.executable, "-m", "tests.console_support", url, str(port)],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -6,17 +6,21 @@ in its own browser context. Screenshots go to tests/screenshots/<name>.png.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from carbonhub.core import journal
 from carbonhub.core.auth import SYSTEM
 from carbonhub.core.db import Database
 from carbonhub.core.settings import Settings
@@ -25,6 +29,7 @@ from tests.console_support import (
     PASSWORDS,
     Seeded,
     free_port,
+    key,
     prepare,
     seed,
     start_server,
@@ -34,8 +39,14 @@ from tests.console_support import (
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 TIMEOUT_MS = 15_000
 # Quasar's dialog and notification transitions only slow the test down.
@@ -94,15 +105,33 @@ class Console:
         page.goto(self.base + path)
         ready(page)
 
-    def posted(self, account_id: str, unit_class: str = "CEA-2023") -> dict[str, int]:
+    @contextmanager
+    def registry(self) -> Iterator[RegistryService]:
+        """The registry service on the console's database, for setting up and checking state."""
         db = Database(Settings(database_url=self.seeded.url))
         try:
-            for h in RegistryService(db).account(SYSTEM, account_id)["holdings"]:
+            yield RegistryService(db)
+        finally:
+            db.dispose()
+
+    def posted(self, account_id: str, unit_class: str = "CEA-2023") -> dict[str, int]:
+        with self.registry() as reg:
+            for h in reg.account(SYSTEM, account_id)["holdings"]:
                 if h["unit_class"] == unit_class:
                     return {k: int(h[k]) for k in ("posted", "pending", "held", "available")}
             return {"posted": 0, "pending": 0, "held": 0, "available": 0}
-        finally:
-            db.dispose()
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        with self.registry() as reg:
+            return reg.account(SYSTEM, account_id)
+
+    def open_account(self, entity_id: str, type_: str, name: str) -> str:
+        """An open, empty account: requested by op1 for the entity, approved by op2."""
+        op1, op2 = self.seeded.actors["op1"], self.seeded.actors["op2"]
+        with self.registry() as reg:
+            acc = reg.request_account(op1, key(), type=type_, name=name, entity_id=entity_id)
+            reg.decide_account(op2, key(), acc["id"], approve=True)
+            return str(acc["id"])
 
 
 def ready(page: Page) -> None:
@@ -233,7 +262,9 @@ def test_account_page_shows_holdings_blocks_history_and_holds(console: Console) 
     ready(page)
     expect(page.get_by_test_id("account-id")).to_have_text(s.a)
     expect(page.get_by_text("华能武汉发电有限公司")).to_be_visible()
-    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text("CEA-2023")
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(
+        "CEA-2023"
+    )
     expect(page.get_by_test_id("blocks-table")).to_contain_text("CN-CEA-2023-420000-1-")
     expect(page.get_by_test_id("history-table")).to_contain_text("分配")
     expect(page.get_by_test_id("holds-table")).to_contain_text("暂无数据")
@@ -242,7 +273,9 @@ def test_account_page_shows_holdings_blocks_history_and_holds(console: Console) 
     expect(page.get_by_test_id("account-error")).to_contain_text("NOT_ACCOUNT_HOLDER")
 
 
-def test_transfer_moves_units_and_an_over_balance_transfer_changes_nothing(console: Console) -> None:
+def test_transfer_moves_units_and_an_over_balance_transfer_changes_nothing(
+    console: Console,
+) -> None:
     s = console.seeded
     before = console.posted(s.a)
     page = console.user("alice", f"/registry/accounts/{s.a}")
@@ -258,7 +291,9 @@ def test_transfer_moves_units_and_an_over_balance_transfer_changes_nothing(conso
     notification(page, "转让业务")
     expect(dialog).to_have_count(0)
     after = before["posted"] - 1000
-    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(f"{after:,}")
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(
+        f"{after:,}"
+    )
     expect(page.get_by_test_id("history-table")).to_contain_text(s.b)
     assert console.posted(s.a)["posted"] == after
     assert console.posted(s.b)["posted"] == 1000
@@ -301,7 +336,9 @@ def test_surrender_and_voluntary_cancellation(console: Console) -> None:
     notification(page, "自愿注销业务")
     expect(page.get_by_test_id("history-table")).to_contain_text("自愿注销")
     after = before - 2300
-    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(f"{after:,}")
+    expect(page.get_by_test_id("holdings-table").locator("tbody tr").first).to_contain_text(
+        f"{after:,}"
+    )
     assert console.posted(s.a)["posted"] == after
 
 
@@ -364,8 +401,9 @@ def test_approval_queue_needs_a_second_operator(console: Console) -> None:
     notification(page, "已批准")
     expect(row).to_have_count(0)
     console.goto(page, "/")
-    expect(page.get_by_test_id("totals-table").locator("tbody tr").filter(has_text="CEA-2024")
-           ).to_contain_text("250,000")
+    expect(
+        page.get_by_test_id("totals-table").locator("tbody tr").filter(has_text="CEA-2024")
+    ).to_contain_text("250,000")
 
     # a proposal can also be voided, with a reason
     page.goto(console.base + "/registry/approvals")
@@ -421,13 +459,348 @@ def test_language_switch_to_english_persists_in_the_session(console: Console) ->
     expect(page.get_by_text("Approval queue (maker–checker)")).to_be_visible()
     expect(page.locator(".q-drawer").get_by_text("Serial search")).to_be_visible()
     console.goto(page, f"/registry/accounts/{console.seeded.a}")
-    page.get_by_test_id("open-transfer").click()
-    dialog = page.get_by_test_id("form-transfer")
+    expect(page.get_by_test_id("open-transfer")).to_have_count(0)  # operators order, not trade
+    page.get_by_test_id("open-court").click()
+    dialog = page.get_by_test_id("form-court")
+    expect(dialog).to_contain_text("Court-ordered transfer")
     dialog.get_by_test_id("f-to-account").fill(console.seeded.a)
     dialog.get_by_test_id("f-quantity").fill("1")
-    dialog.get_by_test_id("form-transfer-submit").click()
+    dialog.get_by_test_id("f-legal-basis").fill("(2024) E 01 Zhi 1")
+    dialog.get_by_test_id("form-court-submit").click()
     notification(page, "sender and receiver are the same account")  # errors in English too
     shot(page, "account_en")
     page.keyboard.press("Escape")
     page.get_by_test_id("lang-toggle").click()
     expect(page.get_by_text("持有情况")).to_be_visible()
+
+
+# ------------------------------------------------------------------ account opening and status
+
+
+def pick(page: Page, field: Locator, option: str | re.Pattern[str]) -> None:
+    """Choose `option` in a Quasar select."""
+    field.click()
+    page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
+
+
+def test_account_opening_is_requested_by_a_holder_and_decided_by_another_operator(
+    console: Console,
+) -> None:
+    page = console.user("alice", "/registry/accounts")
+    page.get_by_test_id("open-request").click()
+    dialog = page.get_by_test_id("form-request")
+    expect(dialog.get_by_test_id("f-entity")).to_have_count(0)  # a holder applies for itself
+    pick(page, dialog.get_by_test_id("f-account-type"), "交易账户")
+    dialog.get_by_test_id("f-account-name").fill("华能武汉 交易账户")
+    shot(page, "form_request_account")
+    dialog.get_by_test_id("form-request-submit").click()
+    notification(page, "开户申请")
+    mine = page.get_by_test_id("accounts-table").locator("tbody tr").filter(has_text="交易账户")
+    expect(mine).to_contain_text("待审批")
+
+    page = console.user("op1", "/registry/accounts")  # an operator applies for an entity
+    page.get_by_test_id("open-request").click()
+    dialog = page.get_by_test_id("form-request")
+    pick(page, dialog.get_by_test_id("f-account-type"), "托管账户")
+    dialog.get_by_test_id("f-account-name").fill("武钢 托管账户")
+    pick(page, dialog.get_by_test_id("f-entity"), "武汉钢铁有限公司")
+    dialog.get_by_test_id("form-request-submit").click()
+    notification(page, "开户申请")
+
+    console.goto(page, "/registry/approvals")
+    openings = page.get_by_test_id("opening-table")
+    own = openings.locator("tbody tr").filter(has_text="武钢 托管账户")
+    alices = openings.locator("tbody tr").filter(has_text="华能武汉 交易账户")
+    expect(own).to_contain_text("op1")
+    expect(alices).to_contain_text("alice")
+    own.get_by_test_id("accept-btn").click()  # the requester may not decide
+    notification(page, "SAME_OPERATOR")
+    expect(own).to_have_count(1)
+    shot(page, "approvals_openings", full_page=True)
+    alices.get_by_test_id("accept-btn").click()
+    notification(page, "已开立")
+    expect(alices).to_have_count(0)
+
+    page = console.user("op2", "/registry/approvals")
+    own = page.get_by_test_id("opening-table").locator("tbody tr").filter(has_text="武钢 托管账户")
+    own.get_by_test_id("reject-btn").click()
+    notification(page, "开户申请已拒绝")
+    expect(own).to_have_count(0)
+
+    with console.registry() as reg:
+        accounts = {a["name"]: a for a in reg.list_accounts(SYSTEM, limit=500)}
+    assert accounts["华能武汉 交易账户"]["status"] == "OPEN"
+    assert accounts["华能武汉 交易账户"]["approved_by"] == "op1"
+    assert accounts["武钢 托管账户"]["status"] == "REJECTED"
+
+
+def change_status(page: Page, status: str, reason: str) -> Locator:
+    page.get_by_test_id("open-status").click()
+    dialog = page.get_by_test_id("form-status")
+    pick(page, dialog.get_by_test_id("f-status"), status)
+    dialog.get_by_test_id("f-reason").fill(reason)
+    dialog.get_by_test_id("form-status-submit").click()
+    return dialog
+
+
+def test_operator_changes_account_status_and_only_an_empty_account_closes(
+    console: Console,
+) -> None:
+    s = console.seeded
+    empty = console.open_account(s.entity_b, "TRADING", "武钢 交易账户")
+    page = console.user("op1", f"/registry/accounts/{s.a}")
+    status = page.get_by_test_id("account-status")
+    expect(status).to_have_text("正常")
+
+    change_status(page, "待销户", "主体申请销户")
+    notification(page, "待销户")
+    expect(status).to_have_text("待销户")
+    page.get_by_test_id("open-status").click()  # only the allowed next statuses are offered
+    dialog = page.get_by_test_id("form-status")
+    dialog.get_by_test_id("f-status").click()
+    expect(page.get_by_role("option")).to_have_text(["正常", "已销户"])
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+
+    dialog = change_status(page, "已销户", "销户")
+    notification(page, "ACCOUNT_NOT_EMPTY")  # units are still there
+    expect(dialog).to_be_visible()
+    shot(page, "account_status_error")
+    page.keyboard.press("Escape")
+    expect(status).to_have_text("待销户")
+    change_status(page, "正常", "撤回销户申请")
+    expect(status).to_have_text("正常")
+    assert console.account(s.a)["status"] == "OPEN"
+
+    console.goto(page, f"/registry/accounts/{empty}")
+    change_status(page, "待销户", "不再使用")
+    expect(status).to_have_text("待销户")
+    change_status(page, "已销户", "销户")
+    expect(status).to_have_text("已销户")
+    expect(page.get_by_test_id("open-status")).to_have_count(0)  # closed is final
+    assert console.account(empty)["status"] == "CLOSED"
+
+
+def test_holder_keeps_a_trusted_counterparty_list(console: Console) -> None:
+    s = console.seeded
+    page = console.user("alice", f"/registry/accounts/{s.a}")
+    expect(page.get_by_test_id("open-status")).to_have_count(0)  # operators only
+    expect(page.get_by_test_id("open-court")).to_have_count(0)
+    expect(page.get_by_test_id("reverse-btn")).to_have_count(0)
+    trusted = page.get_by_test_id("trusted-table")
+    expect(trusted).to_contain_text("暂无数据")
+
+    page.get_by_test_id("open-trust").click()
+    dialog = page.get_by_test_id("form-trust")
+    dialog.get_by_test_id("f-trusted-account").fill(s.a)
+    dialog.get_by_test_id("form-trust-submit").click()
+    notification(page, "SAME_ACCOUNT")
+    dialog.get_by_test_id("f-trusted-account").fill(s.b)
+    dialog.get_by_test_id("form-trust-submit").click()
+    notification(page, "加入可信名单")
+    expect(trusted.locator("tbody tr")).to_have_count(1)
+    expect(trusted).to_contain_text(s.b)
+    expect(trusted).to_contain_text("alice")
+    trusted.scroll_into_view_if_needed()
+    shot(page, "account_trusted")
+    with console.registry() as reg:
+        assert [r["trusted_id"] for r in reg.trusted_list(SYSTEM, s.a)] == [s.b]
+
+    trusted.get_by_test_id("untrust-btn").click()
+    notification(page, "移出可信名单")
+    expect(trusted).to_contain_text("暂无数据")
+    with console.registry() as reg:
+        assert reg.trusted_list(SYSTEM, s.a) == []
+
+
+# ------------------------------------------------------------------ operator tools
+
+
+def submit_form(page: Page, opener: str, form: str, values: dict[str, str]) -> Locator:
+    page.get_by_test_id(opener).click()
+    dialog = page.get_by_test_id(form)
+    for field_id, value in values.items():
+        dialog.get_by_test_id(field_id).fill(value)
+    dialog.get_by_test_id(f"{form}-submit").click()
+    return dialog
+
+
+def test_operator_suspends_the_market_and_flags_serials(console: Console) -> None:
+    s = console.seeded
+    page = console.user("op1")
+    page.locator(".q-drawer").get_by_text("运营工具").click()
+    page.wait_for_url(f"{console.base}/registry/operator")
+    ready(page)
+    market = page.get_by_test_id("ops-market-status")
+    expect(market).to_have_text("正常运行")
+
+    dialog = submit_form(page, "open-market", "form-market", {})
+    notification(page, "FIELD_REQUIRED")  # a reason is required
+    dialog.get_by_test_id("f-reason").fill("系统维护")
+    dialog.get_by_test_id("form-market-submit").click()
+    notification(page, "市场已暂停")
+    expect(market).to_contain_text("已暂停")
+    with console.registry() as reg:
+        assert reg.market_suspended()
+    shot(page, "operator_tools")
+    submit_form(page, "open-market", "form-market", {"f-reason": "维护完成"})
+    notification(page, "市场已恢复")
+    expect(market).to_have_text("正常运行")
+    with console.registry() as reg:
+        assert not reg.market_suspended()
+        block = reg.blocks(SYSTEM, s.a)[-1]
+
+    unit = f"CN-CEA-2023-420000-{block['batch']}-{block['end']}"
+    submit_form(page, "open-flag", "form-flag", {"f-serial": unit, "f-reason": "涉嫌被盗"})
+    notification(page, "已标记为可疑")
+    with console.registry() as reg:
+        assert reg.serial(SYSTEM, unit)["tainted"]
+    dialog = submit_form(page, "open-unflag", "form-unflag", {"f-serial": s.serial_a})
+    notification(page, "FLAG_NOT_FOUND")  # clearing needs exactly the flagged range
+    dialog.get_by_test_id("f-serial").fill(unit)
+    dialog.get_by_test_id("form-unflag-submit").click()
+    notification(page, "可疑标记已清除")
+    with console.registry() as reg:
+        assert not reg.serial(SYSTEM, unit)["tainted"]
+
+    submit_form(  # the tools page proposes reversals too (see the account history for more)
+        page, "open-reverse", "form-reverse", {"f-transfer-id": "no-such-id", "f-reason": "x"}
+    )
+    notification(page, "TRANSFER_NOT_FOUND")
+    page.keyboard.press("Escape")
+
+
+def test_court_ordered_transfer_consumes_a_judicial_freeze(console: Console) -> None:
+    s = console.seeded
+    with console.registry() as reg:
+        freeze = reg.place_hold(
+            console.seeded.actors["op2"],
+            key(),
+            account_id=s.a,
+            unit_class="CEA-2023",
+            quantity=700,
+            kind="JUDICIAL_FREEZE",
+            legal_basis="（2024）鄂01执保12号",
+        )["id"]
+    b_before = console.posted(s.b)["posted"]
+    page = console.user("op1", "/registry/operator")
+    page.get_by_test_id("open-court").click()
+    dialog = page.get_by_test_id("form-court")
+    dialog.get_by_test_id("f-from-account").fill(s.a)
+    dialog.get_by_test_id("f-from-account").press("Enter")  # reads the account's freezes
+    pick(page, dialog.get_by_test_id("f-freeze"), re.compile(freeze[-12:]))
+    expect(dialog.get_by_test_id("f-unit-class")).to_have_value("CEA-2023")
+    expect(dialog.get_by_test_id("f-quantity")).to_have_value("700")
+    dialog.get_by_test_id("f-to-account").fill(s.b)
+    dialog.get_by_test_id("f-legal-basis").fill("（2024）鄂01执123号")
+    shot(page, "form_court")
+    dialog.get_by_test_id("form-court-submit").click()
+    notification(page, "司法扣划业务")
+    assert console.posted(s.a)["held"] == 0  # the freeze became the pending court transfer
+
+    page = console.user("op2", "/registry/approvals")  # a second operator approves it
+    row = page.get_by_test_id("approval-table").locator("tbody tr").filter(has_text="司法扣划")
+    expect(row).to_contain_text("700")
+    row.get_by_test_id("approve-btn").click()
+    notification(page, "已批准")
+    expect(row).to_have_count(0)
+    assert console.posted(s.b)["posted"] == b_before + 700
+
+
+def test_reversal_is_proposed_from_the_account_history(console: Console) -> None:
+    s = console.seeded
+    with console.registry() as reg:
+        surrendered = reg.surrender(
+            s.actors["alice"],
+            key(),
+            from_account=s.a,
+            unit_class="CEA-2023",
+            quantity=100,
+            compliance_year=2023,
+        )["id"]
+    a_before = console.posted(s.a)["posted"]
+    page = console.user("op1", f"/registry/accounts/{s.a}")
+    history = page.get_by_test_id("history-table")
+    row = history.locator("tbody tr").filter(has_text=surrendered[-12:])
+    row.get_by_test_id("reverse-btn").click()
+    dialog = page.get_by_test_id("form-reverse")
+    expect(dialog.get_by_test_id("f-transfer-id")).to_have_value(surrendered)
+    dialog.get_by_test_id("f-reason").fill("误清缴，主管部门同意冲正")
+    shot(page, "form_reverse")
+    dialog.get_by_test_id("form-reverse-submit").click()
+    notification(page, "冲正业务")
+    reversal = history.locator("tbody tr").filter(
+        has=page.get_by_role("cell", name="冲正", exact=True)
+    )
+    expect(reversal).to_contain_text("待处理")
+    expect(reversal.get_by_test_id("reverse-btn")).to_have_count(0)  # only completed ones
+
+    row.get_by_test_id("reverse-btn").click()  # one reversal per transfer
+    dialog.get_by_test_id("f-reason").fill("再次冲正")
+    dialog.get_by_test_id("form-reverse-submit").click()
+    notification(page, "ALREADY_REVERSED")
+    page.keyboard.press("Escape")
+
+    page = console.user("op2", "/registry/approvals")
+    row = page.get_by_test_id("approval-table").locator("tbody tr").filter(has_text="冲正")
+    row.get_by_test_id("approve-btn").click()
+    notification(page, "已批准")
+    expect(row).to_have_count(0)
+    assert console.posted(s.a)["posted"] == a_before + 100
+
+
+# ------------------------------------------------------------------ journal
+
+
+def test_journal_shows_entries_receipts_and_verifies(console: Console) -> None:
+    page = console.user("op1")
+    page.locator(".q-drawer").get_by_text("业务日志").click()
+    page.wait_for_url(f"{console.base}/journal")
+    ready(page)
+    rows = page.get_by_test_id("journal-table").locator("tbody tr")
+    expect(page.get_by_test_id("journal-table")).to_contain_text("registry.")
+    seq = int(rows.first.locator("td").first.inner_text())
+
+    rows.first.get_by_test_id("receipt-btn").click()
+    receipt = page.get_by_test_id("receipt")
+    expect(receipt).to_contain_text(f"#{seq}")
+    expect(receipt.get_by_test_id("receipt-proof")).to_have_text("证明校验通过")
+    with console.registry() as reg, reg.db.read() as uow:
+        expected = journal.receipt(uow.conn, seq)
+    assert expected is not None
+    expect(receipt.get_by_test_id("receipt-root")).to_have_text(expected["merkle_root"])
+    expect(receipt.get_by_test_id("receipt-hash")).to_have_text(expected["entry"]["hash"])
+    shot(page, "journal_receipt")
+    receipt.get_by_test_id("receipt-close").click()
+    expect(receipt).to_have_count(0)
+
+    page.get_by_test_id("verify-run").click()
+    expect(page.get_by_test_id("verify-status")).to_contain_text("校验通过")
+    shot(page, "journal")
+
+    page = console.user("alice", "/journal")  # operators only
+    expect(page.get_by_test_id("forbidden")).to_be_visible()
+    expect(page.get_by_test_id("journal-table")).to_have_count(0)
+    expect(page.locator(".q-drawer").get_by_text("业务日志")).to_have_count(0)
+
+
+def test_every_console_label_has_both_languages() -> None:
+    """Every literal text key in the console's source is defined, in Chinese and in English.
+    (Read from the source, so this test needs neither NiceGUI nor the server.)"""
+    source = Path(__file__).resolve().parent.parent / "src" / "carbonhub" / "console"
+    texts: dict[str, tuple[str, str]] = {}
+    for node in ast.walk(ast.parse((source / "i18n.py").read_text())):
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "TEXTS":
+            assert node.value is not None
+            texts = ast.literal_eval(node.value)
+    prefixes = {k.split(".")[0] for k in texts}
+    used = {
+        literal
+        for path in source.glob("*.py")
+        for literal in re.findall(r'"([a-z]+\.[a-z_.]*[a-z_])"', path.read_text())
+        if literal.split(".")[0] in prefixes
+    }
+    assert len(used) > 100
+    assert sorted(used - set(texts)) == []
+    assert all(zh and en for zh, en in texts.values())

@@ -101,8 +101,7 @@ def seed(db: Database, *, seed_value: int = 2026) -> dict[str, Any]:
             reason=f"{year} 年度配额预分配",
         )
         reg.approve(checker, key(), issued["id"])
-        batch = key()
-        reg.allocate_bulk(maker, batch, rows)
+        batch = reg.allocate_bulk(maker, key(), rows)["batch_ref"]
         reg.approve_batch(checker, key(), batch)
 
     # A CCER project: issued to the registry, allocated to the project owner.

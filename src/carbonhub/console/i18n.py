@@ -314,6 +314,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "jr.proof": ("Merkle 包含证明", "Merkle inclusion proof"),
     "jr.proof_empty": ("（当日仅此一条，证明为空）", "(the day's only entry: empty proof)"),
     "jr.root": ("Merkle 根", "Merkle root"),
+    "jr.checkpoint": ("检查点", "Checkpoint"),
     "jr.checkpointed": ("已发布的每日检查点", "Published daily checkpoint"),
     "jr.provisional": ("临时根（当日尚未结账）", "Provisional root (the day is not closed yet)"),
     "jr.proof_ok": ("证明校验通过", "The proof verifies"),

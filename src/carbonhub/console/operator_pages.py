@@ -200,7 +200,7 @@ async def _journal(db: Database, before: int | None) -> None:
             "type": e.type,
             "actor": e.actor,
             "payload": _summary(e.payload),
-            "hash": e.hash[:16] + "…",
+            "hash": e.hash[:10] + "…",
         }
         for e in entries
     ]
@@ -220,10 +220,13 @@ async def _journal(db: Database, before: int | None) -> None:
             testid="journal-table",
         )
         tbl.props("wrap-cells")
+        for column in tbl.columns:
+            if column["name"] in ("seq", "time", "type", "hash"):
+                column["classes"] = column["headerClasses"] = "text-no-wrap"
         tbl.add_slot(
             "body-cell-payload",
-            '<q-td :props="props" class="text-mono text-caption" style="max-width: 28rem">'
-            "{{ props.value }}</q-td>",
+            '<q-td :props="props" class="text-mono text-caption" '
+            'style="min-width: 12rem; word-break: break-all">{{ props.value }}</q-td>',
         )
         tbl.add_slot(
             "body-cell-hash",
@@ -291,7 +294,7 @@ async def _show_receipt(db: Database, seq: int) -> None:
             _pair("col.hash", e["hash"], mono=True, testid="receipt-hash")
             _pair("jr.prev_hash", e["prev_hash"], mono=True)
             _pair("jr.root", r["merkle_root"], mono=True, testid="receipt-root")
-            ui.label("").classes("hidden")
+            ui.label(t("jr.checkpoint")).classes("text-grey-7")
             ui.badge(
                 t("jr.checkpointed" if r["checkpointed"] else "jr.provisional"),
                 color="primary" if r["checkpointed"] else "grey-7",

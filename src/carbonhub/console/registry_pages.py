@@ -342,12 +342,12 @@ async def _openings(svc: Services, actor: Actor) -> None:
     pending: list[dict[str, Any]] = (
         await call(reg.list_accounts, actor, status="REQUESTED", limit=PAGE_SIZE) or []
     )
-    keys: dict[str, str] = {}
+    keys: dict[tuple[str, bool], str] = {}  # (account, approve) -> key, fresh on each render
 
     @ui.refreshable
     def render() -> None:
         keys.clear()
-        keys.update({a["id"]: new_id() for a in pending})
+        keys.update({(a["id"], approve): new_id() for a in pending for approve in (True, False)})
         rows = [
             {
                 "id": a["id"],
@@ -383,7 +383,7 @@ async def _openings(svc: Services, actor: Actor) -> None:
         tbl.on("reject", lambda e: decide(e.args["id"], False))
 
     async def decide(account_id: str, approve: bool) -> None:
-        key = keys.get(account_id, new_id())
+        key = keys.get((account_id, approve), new_id())
         result = await call(reg.decide_account, actor, key, account_id, approve=approve)
         if result is None:
             return
@@ -508,22 +508,35 @@ class AccountView:
 
     def _buttons(self, a: dict[str, Any]) -> None:
         svc, actor, acc = self.svc, self.actor, self.account_id
+
+        def may(op: m.Op) -> bool:  # the registry model says who starts what; hide the rest
+            return actor.role.value in m.OPERATIONS[op].initiators
+
         with ui.row().classes("gap-2"):
-            ui.button(
-                t("form.transfer"),
-                icon="swap_horiz",
-                on_click=lambda: forms.open_transfer(svc, actor, acc, self.classes(), self.reload),
-            ).props('unelevated color=primary no-caps data-testid="open-transfer"')
-            ui.button(
-                t("form.surrender"),
-                icon="task_alt",
-                on_click=lambda: forms.open_surrender(svc, actor, acc, self.classes(), self.reload),
-            ).props('unelevated color=secondary no-caps data-testid="open-surrender"')
-            ui.button(
-                t("form.cancel"),
-                icon="eco",
-                on_click=lambda: forms.open_cancel(svc, actor, acc, self.classes(), self.reload),
-            ).props('unelevated color=accent no-caps data-testid="open-cancel"')
+            if may(m.Op.TRANSFER):
+                ui.button(
+                    t("form.transfer"),
+                    icon="swap_horiz",
+                    on_click=lambda: forms.open_transfer(
+                        svc, actor, acc, self.classes(), self.reload
+                    ),
+                ).props('unelevated color=primary no-caps data-testid="open-transfer"')
+            if may(m.Op.SURRENDER):
+                ui.button(
+                    t("form.surrender"),
+                    icon="task_alt",
+                    on_click=lambda: forms.open_surrender(
+                        svc, actor, acc, self.classes(), self.reload
+                    ),
+                ).props('unelevated color=secondary no-caps data-testid="open-surrender"')
+            if may(m.Op.CANCEL):
+                ui.button(
+                    t("form.cancel"),
+                    icon="eco",
+                    on_click=lambda: forms.open_cancel(
+                        svc, actor, acc, self.classes(), self.reload
+                    ),
+                ).props('unelevated color=accent no-caps data-testid="open-cancel"')
             ui.button(
                 t("form.hold"),
                 icon="lock",
@@ -533,7 +546,6 @@ class AccountView:
             ).props('outline color=primary no-caps data-testid="open-hold"')
             if not actor.is_operator or not self.holder_account:
                 return
-            ui.space()
             if a["status"] != "REQUESTED" and forms.status_targets(a["status"]):
                 ui.button(
                     t("form.status"),

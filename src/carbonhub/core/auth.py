@@ -121,7 +121,7 @@ class AuthService:
             raise InvalidInput(
                 "ENTITY_NAME_INVALID", "entity name is required (≤ 200 characters)", "主体名称必填"
             )
-        if not _CREDIT_CODE.match(credit_code or ""):
+        if not _CREDIT_CODE.fullmatch(credit_code or ""):
             raise InvalidInput(
                 "CREDIT_CODE_INVALID",
                 "unified social credit code must be 18 characters (0-9, A-Z without I O S V Z)",
@@ -163,7 +163,7 @@ class AuthService:
         display_name: str = "",
         actor: Actor = SYSTEM,
     ) -> dict[str, Any]:
-        if not _USERNAME.match(username or ""):
+        if not _USERNAME.fullmatch(username or ""):
             raise InvalidInput(
                 "USERNAME_INVALID", "username: 3–64 of a-z 0-9 _ . -", "用户名格式错误"
             )

@@ -50,7 +50,7 @@ def run(
     body: Callable[[UnitOfWork], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run `body` once per (actor, key); `body` must not commit — this does, with the key."""
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise InvalidInput(
             "IDEMPOTENCY_KEY_INVALID",
             "Idempotency-Key must be 8–128 characters of letters, digits and ._:-",

@@ -42,7 +42,7 @@ def tonnes(value: object, *, field: str = "quantity", allow_zero: bool = False) 
 
 def fen_from_yuan(text: str) -> int:
     """'12.34' -> 1234. Exact decimal parsing; more than two decimals is an error, not a rounding."""
-    if not isinstance(text, str) or not _MONEY.match(text.strip()):
+    if not isinstance(text, str) or not _MONEY.fullmatch(text.strip()):
         raise InvalidInput(
             "MONEY_INVALID", f"not a yuan amount: {text!r}", f"金额格式错误: {text!r}"
         )

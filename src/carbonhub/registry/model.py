@@ -69,7 +69,7 @@ def parse_account_id(text: object) -> str:
     """Validates format and check digits; returns the id. `CN-200-0000001-42`."""
     if not isinstance(text, str):
         raise InvalidInput("ACCOUNT_ID_MALFORMED", "account id must be text", "账户号格式错误")
-    m = _ACCOUNT_ID.match(text)
+    m = _ACCOUNT_ID.fullmatch(text)
     if not m or m.group(2) not in TYPE_CODES.values():
         raise InvalidInput(
             "ACCOUNT_ID_MALFORMED",
@@ -145,7 +145,7 @@ class UnitKind(StrEnum):
     PHCER = "PHCER"  # carbon-inclusion credit, by method and vintage
 
 
-_ORIGIN = re.compile(r"^[A-Z0-9]{1,20}$")
+ORIGIN = re.compile(r"^[A-Z0-9]{1,20}$")
 _CLASS = re.compile(r"^(CEA|CCER|PHCER)-(\d{4})(?:-([A-Z0-9]{1,20}))?$")
 
 
@@ -161,7 +161,7 @@ class UnitClass:
 
 
 def parse_unit_class(text: object) -> UnitClass:
-    m = _CLASS.match(text) if isinstance(text, str) else None
+    m = _CLASS.fullmatch(text) if isinstance(text, str) else None
     if not m:
         raise InvalidInput(
             "UNIT_CLASS_MALFORMED",
@@ -234,7 +234,7 @@ def class_for(kind: str, period: int, origin: str) -> str:
 
 def parse_serial(text: object, registry: str) -> Block:
     """A block serial with check digits, or the short form of one unit: CN-CEA-2023-420000-1-57."""
-    m = _SERIAL.match(text.strip().upper()) if isinstance(text, str) else None
+    m = _SERIAL.fullmatch(text.strip().upper()) if isinstance(text, str) else None
     if not m:
         raise InvalidInput(
             "SERIAL_MALFORMED",
@@ -330,6 +330,39 @@ def take_ranges(blocks: Iterable[Block], ranges: Sequence[Block]) -> Split:
     survivors = [k for k in kept if k in pool]
     removed_orig = [b for b in removed if b not in kept]
     return Split(moved, removed_orig, survivors)
+
+
+def subtract(blocks: Iterable[Block], excluded: Iterable[Block]) -> list[Block]:
+    """The parts of `blocks` outside every `excluded` range (tainted or reserved serials)."""
+    out: list[Block] = []
+    cuts = sorted(excluded)
+    for b in sorted(blocks):
+        pieces = [b]
+        for x in cuts:
+            if not b.overlaps(x):
+                continue
+            nxt = []
+            for p in pieces:
+                if not p.overlaps(x):
+                    nxt.append(p)
+                    continue
+                if p.start < x.start:
+                    nxt.append(Block(p.unit_class, p.origin, p.batch, p.start, x.start - 1))
+                if x.end < p.end:
+                    nxt.append(Block(p.unit_class, p.origin, p.batch, x.end + 1, p.end))
+            pieces = nxt
+        out.extend(pieces)
+    return out
+
+
+def take_free(blocks: Iterable[Block], excluded: Iterable[Block], quantity: int) -> Split:
+    """Take `quantity` units lowest-first from the serials not excluded; split what is held.
+
+    Within each free stretch the sender keeps the lower range, as `take` does.
+    """
+    held = list(blocks)
+    chosen = take(subtract(held, excluded), quantity).moved
+    return take_ranges(held, chosen)
 
 
 def overlapping(blocks: Sequence[Block]) -> tuple[Block, Block] | None:

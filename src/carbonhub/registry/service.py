@@ -281,6 +281,12 @@ class RegistryService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             row = self._locked_account(uow.conn, account_id)
+            if row.status != m.AccountStatus.REQUESTED:
+                raise Conflict(
+                    "ACCOUNT_NOT_REQUESTED",
+                    f"account {account_id} is {row.status}, not awaiting a decision",
+                    "该账户不在待审批状态",
+                )
             if row.requested_by == actor.username:
                 raise Forbidden(
                     "SAME_OPERATOR",
@@ -384,7 +390,7 @@ class RegistryService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             uc = m.parse_unit_class(unit_class)
             org = _text(origin, "origin", required=True, max_len=20).upper()
-            if not m._ORIGIN.match(org) or (uc.project and org != uc.project):
+            if not m.ORIGIN.fullmatch(org) or (uc.project and org != uc.project):
                 raise InvalidInput(
                     "ORIGIN_INVALID",
                     "origin: the province code for CEA, the project or method code for credits",
@@ -448,6 +454,8 @@ class RegistryService:
                 "BULK_TOO_LARGE", f"at most {self.db.settings.max_bulk_rows} rows", "行数超过上限"
             )
 
+        batch_ref = new_id()  # one reference per bulk: two operators' batches never merge
+
         def body(uow: UnitOfWork) -> dict[str, Any]:
             src = self.system_account(uow.conn, m.AccountType.ISSUANCE)
             op = m.operation(m.Op.ALLOCATE)
@@ -455,7 +463,7 @@ class RegistryService:
             for line, (account_id, unit_class, quantity) in enumerate(rows, start=1):
                 try:
                     t = self._propose(
-                        uow, actor, op, src, account_id, unit_class, quantity, batch_ref=key
+                        uow, actor, op, src, account_id, unit_class, quantity, batch_ref=batch_ref
                     )
                 except DomainError as err:
                     err.message = f"row {line}: {err.message}"
@@ -465,7 +473,7 @@ class RegistryService:
                 if progress:
                     progress(line)
             return {
-                "batch_ref": key,
+                "batch_ref": batch_ref,
                 "transfers": ids,
                 "count": len(ids),
                 "quantity": sum(int(q) for _, _, q in rows),
@@ -712,7 +720,10 @@ class RegistryService:
                     f"已超过 {op.reversal_window_days} 天冲正期限",
                 )
             if uow.conn.execute(
-                sa.select(s.transfers.c.id).where(s.transfers.c.reverses == transfer_id)
+                sa.select(s.transfers.c.id).where(
+                    s.transfers.c.reverses == transfer_id,
+                    s.transfers.c.status.in_(["PENDING", "COMPLETED"]),
+                )
             ).first():
                 raise Conflict(
                     "ALREADY_REVERSED", "this transfer has a reversal already", "该业务已冲正"
@@ -815,8 +826,8 @@ class RegistryService:
                         f"the freeze covers {hold.quantity} t",
                         f"冻结数量仅 {hold.quantity} 吨",
                     )
-                extra = int(hold.quantity)
-                consumed_hold = {"id": hold.id, "quantity": extra}
+                extra = q  # the court takes q of the frozen units; the rest stays frozen
+                consumed_hold = {"id": hold.id, "quantity": q, "left": int(hold.quantity) - q}
             m.check_available(bal, q, extra_t=extra)
             if op.code is m.Op.REVERSAL:
                 m.take_ranges(
@@ -824,12 +835,14 @@ class RegistryService:
                     self._moved_ranges(conn, reverses),
                 )
             else:
-                untainted = self._untainted(conn, sender.id, uc.code)
-                if sum(b.size for _, b in untainted) - bal.pending < q:
+                blocks = [b for _, b in s.blocks_of(conn, sender.id, uc.code)]
+                excluded, reserved_by_reversals = self._excluded(conn, sender.id, uc.code)
+                free = sum(b.size for b in m.subtract(blocks, excluded))
+                if free - (bal.pending - reserved_by_reversals) < q:
                     raise Conflict(
                         "UNITS_TAINTED",
-                        "some of these units carry a tainted-serial flag",
-                        "部分单位序列号被标记为可疑",
+                        "some of these units carry a tainted-serial flag or are reserved",
+                        "部分单位序列号被标记为可疑或已被预留",
                     )
 
         execute_after = None
@@ -875,7 +888,12 @@ class RegistryService:
         )
         if consumed_hold is not None:
             conn.execute(
-                sa.update(s.holds).where(s.holds.c.id == hold_id).values(status="CONSUMED")
+                sa.update(s.holds)
+                .where(s.holds.c.id == hold_id)
+                .values(
+                    quantity=consumed_hold["left"] or int(consumed_hold["quantity"]),
+                    status="ACTIVE" if consumed_hold["left"] else "CONSUMED",
+                )
             )
             s.add_to_holding(conn, str(from_account), uc.code, held=-consumed_hold["quantity"])
         if from_account:
@@ -911,14 +929,24 @@ class RegistryService:
             is not None
         )
 
-    def _untainted(
+    def _excluded(
         self, conn: Connection, account_id: str, unit_class: str
-    ) -> list[tuple[int, m.Block]]:
-        blocks = s.blocks_of(conn, account_id, unit_class)
-        taints = s.active_taints(conn, unit_class)
-        if not taints:
-            return blocks
-        return [(i, b) for i, b in blocks if not any(b.overlaps(t) for t in taints)]
+    ) -> tuple[list[m.Block], int]:
+        """Serials an ordinary movement must not take: tainted ranges, and ranges that pending
+        reversals out of this account will take back; plus the quantity those reversals reserve."""
+        excluded = s.active_taints(conn, unit_class)
+        t, tb = s.transfers, s.transfer_blocks
+        originals = sa.select(t.c.reverses).where(
+            t.c.op == m.Op.REVERSAL.value,
+            t.c.status == "PENDING",
+            t.c.from_account == account_id,
+            t.c.unit_class == unit_class,
+        )
+        reserved = [
+            m.Block(r.unit_class, r.origin, r.batch, r.start, r.end)
+            for r in conn.execute(sa.select(tb).where(tb.c.transfer_id.in_(originals)))
+        ]
+        return excluded + reserved, sum(b.size for b in reserved)
 
     def _moved_ranges(self, conn: Connection, transfer_id: str | None) -> list[m.Block]:
         rows = conn.execute(
@@ -931,6 +959,19 @@ class RegistryService:
         conn = uow.conn
         t = conn.execute(sa.select(s.transfers).where(s.transfers.c.id == transfer_id)).one()
         q, uc = int(t.quantity), t.unit_class
+        op = m.operation(t.op)
+        ids = [t.to_account] + ([t.from_account] if t.from_account else [])
+        rows = s.lock_accounts(conn, ids)
+        for role, account_id, allowed in (
+            ("RECEIVER", t.to_account, op.receiver_statuses),
+            ("SENDER", t.from_account, op.sender_statuses),
+        ):
+            if account_id and rows[account_id].status not in allowed:
+                raise Conflict(
+                    f"{role}_STATUS",
+                    f"account {account_id} is {rows[account_id].status}",
+                    f"账户 {account_id} 状态为 {rows[account_id].status}",
+                )
         if t.op == m.Op.ISSUE:
             batch = 1 + int(
                 conn.execute(
@@ -952,15 +993,12 @@ class RegistryService:
             )
             moved = [m.Block(uc, t.origin, batch, 1, q)]
         else:
+            pool = s.blocks_of(conn, t.from_account, uc)
+            held = [b for _, b in pool]
             if t.op == m.Op.REVERSAL:
-                split = m.take_ranges(
-                    [b for _, b in s.blocks_of(conn, t.from_account, uc)],
-                    self._moved_ranges(conn, t.reverses),
-                )
-                pool = s.blocks_of(conn, t.from_account, uc)
+                split = m.take_ranges(held, self._moved_ranges(conn, t.reverses))
             else:
-                pool = self._untainted(conn, t.from_account, uc)
-                split = m.take([b for _, b in pool], q)
+                split = m.take_free(held, self._excluded(conn, t.from_account, uc)[0], q)
             by_block = {b: i for i, b in pool}
             conn.execute(
                 sa.delete(s.unit_blocks).where(
@@ -984,12 +1022,12 @@ class RegistryService:
                 )
             s.add_to_holding(conn, t.from_account, uc, posted=-q, pending=-q)
             moved = split.moved
-        rows = [
+        ranges = [
             dict(unit_class=uc, origin=b.origin, batch=b.batch, start=b.start, end=b.end)
             for b in moved
         ]
-        conn.execute(sa.insert(s.unit_blocks), [dict(r, account_id=t.to_account) for r in rows])
-        conn.execute(sa.insert(s.transfer_blocks), [dict(r, transfer_id=t.id) for r in rows])
+        conn.execute(sa.insert(s.unit_blocks), [dict(r, account_id=t.to_account) for r in ranges])
+        conn.execute(sa.insert(s.transfer_blocks), [dict(r, transfer_id=t.id) for r in ranges])
         s.add_to_holding(conn, t.to_account, uc, posted=q)
         entry = journal.append(
             uow,
@@ -1019,9 +1057,13 @@ class RegistryService:
         restored = 0
         if t.hold_id and t.op == m.Op.COURT_TRANSFER:
             hold = conn.execute(sa.select(s.holds).where(s.holds.c.id == t.hold_id)).one()
-            restored = int(hold.quantity)
+            restored = int(t.quantity)  # the court order did not happen: refreeze what it took
+            # a CONSUMED hold, or one RELEASED meanwhile, comes back with just what was taken
+            new_quantity = restored + (int(hold.quantity) if hold.status == "ACTIVE" else 0)
             conn.execute(
-                sa.update(s.holds).where(s.holds.c.id == t.hold_id).values(status="ACTIVE")
+                sa.update(s.holds)
+                .where(s.holds.c.id == t.hold_id)
+                .values(status="ACTIVE", quantity=new_quantity, released_at=None, released_by=None)
             )
         if t.from_account:
             s.add_to_holding(
@@ -1131,8 +1173,12 @@ class RegistryService:
         )
 
     def run_due(self) -> dict[str, int]:
-        """Post delayed transfers that are due and expire proposals nobody approved in time."""
-        posted = expired = 0
+        """Post delayed transfers that are due and expire proposals nobody approved in time.
+
+        A transfer that can no longer post (its account was suspended, its serials flagged) is
+        voided with the rule it broke, alone; the others go on.
+        """
+        posted = expired = failed = 0
         with self.db.uow() as uow:
             journal.lock_head(uow)
             now = iso(uow.now)
@@ -1154,10 +1200,17 @@ class RegistryService:
                     and t.execute_after <= now
                     and (op.passes_market_suspend or not suspended)
                 ):
-                    self._post(uow, t.id, SYSTEM.username)
-                    posted += 1
+                    savepoint = uow.conn.begin_nested()
+                    try:
+                        self._post(uow, t.id, SYSTEM.username)
+                        savepoint.commit()
+                        posted += 1
+                    except DomainError as err:
+                        savepoint.rollback()
+                        self._end_pending(uow, t, "VOIDED", SYSTEM.username, err.code)
+                        failed += 1
             uow.commit()
-        return {"posted": posted, "expired": expired}
+        return {"posted": posted, "expired": expired, "failed": failed}
 
     def _pending(self, conn: Connection, transfer_id: str) -> Any:
         q = sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
@@ -1889,7 +1942,10 @@ def replay_problems(conn: Connection) -> list[str]:
     ledger = m.Ledger()
     for row in journal.entries(conn):
         if row.type.startswith("registry."):
-            ledger.apply(row.type, json.loads(row.payload))
+            try:
+                ledger.apply(row.type, json.loads(row.payload))
+            except (DomainError, KeyError, ValueError, TypeError, AssertionError) as err:
+                return [f"invariant 6: replay cannot apply journal entry {row.seq}: {err}"]
     problems = []
     stored = {
         (r.account_id, r.unit_class): [int(r.posted), int(r.pending), int(r.held)]

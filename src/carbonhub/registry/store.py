@@ -115,7 +115,7 @@ transfers = sa.Table(
     sa.Column("beneficiary", sa.String(200), nullable=True),
     sa.Column("legal_basis", sa.String(200), nullable=True),
     sa.Column("compliance_year", sa.Integer, nullable=True),
-    sa.Column("reverses", sa.String(36), sa.ForeignKey("transfers.id"), nullable=True, unique=True),
+    sa.Column("reverses", sa.String(36), sa.ForeignKey("transfers.id"), nullable=True, index=True),
     sa.Column("hold_id", sa.String(36), nullable=True),
     sa.Column("batch_ref", sa.String(64), nullable=True, index=True),
     sa.Column("journal_seq", sa.BigInteger, nullable=True),

@@ -218,14 +218,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['reverses'], ['transfers.id'], name=op.f('fk_transfers_reverses_transfers')),
     sa.ForeignKeyConstraint(['to_account'], ['accounts.id'], name=op.f('fk_transfers_to_account_accounts')),
     sa.ForeignKeyConstraint(['unit_class'], ['unit_classes.code'], name=op.f('fk_transfers_unit_class_unit_classes')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_transfers')),
-    sa.UniqueConstraint('reverses', name=op.f('uq_transfers_reverses'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_transfers'))
     )
     with op.batch_alter_table('transfers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_transfers_batch_ref'), ['batch_ref'], unique=False)
         batch_op.create_index(batch_op.f('ix_transfers_from_account'), ['from_account'], unique=False)
         batch_op.create_index('ix_transfers_status', ['status', 'execute_after'], unique=False)
         batch_op.create_index(batch_op.f('ix_transfers_to_account'), ['to_account'], unique=False)
+        batch_op.create_index(batch_op.f('ix_transfers_reverses'), ['reverses'], unique=False)
 
     op.create_table('trusted_accounts',
     sa.Column('account_id', sa.String(length=20), nullable=False),
@@ -288,6 +288,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_transfers_status')
         batch_op.drop_index(batch_op.f('ix_transfers_from_account'))
         batch_op.drop_index(batch_op.f('ix_transfers_batch_ref'))
+        batch_op.drop_index(batch_op.f('ix_transfers_reverses'))
 
     op.drop_table('transfers')
     with op.batch_alter_table('holds', schema=None) as batch_op:
