@@ -653,7 +653,7 @@ class RegistryMachine(RuleBasedStateMachine):
             ):
                 self._post(tid)
                 posted += 1
-        assert self.reg.run_due() == {"posted": posted, "expired": expired}
+        assert self.reg.run_due() == {"posted": posted, "expired": expired, "failed": 0}
 
     @rule(on=st.booleans())
     def suspend_market(self, on: bool) -> None:

@@ -41,6 +41,16 @@ def request_hash(command: str, data: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise InvalidInput(
+            "IDEMPOTENCY_KEY_INVALID",
+            "Idempotency-Key must be 8–128 characters of letters, digits and ._:-",
+            "幂等键须为 8–128 位字母、数字或 ._:-",
+        )
+    return key
+
+
 def run(
     db: Database,
     actor: str,
@@ -50,12 +60,7 @@ def run(
     body: Callable[[UnitOfWork], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run `body` once per (actor, key); `body` must not commit — this does, with the key."""
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise InvalidInput(
-            "IDEMPOTENCY_KEY_INVALID",
-            "Idempotency-Key must be 8–128 characters of letters, digits and ._:-",
-            "幂等键须为 8–128 位字母、数字或 ._:-",
-        )
+    check_key(key)
     digest = request_hash(command, data)
     for _attempt in range(3):
         with db.uow() as uow:

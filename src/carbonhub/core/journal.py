@@ -129,6 +129,48 @@ def append(uow: UnitOfWork, type_: str, actor: str, payload: dict[str, Any]) -> 
     return Entry(seq, type_, actor, time, day, payload, prev_hash, h)
 
 
+def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -> list[Entry]:
+    """Append many entries with one insert (group commit); same chain as appending one by one."""
+    if not items:
+        return []
+    conn = uow.conn
+    head = _lock_head(conn)
+    if head is None:
+        return [append(uow, *item) for item in items]
+    seq, prev_hash = int(head.seq), str(head.hash)
+    time = max(iso(uow.now), head.time)
+    day = shanghai_day(parse_iso(time)).isoformat()
+    out: list[Entry] = []
+    for type_, actor, payload in items:
+        seq += 1
+        body = canonical(payload)
+        h = entry_hash(prev_hash, seq, type_, actor, time, body)
+        out.append(Entry(seq, type_, actor, time, day, payload, prev_hash, h))
+        prev_hash = h
+    conn.execute(
+        sa.insert(journal),
+        [
+            {
+                "seq": e.seq,
+                "type": e.type,
+                "actor": e.actor,
+                "time": e.time,
+                "day": e.day,
+                "payload": canonical(e.payload),
+                "prev_hash": e.prev_hash,
+                "hash": e.hash,
+            }
+            for e in out
+        ],
+    )
+    conn.execute(
+        sa.update(journal_head)
+        .where(journal_head.c.id == 1)
+        .values(seq=seq, hash=prev_hash, time=time)
+    )
+    return out
+
+
 def _row_entry(row: Any) -> Entry:
     return Entry(
         row.seq,

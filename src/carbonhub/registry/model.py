@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import pairwise
 
-from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput
+from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 
 # ---------------------------------------------------------------- check digits (ISO 7064 mod 97-10)
 
@@ -625,6 +625,90 @@ def market_suspended_error(op: Operation) -> DomainError:
         f"the market is suspended: {op.code.value} is not allowed",
         "市场已暂停，该业务不可办理",
     )
+
+
+# ---------------------------------------------------------------- a batch of transfers in memory
+
+
+@dataclass
+class Book:
+    """What a batch of transfers reads, loaded once; the model decides each command against it
+    and updates it, so later commands in the batch see earlier ones."""
+
+    accounts: dict[str, AccountView]
+    balances: dict[tuple[str, str], Balance]
+    blocks: dict[tuple[str, str], list[Block]]
+    excluded: dict[tuple[str, str], list[Block]]  # tainted or reserved for pending reversals
+    reserved_by_reversals: dict[tuple[str, str], int]
+    trusted: set[tuple[str, str]]
+    unit_classes: set[str]
+    market_suspended: bool
+
+
+@dataclass(frozen=True)
+class TransferDecision:
+    moved: list[Block]  # empty while the transfer waits out its delay
+    delayed: bool
+
+
+def decide_transfer(
+    book: Book,
+    role: str,
+    actor_entity: str | None,
+    from_id: str,
+    to_id: str,
+    unit_class: str,
+    quantity: int,
+    *,
+    untrusted_limit_t: int,
+    untrusted_delay: bool,
+) -> TransferDecision:
+    """The same checks `RegistryService` runs for one TRANSFER, against the in-memory book.
+
+    Checks everything before changing anything, so a refused command leaves the book as it was.
+    """
+    op = OPERATIONS[Op.TRANSFER]
+    uc = parse_unit_class(unit_class)
+    if book.market_suspended:
+        raise market_suspended_error(op)
+    for i in (to_id, from_id):
+        if i not in book.accounts:
+            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    sender, receiver = book.accounts[from_id], book.accounts[to_id]
+    check_initiator(op, role, actor_entity, sender)
+    check_route(op, sender, receiver, uc.kind)
+    if uc.code not in book.unit_classes:
+        raise NotFound(
+            "UNIT_CLASS_NOT_FOUND",
+            f"no units of class {uc.code} were ever issued",
+            "该单位类别不存在",
+        )
+    key = (from_id, uc.code)
+    bal = book.balances.get(key, Balance())
+    check_available(bal, quantity)
+    held = book.blocks.get(key, [])
+    excluded = book.excluded.get(key, [])
+    free = sum(b.size for b in subtract(held, excluded)) if excluded else bal.posted
+    if free - (bal.pending - book.reserved_by_reversals.get(key, 0)) < quantity:
+        raise Conflict(
+            "UNITS_TAINTED",
+            "some of these units carry a tainted-serial flag or are reserved",
+            "部分单位序列号被标记为可疑或已被预留",
+        )
+    trusted = sender.entity_id == receiver.entity_id or (from_id, to_id) in book.trusted
+    if not trusted:
+        check_untrusted(untrusted_limit_t, quantity)
+        if untrusted_delay:
+            book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
+            return TransferDecision([], True)
+    split = take_free(held, excluded, quantity)
+    book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
+    book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held)
+    to_key = (to_id, uc.code)
+    got = book.balances.get(to_key, Balance())
+    book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
+    book.blocks[to_key] = sorted([*book.blocks.get(to_key, []), *split.moved])
+    return TransferDecision(split.moved, False)
 
 
 # ---------------------------------------------------------------- replay (invariant 6)

@@ -494,92 +494,368 @@ class RegistryService:
         quantity: int,
         reason: str = "",
     ) -> dict[str, Any]:
-        data = {
-            "from": from_account,
-            "to": to_account,
+        cmd = {
+            "key": key,
+            "from_account": from_account,
+            "to_account": to_account,
             "unit_class": unit_class,
             "quantity": quantity,
             "reason": reason,
         }
-        return idempotency.run(
-            self.db,
-            actor.username,
-            key,
-            "transfer",
-            data,
-            lambda uow: self._propose(
-                uow,
-                actor,
-                m.operation(m.Op.TRANSFER),
-                from_account,
-                to_account,
-                unit_class,
-                quantity,
-                reason=reason,
-            ),
-        )
+        outcome = self._transfer_batch(actor, [cmd])[0]
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
 
     def transfer_many(
         self, actor: Actor, commands: Sequence[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """Group commit: many transfers in one transaction, each with its own key and result.
+        """Group commit: many transfers in one transaction, each with its own idempotency key,
+        journal entries and result; a refused command is reported and changes nothing."""
+        return [
+            {"error": o.code, "detail": o.message} if isinstance(o, DomainError) else o
+            for o in self._transfer_batch(actor, commands)
+        ]
 
-        A command that fails is rolled back alone (savepoint) and reported; the others commit.
-        """
-        results: list[dict[str, Any]] = []
-        op = m.operation(m.Op.TRANSFER)
+    def _transfer_batch(
+        self, actor: Actor, commands: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any] | DomainError]:
+        """Load what the batch touches in a few queries, let the model decide every command in
+        memory (`model.decide_transfer`), then write the net change with bulk statements."""
+        if len(commands) > self.db.settings.max_bulk_rows:
+            raise InvalidInput("BATCH_TOO_LARGE", "too many commands in one batch", "批量过大")
         with self.db.uow() as uow:
             journal.lock_head(uow)
-            for c in commands:
-                data = {
-                    "from": c["from_account"],
-                    "to": c["to_account"],
-                    "unit_class": c["unit_class"],
-                    "quantity": c["quantity"],
-                    "reason": c.get("reason", ""),
-                }
-                digest = idempotency.request_hash("transfer", data)
-                prior = uow.conn.execute(
-                    sa.select(idempotency.idempotency).where(
-                        idempotency.idempotency.c.actor == actor.username,
-                        idempotency.idempotency.c.key == c["key"],
-                    )
-                ).first()
-                if prior is not None:
-                    if prior.request_hash != digest:
-                        results.append({"error": "IDEMPOTENCY_KEY_REUSED"})
-                    else:
-                        results.append(json.loads(prior.result))
-                    continue
-                sp = uow.conn.begin_nested()
+            conn, now = uow.conn, iso(uow.now)
+            outcomes: list[dict[str, Any] | DomainError | None] = [None] * len(commands)
+            parsed: dict[int, tuple[str, str, str, int, str, str]] = {}
+            for n, c in enumerate(commands):
                 try:
-                    r = self._propose(
-                        uow,
-                        actor,
-                        op,
-                        c["from_account"],
-                        c["to_account"],
-                        c["unit_class"],
-                        c["quantity"],
-                        reason=c.get("reason", ""),
+                    idempotency.check_key(c.get("key"))
+                    data = {
+                        "from": c.get("from_account"),
+                        "to": c.get("to_account"),
+                        "unit_class": c.get("unit_class"),
+                        "quantity": c.get("quantity"),
+                        "reason": c.get("reason", ""),
+                    }
+                    parsed[n] = (
+                        m.parse_account_id(c.get("from_account")),
+                        m.parse_account_id(c.get("to_account")),
+                        m.parse_unit_class(c.get("unit_class")).code,
+                        tonnes(c.get("quantity")),
+                        _text(c.get("reason", ""), "reason", max_len=500),
+                        idempotency.request_hash("transfer", data),
                     )
-                    uow.conn.execute(
-                        sa.insert(idempotency.idempotency).values(
-                            actor=actor.username,
-                            key=c["key"],
-                            command="transfer",
-                            request_hash=digest,
-                            result=json.dumps(r, sort_keys=True),
-                            created_at=iso(uow.now),
+                except DomainError as err:
+                    outcomes[n] = err
+            ik = idempotency.idempotency
+            keys = [commands[n]["key"] for n in parsed]
+            prior = (
+                {
+                    r.key: r
+                    for r in conn.execute(
+                        sa.select(ik).where(ik.c.actor == actor.username, ik.c.key.in_(keys))
+                    )
+                }
+                if keys
+                else {}
+            )
+            book, initial = self._load_book(conn, [(p[0], p[1], p[2]) for p in parsed.values()])
+            delay = self.db.settings.untrusted_delay_minutes
+            transfer_rows: list[dict[str, Any]] = []
+            block_rows: list[dict[str, Any]] = []
+            entries: list[tuple[str, str, dict[str, Any]]] = []
+            fresh: dict[str, tuple[str, dict[str, Any]]] = {}  # key → (digest, result)
+            completed_at_entry: list[tuple[dict[str, Any], int]] = []
+            for n, (frm, to, uc, q, reason, digest) in parsed.items():
+                key = commands[n]["key"]
+                seen = fresh.get(key) or (
+                    (prior[key].request_hash, json.loads(prior[key].result))
+                    if key in prior
+                    else None
+                )
+                if seen is not None:
+                    outcomes[n] = (
+                        seen[1]
+                        if seen[0] == digest
+                        else Conflict(
+                            "IDEMPOTENCY_KEY_REUSED",
+                            "this Idempotency-Key was used before with different input",
+                            "该幂等键已用于不同的请求",
                         )
                     )
-                    sp.commit()
-                    results.append(r)
+                    continue
+                try:
+                    decision = m.decide_transfer(
+                        book,
+                        actor.role.value,
+                        actor.entity_id,
+                        frm,
+                        to,
+                        uc,
+                        q,
+                        untrusted_limit_t=self.db.settings.untrusted_transfer_limit_t,
+                        untrusted_delay=delay > 0,
+                    )
                 except DomainError as err:
-                    sp.rollback()
-                    results.append({"error": err.code, "detail": err.message})
+                    outcomes[n] = err
+                    continue
+                row: dict[str, Any] = {
+                    "id": new_id(),
+                    "op": m.Op.TRANSFER.value,
+                    "status": "PENDING" if decision.delayed else "COMPLETED",
+                    "from_account": frm,
+                    "to_account": to,
+                    "unit_class": uc,
+                    "quantity": q,
+                    "proposed_by": actor.username,
+                    "approved_by": None,
+                    "created_at": now,
+                    "execute_after": iso(uow.now + timedelta(minutes=delay))
+                    if decision.delayed
+                    else None,
+                    "expires_at": None,
+                    "completed_at": None if decision.delayed else now,
+                    "reason": reason,
+                    "beneficiary": None,
+                    "legal_basis": None,
+                    "compliance_year": None,
+                    "reverses": None,
+                    "hold_id": None,
+                    "batch_ref": None,
+                    "journal_seq": None,
+                }
+                entries.append(
+                    (
+                        "registry.transfer_proposed",
+                        actor.username,
+                        {
+                            "transfer_id": row["id"],
+                            "op": row["op"],
+                            "from": frm,
+                            "to": to,
+                            "unit_class": uc,
+                            "quantity": q,
+                            "consumed_hold_t": 0,
+                        },
+                    )
+                )
+                if not decision.delayed:
+                    # proposed and completed at once: pending never shows, as in _propose + _post
+                    entries.append(
+                        (
+                            "registry.transfer_completed",
+                            actor.username,
+                            {
+                                "transfer_id": row["id"],
+                                "op": row["op"],
+                                "from": frm,
+                                "to": to,
+                                "unit_class": uc,
+                                "quantity": q,
+                                "blocks": [list(b.key()) for b in decision.moved],
+                            },
+                        )
+                    )
+                    completed_at_entry.append((row, len(entries) - 1))
+                    block_rows.extend(
+                        {
+                            "transfer_id": row["id"],
+                            "unit_class": uc,
+                            "origin": b.origin,
+                            "batch": b.batch,
+                            "start": b.start,
+                            "end": b.end,
+                        }
+                        for b in decision.moved
+                    )
+                transfer_rows.append(row)
+                outcomes[n] = row
+                fresh[key] = (digest, row)
+            written = journal.append_many(uow, entries)
+            for row, index in completed_at_entry:
+                row["journal_seq"] = written[index].seq
+            self._write_book(conn, book, initial)
+            if transfer_rows:
+                conn.execute(sa.insert(s.transfers), transfer_rows)
+            if block_rows:
+                conn.execute(sa.insert(s.transfer_blocks), block_rows)
+            if fresh:
+                conn.execute(
+                    sa.insert(ik),
+                    [
+                        {
+                            "actor": actor.username,
+                            "key": k,
+                            "command": "transfer",
+                            "request_hash": d,
+                            "result": json.dumps(r, sort_keys=True, default=str),
+                            "created_at": now,
+                        }
+                        for k, (d, r) in fresh.items()
+                    ],
+                )
+            if self.db.settings.check_invariants:
+                problems = ledger_problems(conn)
+                assert not problems, problems
             uow.commit()
-        return results
+        return [
+            o if o is not None else InvalidInput("COMMAND_INVALID", "not decided") for o in outcomes
+        ]
+
+    def _load_book(
+        self, conn: Connection, moves: Sequence[tuple[str, str, str]]
+    ) -> tuple[m.Book, dict[tuple[str, str], dict[m.Block, int]]]:
+        """Accounts, balances, serial blocks, exclusions and trust for these (from, to, class)."""
+        ids = sorted({a for f, t_, _ in moves for a in (f, t_)})
+        classes = sorted({uc for _, _, uc in moves})
+        rows = s.lock_accounts(conn, ids) if ids else {}
+        accounts = {i: _view(r) for i, r in rows.items()}
+        h, b = s.holdings, s.unit_blocks
+        balances = (
+            {
+                (r.account_id, r.unit_class): m.Balance(int(r.posted), int(r.pending), int(r.held))
+                for r in conn.execute(
+                    sa.select(h).where(h.c.account_id.in_(ids), h.c.unit_class.in_(classes))
+                )
+            }
+            if ids
+            else {}
+        )
+        initial: dict[tuple[str, str], dict[m.Block, int]] = {}
+        if ids:
+            for r in conn.execute(
+                sa.select(b).where(b.c.account_id.in_(ids), b.c.unit_class.in_(classes))
+            ):
+                blk = m.Block(r.unit_class, r.origin, r.batch, int(r.start), int(r.end))
+                initial.setdefault((r.account_id, r.unit_class), {})[blk] = int(r.id)
+        excluded: dict[tuple[str, str], list[m.Block]] = {}
+        reserved: dict[tuple[str, str], int] = {}
+        taints = {uc: s.active_taints(conn, uc) for uc in classes}
+        for f in {f for f, _, _ in moves if f in accounts}:
+            for uc in classes:
+                ex, r_q = (
+                    self._excluded(conn, f, uc)
+                    if taints[uc] or self._has_pending_reversal(conn, f)
+                    else ([], 0)
+                )
+                if ex:
+                    excluded[(f, uc)], reserved[(f, uc)] = ex, r_q
+        ta = s.trusted_accounts
+        trusted = (
+            {
+                (r.account_id, r.trusted_id)
+                for r in conn.execute(sa.select(ta).where(ta.c.account_id.in_(ids)))
+            }
+            if ids
+            else set()
+        )
+        known = (
+            set(
+                conn.execute(
+                    sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code.in_(classes))
+                ).scalars()
+            )
+            if classes
+            else set()
+        )
+        book = m.Book(
+            accounts,
+            balances,
+            {k: sorted(v) for k, v in initial.items()},
+            excluded,
+            reserved,
+            trusted,
+            known,
+            s.flag(conn, MARKET_SUSPENDED) == "1",
+        )
+        return book, initial
+
+    def _has_pending_reversal(self, conn: Connection, account_id: str) -> bool:
+        t = s.transfers
+        return (
+            conn.execute(
+                sa.select(t.c.id)
+                .where(
+                    t.c.op == m.Op.REVERSAL.value,
+                    t.c.status == "PENDING",
+                    t.c.from_account == account_id,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def _write_book(
+        self, conn: Connection, book: m.Book, initial: dict[tuple[str, str], dict[m.Block, int]]
+    ) -> None:
+        """Write the net change of balances and serial blocks with bulk statements."""
+        h, b = s.holdings, s.unit_blocks
+        existing = (
+            {
+                (r.account_id, r.unit_class)
+                for r in conn.execute(
+                    sa.select(h.c.account_id, h.c.unit_class).where(
+                        h.c.account_id.in_({a for a, _ in book.balances}),
+                        h.c.unit_class.in_({c for _, c in book.balances}),
+                    )
+                )
+            }
+            if book.balances
+            else set()
+        )
+        updates = [
+            {"a": a, "c": c, "posted": v.posted, "pending": v.pending, "held": v.held}
+            for (a, c), v in book.balances.items()
+            if (a, c) in existing
+        ]
+        if updates:
+            conn.execute(
+                sa.update(h)
+                .where(h.c.account_id == sa.bindparam("a"), h.c.unit_class == sa.bindparam("c"))
+                .values(
+                    posted=sa.bindparam("posted"),
+                    pending=sa.bindparam("pending"),
+                    held=sa.bindparam("held"),
+                ),
+                updates,
+            )
+        inserts = [
+            {
+                "account_id": a,
+                "unit_class": c,
+                "posted": v.posted,
+                "pending": v.pending,
+                "held": v.held,
+            }
+            for (a, c), v in book.balances.items()
+            if (a, c) not in existing
+        ]
+        if inserts:
+            conn.execute(sa.insert(h), inserts)
+        gone: list[int] = []
+        new_rows: list[dict[str, Any]] = []
+        for (a, c), blocks in book.blocks.items():
+            before = initial.get((a, c), {})
+            now_set = set(blocks)
+            gone.extend(i for blk, i in before.items() if blk not in now_set)
+            new_rows.extend(
+                {
+                    "account_id": a,
+                    "unit_class": c,
+                    "origin": blk.origin,
+                    "batch": blk.batch,
+                    "start": blk.start,
+                    "end": blk.end,
+                }
+                for blk in blocks
+                if blk not in before
+            )
+        for chunk in range(0, len(gone), 500):
+            conn.execute(sa.delete(b).where(b.c.id.in_(gone[chunk : chunk + 500])))
+        if new_rows:
+            conn.execute(sa.insert(b), new_rows)
 
     def surrender(
         self,
