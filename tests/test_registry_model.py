@@ -305,10 +305,8 @@ def test_block_contains_and_overlaps() -> None:
     assert a.overlaps(blk(100, 200)) and not a.overlaps(blk(101, 200))
     assert not a.overlaps(blk(1, 100, batch=2)) and not a.overlaps(blk(1, 100, origin="110000"))
     assert not a.contains(blk(1, 5, uc="CEA-2024"))
-    with pytest.raises(AssertionError):
-        blk(5, 4)
-    with pytest.raises(AssertionError):
-        blk(0, 4)
+    # Block is a plain value; ranges are validated where they enter: serial parsing (below)
+    # and the database's CHECK (start >= 1 AND start <= end).
 
 
 def test_overlapping_finds_the_first_pair() -> None:
@@ -460,10 +458,10 @@ def test_take_ranges_conserves_units(blocks: list[Block], data: st.DataObject) -
         if data.draw(st.booleans()):
             s = data.draw(st.integers(b.start, b.end))
             e = data.draw(st.integers(s, b.end))
-            ranges.append(replace(b, start=s, end=e))
+            ranges.append(b._replace(start=s, end=e))
             if e < b.end and data.draw(st.booleans()):
                 s2 = data.draw(st.integers(e + 1, b.end))
-                ranges.append(replace(b, start=s2, end=data.draw(st.integers(s2, b.end))))
+                ranges.append(b._replace(start=s2, end=data.draw(st.integers(s2, b.end))))
     split = m.take_ranges(blocks, data.draw(st.permutations(ranges)))
     assert sorted(split.moved) == sorted(ranges)
     untouched = [b for b in blocks if b not in split.removed]

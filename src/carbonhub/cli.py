@@ -7,13 +7,14 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from carbonhub.core import journal, migrate
 from carbonhub.core.auth import AuthService
 from carbonhub.core.cli_support import (
     JsonOpt,
-    actor,
     call,
+    current_token,
     database,
     emit,
     err_console,
@@ -103,24 +104,11 @@ def login(
 
 @app.command()
 def logout() -> None:
-    """Revoke the saved token and forget it."""
-    who = actor()
-    token = token_file().read_text().strip() if token_file().exists() else ""
+    """Revoke the token in use (CARBONHUB_TOKEN or the saved one) and forget the saved one."""
+    token = current_token()
     auth = AuthService(database())
-    with database().uow() as uow:
-        import hashlib
-
-        import sqlalchemy as sa
-
-        from carbonhub.core.auth import api_tokens
-
-        token_id = uow.conn.execute(
-            sa.select(api_tokens.c.id).where(
-                api_tokens.c.token_hash == hashlib.sha256(token.encode()).hexdigest()
-            )
-        ).scalar()
-    if token_id:
-        call(lambda: auth.revoke_token(who, token_id))
+    who = call(lambda: auth.actor_for_token(token))
+    call(lambda: auth.revoke_token(who, auth.token_id(token)))
     token_file().unlink(missing_ok=True)
     typer.echo("logged out")
 
@@ -211,7 +199,9 @@ def main() -> None:
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
             raise
         err_console.print(
-            f"[red]error[/red] USAGE: {exc.format_message()}", highlight=False, soft_wrap=True
+            f"[red]error[/red] USAGE: {escape(exc.format_message())}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(exc.exit_code or 2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -273,6 +273,15 @@ class AuthService:
             raise Unauthorized("TOKEN_EXPIRED", "the bearer token has expired", "令牌已过期")
         return Actor(row.user_id, row.username, Role(row.role), row.entity_id)
 
+    def token_id(self, token: str) -> str:
+        with self.db.read() as uow:
+            found = uow.conn.execute(
+                sa.select(api_tokens.c.id).where(api_tokens.c.token_hash == _token_digest(token))
+            ).scalar()
+        if found is None:
+            raise Unauthorized("TOKEN_INVALID", "the bearer token is not valid", "令牌无效")
+        return str(found)
+
     def revoke_token(self, actor: Actor, token_id: str) -> dict[str, Any]:
         with self.db.uow() as uow:
             row = uow.conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from carbonhub.core.auth import Actor, AuthService
@@ -41,7 +42,7 @@ def database() -> Database:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -55,12 +56,17 @@ def call(fn: Callable[[], T]) -> T:
 
 def actor() -> Actor:
     """The logged-in user: CARBONHUB_TOKEN, or the token `carbonhub login` saved."""
+    token = current_token()
+    return call(lambda: AuthService(database()).actor_for_token(token))
+
+
+def current_token() -> str:
     token = os.environ.get("CARBONHUB_TOKEN")
     if not token and token_file().exists():
         token = token_file().read_text().strip()
     if not token:
         fail("not logged in: run `carbonhub login USERNAME` or set CARBONHUB_TOKEN")
-    return call(lambda: AuthService(database()).actor_for_token(token))
+    return token
 
 
 def key_or_new(key: str | None) -> str:
