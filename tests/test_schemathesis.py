@@ -98,7 +98,8 @@ BINDINGS = {
     "body.serial": "serials",
 }
 
-_placeholder = Path(tempfile.mkdtemp(prefix="carbonhub-openapi-")) / "unused.db"
+# Only /openapi.json is read from this app: its database is never connected to or created.
+_placeholder = Path(tempfile.gettempdir()) / "carbonhub-openapi-placeholder.db"
 _schema_app = create_app(
     Database(Settings(database_url=f"sqlite:///{_placeholder}")), console=False, duties_every_s=0
 )

@@ -141,28 +141,26 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
     time = max(iso(uow.now), head.time)
     day = shanghai_day(parse_iso(time)).isoformat()
     out: list[Entry] = []
+    rows: list[dict[str, Any]] = []
     for type_, actor, payload in items:
         seq += 1
         body = canonical(payload)
         h = entry_hash(prev_hash, seq, type_, actor, time, body)
         out.append(Entry(seq, type_, actor, time, day, payload, prev_hash, h))
-        prev_hash = h
-    conn.execute(
-        sa.insert(journal),
-        [
+        rows.append(
             {
-                "seq": e.seq,
-                "type": e.type,
-                "actor": e.actor,
-                "time": e.time,
-                "day": e.day,
-                "payload": canonical(e.payload),
-                "prev_hash": e.prev_hash,
-                "hash": e.hash,
+                "seq": seq,
+                "type": type_,
+                "actor": actor,
+                "time": time,
+                "day": day,
+                "payload": body,
+                "prev_hash": prev_hash,
+                "hash": h,
             }
-            for e in out
-        ],
-    )
+        )
+        prev_hash = h
+    conn.execute(sa.insert(journal), rows)
     conn.execute(
         sa.update(journal_head)
         .where(journal_head.c.id == 1)

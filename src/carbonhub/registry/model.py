@@ -11,6 +11,8 @@ Sources: research/registry-anchors.md B1–B4, B9 (UK ETS TransactionType, UNDP 
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,10 +68,20 @@ def make_account_id(registry: str, type_: AccountType, seq: int) -> str:
     return f"{body}-{check_digits(body)}"
 
 
+@functools.lru_cache(maxsize=65536)
+def _valid_account_id(text: str) -> bool:
+    m = _ACCOUNT_ID.fullmatch(text)
+    return bool(
+        m and m.group(2) in TYPE_CODES.values() and check_digits_valid(text[:-3], m.group(4))
+    )
+
+
 def parse_account_id(text: object) -> str:
     """Validates format and check digits; returns the id. `CN-200-0000001-42`."""
     if not isinstance(text, str):
         raise InvalidInput("ACCOUNT_ID_MALFORMED", "account id must be text", "账户号格式错误")
+    if _valid_account_id(text):
+        return text
     m = _ACCOUNT_ID.fullmatch(text)
     if not m or m.group(2) not in TYPE_CODES.values():
         raise InvalidInput(
@@ -359,6 +371,8 @@ def take_free(blocks: Iterable[Block], excluded: Iterable[Block], quantity: int)
     Within each free stretch the sender keeps the lower range, as `take` does.
     """
     held = list(blocks)
+    if not excluded:
+        return take(held, quantity)
     chosen = take(subtract(held, excluded), quantity).moved
     return take_ranges(held, chosen)
 
@@ -700,12 +714,17 @@ def decide_transfer(
             book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
             return TransferDecision([], True)
     split = take_free(held, excluded, quantity)
-    book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
+    if excluded:
+        book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
+    else:  # `take` consumed a prefix of the sorted blocks: keep the rest in order
+        book.blocks[key] = split.kept + held[len(split.removed) :]
     book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held)
     to_key = (to_id, uc.code)
     got = book.balances.get(to_key, Balance())
     book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
-    book.blocks[to_key] = sorted([*book.blocks.get(to_key, []), *split.moved])
+    received = book.blocks.setdefault(to_key, [])
+    for b in split.moved:
+        bisect.insort(received, b)
     return TransferDecision(split.moved, False)
 
 
@@ -740,7 +759,8 @@ class Ledger:
                 sender = str(p["from"])
                 bal = self._bal(sender, uc)
                 bal[0] -= q
-                bal[1] -= q
+                if not p.get("direct"):  # a direct transfer never went through pending
+                    bal[1] -= q
                 held = self.blocks.setdefault(sender, set())
                 split = take_ranges(held, moved)
                 held.difference_update(split.removed)

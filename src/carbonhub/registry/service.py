@@ -626,23 +626,23 @@ class RegistryService:
                     "batch_ref": None,
                     "journal_seq": None,
                 }
-                entries.append(
-                    (
-                        "registry.transfer_proposed",
-                        actor.username,
-                        {
-                            "transfer_id": row["id"],
-                            "op": row["op"],
-                            "from": frm,
-                            "to": to,
-                            "unit_class": uc,
-                            "quantity": q,
-                            "consumed_hold_t": 0,
-                        },
+                if decision.delayed:  # waits out its delay: reserved now, posted by run_due
+                    entries.append(
+                        (
+                            "registry.transfer_proposed",
+                            actor.username,
+                            {
+                                "transfer_id": row["id"],
+                                "op": row["op"],
+                                "from": frm,
+                                "to": to,
+                                "unit_class": uc,
+                                "quantity": q,
+                                "consumed_hold_t": 0,
+                            },
+                        )
                     )
-                )
-                if not decision.delayed:
-                    # proposed and completed at once: pending never shows, as in _propose + _post
+                else:  # one entry: proposed and completed at once, never pending
                     entries.append(
                         (
                             "registry.transfer_completed",
@@ -654,6 +654,7 @@ class RegistryService:
                                 "to": to,
                                 "unit_class": uc,
                                 "quantity": q,
+                                "direct": True,
                                 "blocks": [list(b.key()) for b in decision.moved],
                             },
                         )
@@ -725,21 +726,40 @@ class RegistryService:
         )
         initial: dict[tuple[str, str], dict[m.Block, int]] = {}
         if ids:
-            for r in conn.execute(
-                sa.select(b).where(b.c.account_id.in_(ids), b.c.unit_class.in_(classes))
-            ):
-                blk = m.Block(r.unit_class, r.origin, r.batch, int(r.start), int(r.end))
-                initial.setdefault((r.account_id, r.unit_class), {})[blk] = int(r.id)
+            rows_ = conn.execute(
+                sa.select(
+                    b.c.id,
+                    b.c.account_id,
+                    b.c.unit_class,
+                    b.c.origin,
+                    b.c.batch,
+                    b.c.start,
+                    b.c.end,
+                ).where(b.c.account_id.in_(ids), b.c.unit_class.in_(classes))
+            ).tuples()
+            for id_, acc, uc_, origin, batch, start, end in rows_:
+                initial.setdefault((acc, uc_), {})[m.Block(uc_, origin, batch, start, end)] = id_
         excluded: dict[tuple[str, str], list[m.Block]] = {}
         reserved: dict[tuple[str, str], int] = {}
         taints = {uc: s.active_taints(conn, uc) for uc in classes}
-        for f in {f for f, _, _ in moves if f in accounts}:
+        senders = sorted({f for f, _, _ in moves if f in accounts})
+        tr = s.transfers
+        reversing = (
+            set(
+                conn.execute(
+                    sa.select(tr.c.from_account).where(
+                        tr.c.op == m.Op.REVERSAL.value,
+                        tr.c.status == "PENDING",
+                        tr.c.from_account.in_(senders),
+                    )
+                ).scalars()
+            )
+            if senders
+            else set()
+        )
+        for f in senders:
             for uc in classes:
-                ex, r_q = (
-                    self._excluded(conn, f, uc)
-                    if taints[uc] or self._has_pending_reversal(conn, f)
-                    else ([], 0)
-                )
+                ex, r_q = self._excluded(conn, f, uc) if taints[uc] or f in reversing else ([], 0)
                 if ex:
                     excluded[(f, uc)], reserved[(f, uc)] = ex, r_q
         ta = s.trusted_accounts
@@ -771,21 +791,6 @@ class RegistryService:
             s.flag(conn, MARKET_SUSPENDED) == "1",
         )
         return book, initial
-
-    def _has_pending_reversal(self, conn: Connection, account_id: str) -> bool:
-        t = s.transfers
-        return (
-            conn.execute(
-                sa.select(t.c.id)
-                .where(
-                    t.c.op == m.Op.REVERSAL.value,
-                    t.c.status == "PENDING",
-                    t.c.from_account == account_id,
-                )
-                .limit(1)
-            ).first()
-            is not None
-        )
 
     def _write_book(
         self, conn: Connection, book: m.Book, initial: dict[tuple[str, str], dict[m.Block, int]]
