@@ -1351,17 +1351,6 @@ def test_operator_cannot_move_a_holders_units_alone(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: authorisation is checked after the object's state, so any logged-in user (here "
-    "a verifier) learns the op and status of any transfer or hold from the 409 it gets instead "
-    "of a 403: reverse() raises NOT_REVERSIBLE ('a COMPLETED TRANSFER cannot be reversed') "
-    "before _propose's initiator check (src/carbonhub/registry/service.py:974-990), void() "
-    "raises TRANSFER_NOT_PENDING from _pending() before its holder check (:1423, :1491-1500), "
-    "release_hold() raises HOLD_NOT_ACTIVE before its lien-holder check (:1641-1650). Fix: "
-    "require_role(actor, Role.OPERATOR) first in reverse(); in void() and release_hold() load "
-    "the row, check who may act on it, then check its status.",
-)
 @pytest.mark.parametrize("action", ["reverse", "void", "release"])
 def test_strangers_learn_nothing_about_others_transfers_and_holds(api: Api, action: str) -> None:
     w = api.w
@@ -1386,25 +1375,12 @@ _ENTITY_TARGET = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (wrong status): an operator requesting an account without entity_id gets 403 "
-    "ROLE_NOT_ALLOWED 'this role cannot hold registry accounts' although operators may open "
-    f"accounts for any entity; the input is incomplete, a 422 naming entity_id. {_ENTITY_TARGET}",
-)
 def test_operator_account_request_without_entity_is_422(api: Api) -> None:
     body = {"type": "CUSTODY", "name": "custody"}
     b = reject(api.db, lambda: api.post(f"{REG}/accounts", api.op1, body), 422)
     assert "entity_id" in b["detail"], b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a holder's entity_id is silently ignored — alice asks for an account for bob's "
-    "entity and gets a 201 for her own (Strict bodies refuse unknown fields so that nothing is "
-    f"silently dropped; a known field dropped is the same surprise). {_ENTITY_TARGET}; refuse "
-    "with 403 NOT_ACCOUNT_HOLDER when a non-operator names another entity.",
-)
 def test_holder_cannot_request_an_account_for_another_entity(api: Api) -> None:
     body = {"type": "CUSTODY", "name": "custody", "entity_id": api.w.entity_b}
     reject(api.db, lambda: api.post(f"{REG}/accounts", api.alice, body), 403)

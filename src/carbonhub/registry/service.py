@@ -238,11 +238,27 @@ class RegistryService:
                     "system accounts are created by the registry",
                     "系统账户由登记机构创建",
                 )
-            target = entity_id if actor.is_operator and entity_id else actor.entity_id
-            if (
-                actor.role not in (Role.OPERATOR, Role.ENTERPRISE, Role.MEMBER, Role.LENDER)
-                or not target
-            ):
+            if actor.role not in (Role.OPERATOR, Role.ENTERPRISE, Role.MEMBER, Role.LENDER):
+                raise Forbidden(
+                    "ROLE_NOT_ALLOWED",
+                    "this role cannot hold registry accounts",
+                    "该角色不能开立登记账户",
+                )
+            if actor.is_operator and not entity_id:
+                raise InvalidInput(
+                    "ENTITY_REQUIRED",
+                    "an operator opens an account for an entity: give entity_id",
+                    "登记机构代为开户须指定主体 entity_id",
+                    field="entity_id",
+                )
+            if not actor.is_operator and entity_id not in (None, actor.entity_id):
+                raise Forbidden(
+                    "NOT_ACCOUNT_HOLDER",
+                    "you may request accounts only for your own entity",
+                    "只能为本主体申请账户",
+                )
+            target = entity_id if actor.is_operator else actor.entity_id
+            if not target:
                 raise Forbidden(
                     "ROLE_NOT_ALLOWED",
                     "this role cannot hold registry accounts",
@@ -978,6 +994,7 @@ class RegistryService:
 
     def reverse(self, actor: Actor, key: str, *, transfer_id: str, reason: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)  # who may act, before anything about the row
             orig = uow.conn.execute(
                 sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
             ).first()
@@ -1427,8 +1444,9 @@ class RegistryService:
 
     def void(self, actor: Actor, key: str, transfer_id: str, *, reason: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
-            t = self._pending(uow.conn, transfer_id)
-            if not actor.is_operator:
+            def may_void(t: Any) -> None:
+                if actor.is_operator:
+                    return
                 # Holders may withdraw only what holders start; operators' proposals are theirs.
                 sender = uow.conn.execute(
                     sa.select(s.accounts).where(s.accounts.c.id == t.from_account)
@@ -1440,6 +1458,8 @@ class RegistryService:
                         "you may act only on your own accounts",
                         "只能操作本主体账户",
                     )
+
+            t = self._pending(uow.conn, transfer_id, authorise=may_void)
             self._end_pending(
                 uow,
                 t,
@@ -1493,13 +1513,18 @@ class RegistryService:
             uow.commit()
         return {"posted": posted, "expired": expired, "failed": failed}
 
-    def _pending(self, conn: Connection, transfer_id: str) -> Any:
+    def _pending(
+        self, conn: Connection, transfer_id: str, authorise: Callable[[Any], None] | None = None
+    ) -> Any:
+        """The pending transfer, locked; who may act is checked before its state is revealed."""
         q = sa.select(s.transfers).where(s.transfers.c.id == transfer_id)
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
         t = conn.execute(q).first()
         if t is None:
             raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {transfer_id}", "业务不存在")
+        if authorise is not None:
+            authorise(t)
         if t.status != "PENDING":
             raise Conflict(
                 "TRANSFER_NOT_PENDING", f"transfer is {t.status}", f"该业务状态为 {t.status}"
@@ -1650,10 +1675,6 @@ class RegistryService:
             hold = uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
             if hold is None:
                 raise NotFound("HOLD_NOT_FOUND", f"no hold {hold_id}", "冻结记录不存在")
-            if hold.status != "ACTIVE":
-                raise Conflict(
-                    "HOLD_NOT_ACTIVE", f"hold is {hold.status}", f"冻结状态为 {hold.status}"
-                )
             account = self._locked_account(uow.conn, hold.account_id)
             allowed = (
                 actor.is_operator
@@ -1668,6 +1689,10 @@ class RegistryService:
                     "RELEASE_NOT_ALLOWED",
                     "only the lien holder or the operator may release this hold",
                     "无权解除该冻结",
+                )
+            if hold.status != "ACTIVE":
+                raise Conflict(
+                    "HOLD_NOT_ACTIVE", f"hold is {hold.status}", f"冻结状态为 {hold.status}"
                 )
             self._release(uow, hold, actor.username, reason)
             return hold_dict(
