@@ -622,12 +622,13 @@ class RegistryMachine(RuleBasedStateMachine):
         tid = self._pick(pick, lambda _i, t: t.status == "PENDING")
         t = self.model[tid]
         actor = self.owner.get(str(t.frm), self.ents[0])
-        if t.status != "PENDING":
-            error: str | None = "TRANSFER_NOT_PENDING"
-        elif t.op == "TRANSFER":
-            error = None
+        # who may act is checked before the transfer's state is revealed
+        if t.op != "TRANSFER":
+            error: str | None = "NOT_ACCOUNT_HOLDER"
+        elif t.status != "PENDING":
+            error = "TRANSFER_NOT_PENDING"
         else:
-            error = "NOT_ACCOUNT_HOLDER"
+            error = None
         r = self._call(lambda k: self.reg.void(actor, k, tid, reason="withdrawn"), error)
         if r is not None:
             self._end(tid, "VOIDED")

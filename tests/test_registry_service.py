@@ -896,7 +896,7 @@ def test_surrender_and_its_reversal_within_the_window(world: World, clock: Clock
     )
     expect(
         Forbidden,
-        "INITIATOR_NOT_ALLOWED",
+        "ROLE_NOT_ALLOWED",
         lambda: w.reg.reverse(w.alice, w.key(), transfer_id=t["id"], reason="oops"),
     )
 

@@ -708,7 +708,7 @@ def decide_transfer(
             "部分单位序列号被标记为可疑或已被预留",
         )
     trusted = sender.entity_id == receiver.entity_id or (from_id, to_id) in book.trusted
-    if not trusted:
+    if op.trusted_list_applies and not trusted:
         check_untrusted(untrusted_limit_t, quantity)
         if untrusted_delay:
             book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
