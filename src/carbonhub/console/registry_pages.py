@@ -130,6 +130,7 @@ def register_registry(svc: Services) -> None:
                 ui.label(t("dash.chart")).classes("text-subtitle1 text-weight-medium")
                 ui.echart(
                     {
+                        "animation": False,  # figures, not a show: draw them final at once
                         "tooltip": {"trigger": "axis"},
                         "legend": {"top": 0},
                         "grid": {"left": 90, "right": 20, "top": 40, "bottom": 30},

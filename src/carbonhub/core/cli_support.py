@@ -84,7 +84,7 @@ def emit(
         cols = list(columns or (rows[0].keys() if rows else []))
         table = Table(title=title)
         for c in cols:
-            table.add_column(c)
+            table.add_column(c, overflow="fold")
         for r in rows:
             table.add_row(*(str(r.get(c, "")) for c in cols))
         console.print(table)
