@@ -141,8 +141,14 @@ def durability_settings(db: Database) -> dict[str, Any]:
                 ),
                 "sqlite_version": c.exec_driver_sql("select sqlite_version()").scalar(),
             }
-        names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method",
-                 "full_page_writes", "shared_buffers")
+        names = (
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "wal_sync_method",
+            "full_page_writes",
+            "shared_buffers",
+        )
         return {n: c.exec_driver_sql(f"SHOW {n}").scalar() for n in names}
 
 
@@ -158,9 +164,12 @@ def code_version() -> dict[str, Any]:
         digest.update(f.read_bytes())
     out: dict[str, Any] = {"sources_sha256": digest.hexdigest()[:16]}
     try:
+
         def git(*a: str) -> str:
-            return subprocess.run(["git", "-C", str(src), *a], capture_output=True, text=True,
-                                  check=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(src), *a], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+
         out["commit"] = git("rev-parse", "--short", "HEAD")
         out["dirty"] = bool(git("status", "--porcelain", "--", "."))
     except (OSError, subprocess.SubprocessError):
@@ -201,7 +210,10 @@ def setup_market(db: Database, enterprises: int, allocation: int, tag: str) -> M
     holders: dict[str, Actor] = {}
     for i in range(enterprises):
         ent = auth.create_entity(
-            f"基准企业 {i:03d}", "enterprise", f"91420100MA{i:08d}", name_en=f"Bench {i:03d}",
+            f"基准企业 {i:03d}",
+            "enterprise",
+            f"91420100MA{i:08d}",
+            name_en=f"Bench {i:03d}",
             sector="power",
         )
         user = auth.create_user(f"bench-e{i:03d}", f"password-e{i:03d}", "enterprise", ent["id"])
@@ -218,8 +230,14 @@ def setup_market(db: Database, enterprises: int, allocation: int, tag: str) -> M
 
 
 def plan(
-    accounts: Sequence[str], n: int, clients: int, batch: int, max_quantity: int, allocation: int,
-    seed: int, tag: str,
+    accounts: Sequence[str],
+    n: int,
+    clients: int,
+    batch: int,
+    max_quantity: int,
+    allocation: int,
+    seed: int,
+    tag: str,
 ) -> list[list[list[Command]]]:
     """Random transfers as submissions (lists of commands), one list of submissions per client.
 
@@ -246,11 +264,19 @@ def plan(
             raise SystemExit("allocation too small for this plan: raise --allocation")
         budget[src] -= sum(quantities)
         others = [a for a in groups[c] if a != src]
-        streams[c].append([
-            {"key": f"bench-{tag}-{i + j:09d}", "from_account": src, "to_account": rng.choice(others),
-             "unit_class": UNIT_CLASS, "quantity": q, "reason": ""}
-            for j, q in enumerate(quantities)
-        ])
+        streams[c].append(
+            [
+                {
+                    "key": f"bench-{tag}-{i + j:09d}",
+                    "from_account": src,
+                    "to_account": rng.choice(others),
+                    "unit_class": UNIT_CLASS,
+                    "quantity": q,
+                    "reason": "",
+                }
+                for j, q in enumerate(quantities)
+            ]
+        )
         i += size
     return streams
 
@@ -273,7 +299,9 @@ class StreamStats:
 
 
 def run_stream(
-    reg: RegistryService, holders: dict[str, Actor], submissions: Sequence[list[Command]],
+    reg: RegistryService,
+    holders: dict[str, Actor],
+    submissions: Sequence[list[Command]],
 ) -> StreamStats:
     """Submit one client's transfers: transfer_many per submission, or transfer for singles."""
     stats = StreamStats()
@@ -283,10 +311,17 @@ def run_stream(
         if len(chunk) > 1:
             return reg.transfer_many(actor, chunk)
         c = chunk[0]
-        return [reg.transfer(
-            actor, c["key"], from_account=c["from_account"], to_account=c["to_account"],
-            unit_class=c["unit_class"], quantity=c["quantity"], reason=c["reason"],
-        )]
+        return [
+            reg.transfer(
+                actor,
+                c["key"],
+                from_account=c["from_account"],
+                to_account=c["to_account"],
+                unit_class=c["unit_class"],
+                quantity=c["quantity"],
+                reason=c["reason"],
+            )
+        ]
 
     for chunk in submissions:
         for _attempt in range(MAX_ATTEMPTS):
@@ -329,7 +364,9 @@ class StatementCounter:
 
 
 def timed_transfers(
-    market: Market, streams: list[list[list[Command]]], profile: cProfile.Profile | None,
+    market: Market,
+    streams: list[list[list[Command]]],
+    profile: cProfile.Profile | None,
 ) -> tuple[float, float, list[StreamStats]]:
     """Wall seconds and this process's CPU seconds (all threads) for submitting every stream."""
     reg, holders = market.reg, market.holders
@@ -379,11 +416,14 @@ class Run:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "seconds": round(self.seconds, 4), "cpu_seconds": round(self.cpu_seconds, 4),
+            "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
             "transfers_per_s": round(self.transfers_per_s, 1),
             "transfers_per_cpu_s": round(self.transfers_per_cpu_s, 1),
-            "verified": self.verified, "journal_entries": self.journal_entries,
-            "retries": self.retries, "load_avg_1m": round(self.load_avg_1m, 2),
+            "verified": self.verified,
+            "journal_entries": self.journal_entries,
+            "retries": self.retries,
+            "load_avg_1m": round(self.load_avg_1m, 2),
         }
         if self.problems:
             out["problems"] = self.problems[:20]
@@ -400,10 +440,20 @@ def one_run(args: argparse.Namespace, db: Database, index: int) -> Run:
     )
     t_setup = time.perf_counter()
     market = setup_market(db, args.enterprises, allocation, tag)
-    streams = plan(market.accounts, args.transfers, args.clients, args.batch, args.max_quantity,
-                   allocation, args.seed + index, tag)
-    log(f"run {index + 1}: setup {time.perf_counter() - t_setup:.1f}s "
-        f"({args.enterprises} accounts, {allocation} t each); timing {args.transfers} transfers")
+    streams = plan(
+        market.accounts,
+        args.transfers,
+        args.clients,
+        args.batch,
+        args.max_quantity,
+        allocation,
+        args.seed + index,
+        tag,
+    )
+    log(
+        f"run {index + 1}: setup {time.perf_counter() - t_setup:.1f}s "
+        f"({args.enterprises} accounts, {allocation} t each); timing {args.transfers} transfers"
+    )
     profile = cProfile.Profile() if args.profile else None
     counter = StatementCounter(db.engine) if args.count_statements else None
     if counter is not None:
@@ -423,22 +473,35 @@ def one_run(args: argparse.Namespace, db: Database, index: int) -> Run:
     problems = list(report.problems)
     with db.engine.connect() as c:
         done = c.execute(
-            sa.select(sa.func.count()).select_from(store.transfers).where(
-                store.transfers.c.op == "TRANSFER", store.transfers.c.status == "COMPLETED"
-            )
+            sa.select(sa.func.count())
+            .select_from(store.transfers)
+            .where(store.transfers.c.op == "TRANSFER", store.transfers.c.status == "COMPLETED")
         ).scalar_one()
     if done != args.transfers:
         problems.append(f"{done} completed transfers stored, {args.transfers} submitted")
     rate = args.transfers / seconds
     load = os.getloadavg()[0]  # other work on the machine during the timed phase, roughly
-    log(f"run {index + 1}: {seconds:.2f}s ({cpu:.2f}s CPU here), {rate:,.0f} transfers/s; verify "
-        f"{time.perf_counter() - t_verify:.1f}s: {'ok' if not problems else problems[:3]}")
+    log(
+        f"run {index + 1}: {seconds:.2f}s ({cpu:.2f}s CPU here), {rate:,.0f} transfers/s; verify "
+        f"{time.perf_counter() - t_verify:.1f}s: {'ok' if not problems else problems[:3]}"
+    )
     per: dict[str, float] | None = None
     if counter is not None:
         per = {k: round(v / args.transfers, 3) for k, v in counter.counts.most_common()}
         per = {"total": round(sum(counter.counts.values()) / args.transfers, 3), **per}
-    return Run(args.transfers, seconds, cpu, rate, not problems, report.entries, sum(s.retries for s in stats),
-               problems, load, per)
+    retries = sum(s.retries for s in stats)
+    return Run(
+        args.transfers,
+        seconds,
+        cpu,
+        rate,
+        not problems,
+        report.entries,
+        retries,
+        problems,
+        load,
+        per,
+    )
 
 
 # ------------------------------------------------------------------ pgbench
@@ -467,8 +530,9 @@ class PgBench:
         self.runs: list[float] = []
 
     def _run(self, argv: list[str]) -> str:
-        res = subprocess.run([self.binary, *argv, self.conninfo], capture_output=True, text=True,
-                             check=False)
+        res = subprocess.run(
+            [self.binary, *argv, self.conninfo], capture_output=True, text=True, check=False
+        )
         if res.returncode != 0:
             raise SystemExit(f"pgbench {' '.join(argv)} failed:\n{res.stderr[-2000:]}")
         return res.stdout + res.stderr
@@ -478,15 +542,18 @@ class PgBench:
 
     def run(self) -> float:
         a = self.args
-        out = self._run(["-c", str(a.pgbench_clients), "-j", str(a.pgbench_jobs),
-                         "-T", str(a.pgbench_seconds)])
+        out = self._run(
+            ["-c", str(a.pgbench_clients), "-j", str(a.pgbench_jobs), "-T", str(a.pgbench_seconds)]
+        )
         m = _TPS.search(out) or _TPS_ANY.search(out)
         if m is None:
             raise SystemExit(f"cannot read tps from pgbench output:\n{out[-2000:]}")
         tps = float(m.group(1))
         self.runs.append(tps)
-        log(f"pgbench -s {a.pgbench_scale} -c {a.pgbench_clients} -j {a.pgbench_jobs} "
-            f"-T {a.pgbench_seconds}: {tps:,.0f} tps")
+        log(
+            f"pgbench -s {a.pgbench_scale} -c {a.pgbench_clients} -j {a.pgbench_jobs} "
+            f"-T {a.pgbench_seconds}: {tps:,.0f} tps"
+        )
         return tps
 
 
@@ -496,20 +563,34 @@ class PgBench:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--transfers", type=int, default=20_000, help="transfers per run")
-    p.add_argument("--batch", type=int, default=500,
-                   help="commands per group-commit transaction; 1 = RegistryService.transfer")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="commands per group-commit transaction; 1 = RegistryService.transfer",
+    )
     p.add_argument("--clients", type=int, default=1, help="threads submitting concurrently")
     p.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--enterprises", type=int, default=50, help="holding accounts in the market")
     p.add_argument("--max-quantity", type=int, default=100, help="tonnes per transfer: 1..N")
-    p.add_argument("--allocation", type=int, default=0,
-                   help="tonnes allocated to each account (0: sized to the plan)")
+    p.add_argument(
+        "--allocation",
+        type=int,
+        default=0,
+        help="tonnes allocated to each account (0: sized to the plan)",
+    )
     p.add_argument("--seed", type=int, default=20231)
-    p.add_argument("--count-statements", action="store_true",
-                   help="count SQL statements per transfer (adds a little overhead)")
-    p.add_argument("--profile", metavar="PATH",
-                   help="cProfile the timed phase (single client) and dump pstats to PATH")
+    p.add_argument(
+        "--count-statements",
+        action="store_true",
+        help="count SQL statements per transfer (adds a little overhead)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="cProfile the timed phase (single client) and dump pstats to PATH",
+    )
     g = p.add_argument_group("pgbench (PostgreSQL only)")
     g.add_argument("--pgbench", metavar="PATH", help="pgbench binary (default: from PATH)")
     g.add_argument("--pgbench-scale", type=int, default=10)
@@ -525,8 +606,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def summarise(args: argparse.Namespace, backend: str, settings: dict[str, Any], runs: list[Run],
-              pgbench: PgBench | None) -> dict[str, Any]:
+def summarise(
+    args: argparse.Namespace,
+    backend: str,
+    settings: dict[str, Any],
+    runs: list[Run],
+    pgbench: PgBench | None,
+) -> dict[str, Any]:
     rate = statistics.median(r.transfers_per_s for r in runs)
     out: dict[str, Any] = {
         "backend": backend,
@@ -550,8 +636,12 @@ def summarise(args: argparse.Namespace, backend: str, settings: dict[str, Any], 
         out["pgbench_tps"] = round(tps, 1)
         out["ratio"] = round(rate / tps, 3)
         out["pgbench_runs"] = [round(t, 1) for t in pgbench.runs]
-        out["pgbench"] = {"scale": a.pgbench_scale, "clients": a.pgbench_clients,
-                          "jobs": a.pgbench_jobs, "seconds": a.pgbench_seconds}
+        out["pgbench"] = {
+            "scale": a.pgbench_scale,
+            "clients": a.pgbench_clients,
+            "jobs": a.pgbench_jobs,
+            "seconds": a.pgbench_seconds,
+        }
         out["target_ratio"] = PG_TARGET_RATIO
         out["meets_target"] = rate / tps >= PG_TARGET_RATIO
     return out
@@ -564,8 +654,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = code_version()
     env_url = os.environ.get("CARBONHUB_DATABASE_URL", "")
     on_pg = env_url.startswith("postgres")
-    admin = (sa.create_engine(pg_url(env_url, "postgres"), isolation_level="AUTOCOMMIT")
-             if on_pg else None)
+    admin = (
+        sa.create_engine(pg_url(env_url, "postgres"), isolation_level="AUTOCOMMIT")
+        if on_pg
+        else None
+    )
     base_url = env_url if on_pg else None
     runs: list[Run] = []
     settings: dict[str, Any] = {}
@@ -588,10 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        print(f"{result['backend']}: {result['transfers_per_s']:,.0f} transfers/s median "
-              f"(batch {args.batch}, clients {args.clients}; runs "
-              f"{', '.join(f'{r.transfers_per_s:,.0f}' for r in runs)}), "
-              f"verified {result['verified']}")
+        print(
+            f"{result['backend']}: {result['transfers_per_s']:,.0f} transfers/s median "
+            f"(batch {args.batch}, clients {args.clients}; runs "
+            f"{', '.join(f'{r.transfers_per_s:,.0f}' for r in runs)}), "
+            f"verified {result['verified']}"
+        )
         if "ratio" in result:
             print(f"pgbench {result['pgbench_tps']:,.0f} tps; ratio {result['ratio']:.3f}")
     if not result["verified"]:
@@ -603,7 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @contextmanager
 def pgbench_reference(
-    args: argparse.Namespace, env_url: str, admin: sa.Engine | None,
+    args: argparse.Namespace,
+    env_url: str,
+    admin: sa.Engine | None,
 ) -> Iterator[PgBench | None]:
     """On PostgreSQL: a scratch pgbench database, initialised once, dropped at the end."""
     if admin is None or args.skip_pgbench:
