@@ -724,8 +724,13 @@ class RegistryService:
     def _load_book(
         self, conn: Connection, moves: Sequence[tuple[str, str, str]]
     ) -> tuple[m.Book, dict[tuple[str, str], dict[m.Block, int]]]:
-        """Accounts, balances, serial blocks, exclusions and trust for these (from, to, class)."""
+        """Accounts, balances, serial blocks, exclusions and trust for these (from, to, class).
+
+        Serial blocks are read for senders only: a receiver just gains new rows, so its history
+        (which grows with every transfer it ever received) need not be read.
+        """
         ids = sorted({a for f, t_, _ in moves for a in (f, t_)})
+        sending = sorted({f for f, _, _ in moves})
         classes = sorted({uc for _, _, uc in moves})
         rows = s.lock_accounts(conn, ids) if ids else {}
         accounts = {i: _view(r) for i, r in rows.items()}
@@ -741,7 +746,7 @@ class RegistryService:
             else {}
         )
         initial: dict[tuple[str, str], dict[m.Block, int]] = {}
-        if ids:
+        if sending:
             rows_ = conn.execute(
                 sa.select(
                     b.c.id,
@@ -751,7 +756,7 @@ class RegistryService:
                     b.c.batch,
                     b.c.start,
                     b.c.end,
-                ).where(b.c.account_id.in_(ids), b.c.unit_class.in_(classes))
+                ).where(b.c.account_id.in_(sending), b.c.unit_class.in_(classes))
             ).tuples()
             for id_, acc, uc_, origin, batch, start, end in rows_:
                 initial.setdefault((acc, uc_), {})[m.Block(uc_, origin, batch, start, end)] = id_
