@@ -577,7 +577,7 @@ class RegistryService:
                 if keys
                 else {}
             )
-            book, initial = self._load_book(conn, [(p[0], p[1], p[2]) for p in parsed.values()])
+            book, initial = self._load_book(conn, [p[:4] for p in parsed.values()])
             delay = self.db.settings.untrusted_delay_minutes
             transfer_rows: list[dict[str, Any]] = []
             block_rows: list[dict[str, Any]] = []
@@ -722,16 +722,21 @@ class RegistryService:
         ]
 
     def _load_book(
-        self, conn: Connection, moves: Sequence[tuple[str, str, str]]
+        self, conn: Connection, moves: Sequence[tuple[str, str, str, int]]
     ) -> tuple[m.Book, dict[tuple[str, str], dict[m.Block, int]]]:
         """Accounts, balances, serial blocks, exclusions and trust for these (from, to, class).
 
-        Serial blocks are read for senders only: a receiver just gains new rows, so its history
-        (which grows with every transfer it ever received) need not be read.
+        Serial blocks are read for senders only, and only the lowest ones that cover what the
+        batch could take from them (a running sum in SQL): a holder's block list grows with every
+        transfer it ever received, and a batch needs just its front. Where tainted or reserved
+        serials must be stepped around, all of that sender's blocks are read.
         """
-        ids = sorted({a for f, t_, _ in moves for a in (f, t_)})
-        sending = sorted({f for f, _, _ in moves})
-        classes = sorted({uc for _, _, uc in moves})
+        ids = sorted({a for f, t_, _, _ in moves for a in (f, t_)})
+        sending = sorted({f for f, _, _, _ in moves})
+        classes = sorted({uc for _, _, uc, _ in moves})
+        outflow: dict[tuple[str, str], int] = {}
+        for f, _, uc, q in moves:
+            outflow[(f, uc)] = outflow.get((f, uc), 0) + q
         rows = s.lock_accounts(conn, ids) if ids else {}
         accounts = {i: _view(r) for i, r in rows.items()}
         h, b = s.holdings, s.unit_blocks
@@ -745,25 +750,8 @@ class RegistryService:
             if ids
             else {}
         )
-        initial: dict[tuple[str, str], dict[m.Block, int]] = {}
-        if sending:
-            rows_ = conn.execute(
-                sa.select(
-                    b.c.id,
-                    b.c.account_id,
-                    b.c.unit_class,
-                    b.c.origin,
-                    b.c.batch,
-                    b.c.start,
-                    b.c.end,
-                ).where(b.c.account_id.in_(sending), b.c.unit_class.in_(classes))
-            ).tuples()
-            for id_, acc, uc_, origin, batch, start, end in rows_:
-                initial.setdefault((acc, uc_), {})[m.Block(uc_, origin, batch, start, end)] = id_
-        excluded: dict[tuple[str, str], list[m.Block]] = {}
-        reserved: dict[tuple[str, str], int] = {}
         taints = {uc: s.active_taints(conn, uc) for uc in classes}
-        senders = sorted({f for f, _, _ in moves if f in accounts})
+        senders = [f for f in sending if f in accounts]
         tr = s.transfers
         reversing = (
             set(
@@ -778,6 +766,50 @@ class RegistryService:
             if senders
             else set()
         )
+        initial: dict[tuple[str, str], dict[m.Block, int]] = {}
+        if senders:
+            size = b.c.end - b.c.start + 1
+            origin = b.c.origin.collate("C") if conn.dialect.name == "postgresql" else b.c.origin
+            before = sa.func.sum(size).over(
+                partition_by=(b.c.account_id, b.c.unit_class),
+                order_by=(origin, b.c.batch, b.c.start),
+                rows=(None, -1),
+            )
+            ranked = (
+                sa.select(
+                    b.c.id,
+                    b.c.account_id,
+                    b.c.unit_class,
+                    b.c.origin,
+                    b.c.batch,
+                    b.c.start,
+                    b.c.end,
+                    before.label("before"),
+                )
+                .where(b.c.account_id.in_(senders), b.c.unit_class.in_(classes))
+                .subquery()
+            )
+            full_accounts = sorted(reversing)
+            full_classes = [uc for uc in classes if taints[uc]]
+            cap = max(outflow.values())
+            wanted = conn.execute(
+                sa.select(ranked).where(
+                    sa.or_(
+                        ranked.c.before.is_(None),
+                        ranked.c.before < cap,
+                        ranked.c.account_id.in_(full_accounts),
+                        ranked.c.unit_class.in_(full_classes),
+                    )
+                )
+            ).tuples()
+            for id_, acc, uc_, origin_, batch, start, end, before_t in wanted:
+                whole = acc in reversing or bool(taints[uc_])
+                if whole or before_t is None or before_t < outflow.get((acc, uc_), 0):
+                    initial.setdefault((acc, uc_), {})[m.Block(uc_, origin_, batch, start, end)] = (
+                        id_
+                    )
+        excluded: dict[tuple[str, str], list[m.Block]] = {}
+        reserved: dict[tuple[str, str], int] = {}
         for f in senders:
             for uc in classes:
                 ex, r_q = self._excluded(conn, f, uc) if taints[uc] or f in reversing else ([], 0)

@@ -75,7 +75,10 @@ unit_blocks = sa.Table(
     sa.Column("start", sa.BigInteger, nullable=False),
     sa.Column("end", sa.BigInteger, nullable=False),
     sa.CheckConstraint('start >= 1 AND start <= "end"', name="range"),
-    sa.Index("ix_unit_blocks_account_class", "account_id", "unit_class"),
+    # take order within an account's holding of a class: the batch engine reads the front of it
+    sa.Index(
+        "ix_unit_blocks_holding_order", "account_id", "unit_class", "origin", "batch", "start"
+    ),
     sa.Index("ix_unit_blocks_serial", "unit_class", "origin", "batch", "start"),
 )
 
