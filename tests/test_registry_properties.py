@@ -622,8 +622,9 @@ class RegistryMachine(RuleBasedStateMachine):
         tid = self._pick(pick, lambda _i, t: t.status == "PENDING")
         t = self.model[tid]
         actor = self.owner.get(str(t.frm), self.ents[0])
-        # who may act is checked before the transfer's state is revealed
-        if t.op != "TRANSFER":
+        # who may act is checked before the transfer's state is revealed; holders start only
+        # transfers, surrenders and cancellations
+        if t.op not in ("TRANSFER", "SURRENDER", "CANCEL"):
             error: str | None = "NOT_ACCOUNT_HOLDER"
         elif t.status != "PENDING":
             error = "TRANSFER_NOT_PENDING"
