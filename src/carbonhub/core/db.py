@@ -7,7 +7,6 @@ READ COMMITTED; services lock rows with SELECT ... FOR UPDATE in a fixed order.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +81,6 @@ class UnitOfWork:
         self._engine = engine
         self._clock = clock
         self._readonly = readonly
-        self.committed = False
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect()
@@ -110,7 +108,6 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self._tx.commit()
-        self.committed = True
 
 
 class Database:
@@ -120,7 +117,6 @@ class Database:
         self.settings = settings or Settings()
         self.engine = make_engine(self.settings.database_url)
         self.clock = clock
-        self._lock = threading.Lock()
 
     @property
     def backend(self) -> str:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -297,7 +297,3 @@ def verify_chain(conn: Connection) -> tuple[int, ChainBreak | None]:
                 cp.first_seq, f"checkpoint of {cp.day} does not match its entries"
             )
     return count, None
-
-
-def day_of(dt: datetime) -> str:
-    return shanghai_day(dt).isoformat()

@@ -578,6 +578,7 @@ class RegistryService:
                 else {}
             )
             book, initial = self._load_book(conn, [p[:4] for p in parsed.values()])
+            loaded = dict(book.balances)  # as read: _write_book writes only what changed
             delay = self.db.settings.untrusted_delay_minutes
             transfer_rows: list[dict[str, Any]] = []
             block_rows: list[dict[str, Any]] = []
@@ -693,7 +694,7 @@ class RegistryService:
             written = journal.append_many(uow, entries)
             for row, index in completed_at_entry:
                 row["journal_seq"] = written[index].seq
-            self._write_book(conn, book, initial)
+            self._write_book(conn, book, loaded, initial)
             if transfer_rows:
                 conn.execute(sa.insert(s.transfers), transfer_rows)
             if block_rows:
@@ -846,27 +847,22 @@ class RegistryService:
         return book, initial
 
     def _write_book(
-        self, conn: Connection, book: m.Book, initial: dict[tuple[str, str], dict[m.Block, int]]
+        self,
+        conn: Connection,
+        book: m.Book,
+        loaded: dict[tuple[str, str], m.Balance],
+        initial: dict[tuple[str, str], dict[m.Block, int]],
     ) -> None:
-        """Write the net change of balances and serial blocks with bulk statements."""
+        """Write the net change of balances and serial blocks with bulk statements.
+
+        `loaded` holds the holdings rows as read (all that exist for the batch's accounts and
+        classes), so a row absent from it is new and a row equal to it is left alone.
+        """
         h, b = s.holdings, s.unit_blocks
-        existing = (
-            {
-                (r.account_id, r.unit_class)
-                for r in conn.execute(
-                    sa.select(h.c.account_id, h.c.unit_class).where(
-                        h.c.account_id.in_({a for a, _ in book.balances}),
-                        h.c.unit_class.in_({c for _, c in book.balances}),
-                    )
-                )
-            }
-            if book.balances
-            else set()
-        )
         updates = [
             {"a": a, "c": c, "posted": v.posted, "pending": v.pending, "held": v.held}
             for (a, c), v in book.balances.items()
-            if (a, c) in existing
+            if (a, c) in loaded and loaded[(a, c)] != v
         ]
         if updates:
             conn.execute(
@@ -888,7 +884,7 @@ class RegistryService:
                 "held": v.held,
             }
             for (a, c), v in book.balances.items()
-            if (a, c) not in existing
+            if (a, c) not in loaded
         ]
         if inserts:
             conn.execute(sa.insert(h), inserts)
