@@ -32,8 +32,14 @@ format: $(BIN)/.dev-installed
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(BIN)/.dev-installed
+$(BIN)/.bench-installed: $(BIN)/.dev-installed
+	$(BIN)/pip install -q -e '.[bench]'
+	-$(BIN)/pip install -q liquibook==2.0.1
+	touch $@
+
+bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/registry_transfers.py --json
+	$(BIN)/python bench/orderbook.py --json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
