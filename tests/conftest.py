@@ -11,6 +11,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ from carbonhub.core import migrate
 from carbonhub.core.auth import Actor, AuthService
 from carbonhub.core.db import Database, normalise_url
 from carbonhub.core.settings import Settings
-from carbonhub.registry.service import RegistryService
+from carbonhub.core.timefmt import SHANGHAI
+from carbonhub.exchange.service import ExchangeService
+from carbonhub.registry.service import RegistryService, ledger_problems, replay_problems
+from carbonhub.settlement.service import CashService, SettlementService
+from carbonhub.settlement.service import ledger_problems as cash_problems
 from carbonhub.tables import metadata
 
 # CI runs the property tests on a fixed seed, so a landing never hinges on a lucky draw;
@@ -156,3 +161,77 @@ def world(db: Database) -> World:
     al = reg.allocate(op1, key(), to_account=a, unit_class="CEA-2023", quantity=500_000)
     reg.approve(op2, key(), al["id"])
     return w
+
+
+class Clock:
+    """A settable clock for the services: tests move time through sessions and days."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, day: str, hhmm: str) -> None:
+        """Moves to a local (Asia/Shanghai) time on a day."""
+        h, m = map(int, hhmm.split(":"))
+        y, mo, d = map(int, day.split("-"))
+        self.now = datetime(y, mo, d, h, m, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+@dataclass
+class Market:
+    """`World` plus an exchange: a bank, funded cash accounts, both enterprises as members,
+    CEA2023 under national rules (listing, block, auction) and HBEA2023 under Hubei's
+    (continuous, middle price rule), reference price 80.00, on Monday 2026-11-23 at 10:00."""
+
+    w: World
+    clock: Clock
+    exchange: ExchangeService
+    cash: CashService
+    settlement: SettlementService
+    bank: Actor
+    cash_a: str
+    cash_b: str
+
+    def fund(self, account: str, yuan: str) -> None:
+        self.cash.fund(self.bank, self.w.key(), account_id=account, amount=yuan)
+
+    def problems(self) -> list[str]:
+        with self.w.db.read() as ro:
+            return (
+                cash_problems(ro.conn)
+                + self.exchange.replay_problems(ro.conn)
+                + ledger_problems(ro.conn)
+                + replay_problems(ro.conn)
+            )
+
+
+@pytest.fixture
+def market(world: World) -> Market:
+    w = world
+    clock = Clock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))  # Monday 10:00 in Shanghai
+    w.db.clock = clock
+    bank_entity = w.auth.create_entity("汉口银行", "bank", "91420100MA4KX0009K")
+    w.auth.create_user("hankou", "password-hankou", "bank", bank_entity["id"])
+    bank = w.auth.authenticate("hankou", "password-hankou")
+    cash = CashService(w.db)
+    exchange = ExchangeService(w.db, w.reg, cash)
+    settlement = SettlementService(w.db, w.reg, cash, exchange)
+    cash_a = cash.open_account(bank, w.key(), entity_id=w.entity_a)["id"]
+    cash_b = cash.open_account(bank, w.key(), entity_id=w.entity_b)["id"]
+    for account in (cash_a, cash_b):
+        cash.fund(bank, w.key(), account_id=account, amount="100000000.00")
+    exchange.admit_member(w.op1, w.key(), entity_id=w.entity_a, account_id=w.a)
+    exchange.admit_member(w.op1, w.key(), entity_id=w.entity_b, account_id=w.b)
+    for code, preset in (("CEA2023", "national"), ("HBEA2023", "hubei")):
+        exchange.create_instrument(
+            w.op1,
+            w.key(),
+            code=code,
+            unit_class="CEA-2023",
+            name=f"{code} allowance",
+            reference_price="80.00",
+            preset=preset,
+        )
+    return Market(w, clock, exchange, cash, settlement, bank, cash_a, cash_b)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from heapq import heappop, heappush
-from typing import Final
+from typing import Any, Final
 
 BUY: Final = "B"
 SELL: Final = "S"
@@ -57,7 +57,7 @@ R_CLOSE: Final = "DAY_END"
 # an order is a list, for speed: [oid, owner, side, price, open]
 _OID, _OWNER, _SIDE, _PRICE, _OPEN = 0, 1, 2, 3, 4
 
-Event = tuple[object, ...]
+Event = tuple[Any, ...]  # see the event kinds above
 
 
 class EngineError(Exception):
@@ -391,3 +391,49 @@ class ListingBook(_Book):
         else:
             target[_OPEN] = target[_OPEN] - qty  # type: ignore[operator]
         return events
+
+
+def new_book(mode: str, price_rule: str = RESTING, last_price: int = 0) -> _Book:
+    """An empty book for a mode: LISTING or CONTINUOUS."""
+    if mode == "LISTING":
+        return ListingBook(last_price)
+    return ContinuousBook(price_rule=price_rule, last_price=last_price)
+
+
+def apply(book: _Book, cmd: dict[str, object]) -> list[Event]:
+    """One logged command, as the service wrote it; replaying the log calls only this."""
+    k = cmd["k"]
+    if k == "place" and isinstance(book, ContinuousBook):
+        return book.place(
+            str(cmd["oid"]),
+            str(cmd["owner"]),
+            str(cmd["side"]),
+            int(cmd["price"]),  # type: ignore[call-overload]
+            int(cmd["qty"]),  # type: ignore[call-overload]
+            str(cmd["tif"]),
+        )
+    if k == "post" and isinstance(book, ListingBook):
+        return book.post(
+            str(cmd["oid"]),
+            str(cmd["owner"]),
+            str(cmd["side"]),
+            int(cmd["price"]),  # type: ignore[call-overload]
+            int(cmd["qty"]),  # type: ignore[call-overload]
+        )
+    if k == "take" and isinstance(book, ListingBook):
+        return book.take(
+            str(cmd["oid"]),
+            str(cmd["owner"]),
+            str(cmd["target"]),
+            int(cmd["qty"]),  # type: ignore[call-overload]
+        )
+    if k == "cancel":
+        return book.cancel(str(cmd["oid"]))
+    if k == "amend":
+        return book.amend(str(cmd["oid"]), int(cmd["qty"]))  # type: ignore[call-overload]
+    if k == "close":
+        return book.close()
+    if k == "reference":
+        book.set_reference(int(cmd["price"]))  # type: ignore[call-overload]
+        return []
+    raise EngineError("COMMAND_UNKNOWN", f"this book does not take {k!r}")

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from carbonhub.core.errors import Conflict, InvalidInput
+from carbonhub.core.timefmt import SHANGHAI
 from carbonhub.exchange import engine as e
 
 
@@ -213,8 +214,6 @@ def vwap(trades: Iterable[tuple[int, int]]) -> int | None:
 
 
 # ---------------------------------------------------------------- calendar and sessions
-
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))  # China has kept UTC+8 without DST since 1991
 
 
 def local(moment: dt.datetime) -> dt.datetime:

@@ -397,6 +397,7 @@ class Op(StrEnum):
     CANCEL = "CANCEL"
     COURT_TRANSFER = "COURT_TRANSFER"
     REVERSAL = "REVERSAL"
+    EXCHANGE_DELIVERY = "EXCHANGE_DELIVERY"
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,7 @@ class Operation:
     receiver_statuses: frozenset[AccountStatus] = field(
         default_factory=lambda: frozenset({AccountStatus.OPEN})
     )
+    consumes_hold: str | None = None  # the hold kind this operation may take its units from
 
 
 ALL_KINDS = frozenset(UnitKind)
@@ -498,6 +500,17 @@ OPERATIONS: dict[Op, Operation] = {
             sender_statuses=frozenset(
                 {AccountStatus.OPEN, AccountStatus.RESTRICTED, AccountStatus.SUSPENDED}
             ),
+            consumes_hold="JUDICIAL_FREEZE",
+        ),
+        Operation(
+            Op.EXCHANGE_DELIVERY,
+            "Exchange delivery (DvP settlement)",
+            "交易交收",
+            HOLDER_TYPES,
+            HOLDER_TYPES,
+            ALL_KINDS,
+            frozenset({"operator"}),  # only the settlement run, as the system, starts it
+            consumes_hold="EXCHANGE_RESERVATION",
         ),
         Operation(
             Op.REVERSAL,

@@ -27,6 +27,7 @@ from carbonhub.registry import store as s
 
 OPERATOR_CREDIT_CODE = "914201060000000001"
 MARKET_SUSPENDED = "market_suspended"
+EXCHANGE_USER = "exchange"  # the actor name under which the exchange reserves and delivers units
 ALLOCATION_ORIGIN_DEFAULT = "420000"  # GB/T 2260 code of Hubei province
 
 
@@ -1145,11 +1146,11 @@ class RegistryService:
                         "the hold is not an active hold on this account and class",
                         "冻结记录不适用",
                     )
-                if op.code is not m.Op.COURT_TRANSFER or hold.kind != m.HoldKind.JUDICIAL_FREEZE:
+                if op.consumes_hold is None or hold.kind != op.consumes_hold:
                     raise Conflict(
                         "HOLD_NOT_APPLICABLE",
-                        "only a court-ordered transfer consumes a judicial freeze",
-                        "只有司法扣划可以使用司法冻结",
+                        f"{op.code.value} cannot take units from a {hold.kind}",
+                        "该业务不能使用此冻结",
                     )
                 if q > hold.quantity:
                     raise Conflict(
@@ -1715,6 +1716,7 @@ class RegistryService:
                 or (
                     hold.kind == m.HoldKind.EXCHANGE_RESERVATION
                     and actor.entity_id == account.entity_id
+                    and hold.created_by != EXCHANGE_USER  # an order's units: the exchange's to free
                 )
             )
             if not allowed:
@@ -1754,6 +1756,153 @@ class RegistryService:
                 "quantity": int(hold.quantity),
                 "reason": _text(reason, "reason", max_len=500),
             },
+        )
+
+    # ------------------------------------------------------------ for the exchange, in its transaction
+
+    def reserve_units(
+        self, uow: UnitOfWork, *, account_id: str, unit_class: str, quantity: int, reason: str
+    ) -> str:
+        """Reserves units for a sell order, a block deal or an auction; returns the hold id.
+        The caller checked that its actor may trade this account."""
+        q = tonnes(quantity)
+        uc = m.parse_unit_class(unit_class)
+        row = self._locked_account(uow.conn, account_id)
+        if row.status != m.AccountStatus.OPEN or m.AccountType(row.type) not in m.HOLDER_TYPES:
+            raise Conflict(
+                "ACCOUNT_NOT_TRADABLE",
+                f"account {account_id} is {row.status}: it cannot trade",
+                f"账户 {account_id} 状态为 {row.status}，不能交易",
+            )
+        m.check_available(s.balance(uow.conn, row.id, uc.code), q)
+        hold_id = new_id()
+        uow.conn.execute(
+            sa.insert(s.holds).values(
+                id=hold_id,
+                account_id=row.id,
+                unit_class=uc.code,
+                quantity=q,
+                kind=m.HoldKind.EXCHANGE_RESERVATION.value,
+                status="ACTIVE",
+                lien_holder=None,
+                legal_basis="",
+                reason=_text(reason, "reason", max_len=500),
+                created_by=EXCHANGE_USER,
+                created_at=iso(uow.now),
+                expires_at=None,
+            )
+        )
+        s.add_to_holding(uow.conn, row.id, uc.code, held=q)
+        journal.append(
+            uow,
+            "registry.hold_placed",
+            EXCHANGE_USER,
+            {
+                "hold_id": hold_id,
+                "account": row.id,
+                "unit_class": uc.code,
+                "quantity": q,
+                "kind": m.HoldKind.EXCHANGE_RESERVATION.value,
+            },
+        )
+        return hold_id
+
+    def check_trading_account(self, conn: Connection, account_id: str, entity_id: str) -> None:
+        """An entity's own holding or trading account, open: the only kind that may trade."""
+        row = conn.execute(sa.select(s.accounts).where(s.accounts.c.id == account_id)).first()
+        if row is None:
+            raise _account_not_found(account_id)
+        if row.entity_id != entity_id or m.AccountType(row.type) not in (
+            m.AccountType.HOLDING,
+            m.AccountType.TRADING,
+        ):
+            raise Conflict(
+                "ACCOUNT_NOT_TRADABLE",
+                "a member trades from a holding or trading account of its own",
+                "会员只能使用本主体的登记或交易账户",
+            )
+        if row.status != m.AccountStatus.OPEN:
+            raise Conflict(
+                "ACCOUNT_NOT_TRADABLE",
+                f"account {account_id} is {row.status}: it cannot trade",
+                f"账户 {account_id} 状态为 {row.status}，不能交易",
+            )
+
+    def unit_class_code(self, conn: Connection, code: str) -> str:
+        """A unit class that exists in the registry."""
+        uc = m.parse_unit_class(code)
+        if not conn.execute(
+            sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)
+        ).first():
+            raise NotFound(
+                "UNIT_CLASS_NOT_FOUND", f"no units of class {uc.code} exist", "该单位类别不存在"
+            )
+        return uc.code
+
+    def is_market_suspended(self, conn: Connection) -> bool:
+        return s.flag(conn, MARKET_SUSPENDED) == "1"
+
+    def release_reserved(
+        self, uow: UnitOfWork, hold_id: str, quantity: int, by: str, reason: str
+    ) -> int:
+        """Frees up to `quantity` of an exchange reservation (what an order no longer needs);
+        a hold someone else already released frees nothing. Returns what it freed."""
+        hold = uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
+        if hold is None or hold.status != "ACTIVE" or quantity <= 0:
+            return 0
+        take = min(quantity, int(hold.quantity))
+        left = int(hold.quantity) - take
+        uow.conn.execute(
+            sa.update(s.holds)
+            .where(s.holds.c.id == hold_id)
+            .values(
+                quantity=left or int(hold.quantity),
+                status="ACTIVE" if left else "RELEASED",
+                released_by=None if left else by,
+                released_at=None if left else iso(uow.now),
+            )
+        )
+        s.add_to_holding(uow.conn, hold.account_id, hold.unit_class, held=-take)
+        journal.append(
+            uow,
+            "registry.hold_released",
+            by,
+            {
+                "hold_id": hold_id,
+                "account": hold.account_id,
+                "unit_class": hold.unit_class,
+                "quantity": take,
+                "left": left,
+                "reason": _text(reason, "reason", max_len=500),
+            },
+        )
+        return take
+
+    def deliver_reserved(
+        self,
+        uow: UnitOfWork,
+        *,
+        hold_id: str,
+        to_account: str,
+        quantity: int,
+        by: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """The units leg of a trade's settlement: reserved units move to the buyer at once."""
+        hold = uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
+        if hold is None:
+            raise NotFound("HOLD_NOT_FOUND", f"no hold {hold_id}", "冻结记录不存在")
+        actor = Actor(EXCHANGE_USER, by, Role.OPERATOR, None)
+        return self._propose(
+            uow,
+            actor,
+            m.operation(m.Op.EXCHANGE_DELIVERY),
+            hold.account_id,
+            to_account,
+            hold.unit_class,
+            quantity,
+            reason=reason,
+            hold_id=hold_id,
         )
 
     def release_expired_holds(self) -> int:

@@ -1,0 +1,1 @@
+"""Settlement: cash accounts at settlement banks, delivery versus payment, daily clearing."""

@@ -1,0 +1,662 @@
+"""Settlement use cases: cash accounts, freezes for the exchange, and the end-of-day DvP run.
+
+`CashService` owns every cash movement. The exchange calls its in-transaction methods
+(`freeze`, `release`) from its own unit of work; no other context writes these tables.
+`SettlementService` settles a trading day trade by trade: units through the registry's
+`deliver_reserved`, cash here, both in one savepoint, so each trade moves both legs or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carbonhub.core import idempotency, journal
+from carbonhub.core.auth import Actor, Role, entities, require_role
+from carbonhub.core.db import Database, UnitOfWork
+from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
+from carbonhub.core.timefmt import SHANGHAI, iso
+from carbonhub.registry.service import RegistryService
+from carbonhub.settlement import model as m
+from carbonhub.settlement import store as s
+
+FEE_ACCOUNT = "CA-FEES"
+DAY_CLOSE = "15:00"  # the last session of every mode ends here (Asia/Shanghai)
+BANK_ROLES = (Role.BANK,)
+
+
+def cash_account_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "entity_id": row.entity_id,
+        "bank_entity_id": row.bank_entity_id,
+        "balance": yuan_from_fen(int(row.balance)),
+        "frozen": yuan_from_fen(int(row.frozen)),
+        "available": yuan_from_fen(int(row.balance) - int(row.frozen)),
+        "status": row.status,
+        "created_at": row.created_at,
+    }
+
+
+def _amount(text: object) -> int:
+    if not isinstance(text, str):
+        raise InvalidInput(
+            "MONEY_INVALID", "amount is a yuan string like '1000.00'", "金额格式错误"
+        )
+    fen = fen_from_yuan(text)
+    if fen <= 0:
+        raise InvalidInput("AMOUNT_NOT_POSITIVE", "amount must be positive", "金额必须为正数")
+    return fen
+
+
+class CashService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------ accounts, funding
+
+    def ensure_fee_account(self, uow: UnitOfWork) -> None:
+        if not uow.conn.execute(
+            sa.select(s.cash_accounts.c.id).where(s.cash_accounts.c.id == FEE_ACCOUNT)
+        ).first():
+            uow.conn.execute(
+                sa.insert(s.cash_accounts).values(
+                    id=FEE_ACCOUNT,
+                    kind="FEES",
+                    entity_id=None,
+                    bank_entity_id=None,
+                    balance=0,
+                    frozen=0,
+                    status="OPEN",
+                    created_at=iso(uow.now),
+                )
+            )
+
+    def open_account(
+        self, actor: Actor, key: str, *, entity_id: str, bank_entity_id: str | None = None
+    ) -> dict[str, Any]:
+        """A bank opens a cash account for an entity at itself (the operator may name the bank)."""
+        data = {"entity_id": entity_id, "bank_entity_id": bank_entity_id}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.BANK, Role.OPERATOR)
+            bank = actor.entity_id if actor.role is Role.BANK else bank_entity_id
+            if actor.role is Role.BANK and bank_entity_id not in (None, actor.entity_id):
+                raise Forbidden(
+                    "NOT_YOUR_BANK", "a bank opens accounts at itself", "只能在本行开户"
+                )
+            conn = uow.conn
+            for eid in (entity_id, bank):
+                if (
+                    not isinstance(eid, str)
+                    or not conn.execute(
+                        sa.select(entities.c.id).where(entities.c.id == eid)
+                    ).first()
+                ):
+                    raise NotFound("ENTITY_NOT_FOUND", f"no entity {eid}", "主体不存在")
+            if conn.execute(
+                sa.select(s.cash_accounts.c.id).where(s.cash_accounts.c.entity_id == entity_id)
+            ).first():
+                raise Conflict(
+                    "CASH_ACCOUNT_EXISTS",
+                    "this entity already has a cash account",
+                    "该主体已开立资金账户",
+                )
+            self.ensure_fee_account(uow)
+            n = int(
+                conn.execute(sa.select(sa.func.count()).select_from(s.cash_accounts)).scalar_one()
+            )
+            account_id = f"CA-{n:08d}"
+            conn.execute(
+                sa.insert(s.cash_accounts).values(
+                    id=account_id,
+                    kind="MEMBER",
+                    entity_id=entity_id,
+                    bank_entity_id=bank,
+                    balance=0,
+                    frozen=0,
+                    status="OPEN",
+                    created_at=iso(uow.now),
+                )
+            )
+            journal.append(
+                uow,
+                "settlement.cash_account_opened",
+                actor.username,
+                {"account": account_id, "entity": entity_id, "bank": bank},
+            )
+            return self._account(conn, account_id)
+
+        return idempotency.run(self.db, actor.username, key, "open_cash_account", data, body)
+
+    def _account(self, conn: Connection, account_id: str) -> dict[str, Any]:
+        row = conn.execute(
+            sa.select(s.cash_accounts).where(s.cash_accounts.c.id == account_id)
+        ).first()
+        if row is None:
+            raise NotFound(
+                "CASH_ACCOUNT_NOT_FOUND", f"no cash account {account_id}", "资金账户不存在"
+            )
+        return cash_account_dict(row)
+
+    def _move(
+        self,
+        uow: UnitOfWork,
+        account_id: str,
+        kind: str,
+        amount: int,
+        frozen_change: int,
+        ref: str,
+        by: str,
+    ) -> None:
+        """The one place a cash account changes: the row and its ledger entry together."""
+        c = s.cash_accounts.c
+        row = uow.conn.execute(
+            sa.update(s.cash_accounts)
+            .where(c.id == account_id)
+            .values(balance=c.balance + amount, frozen=c.frozen + frozen_change)
+            .returning(c.balance)
+        ).one()
+        uow.conn.execute(
+            sa.insert(s.cash_entries).values(
+                account_id=account_id,
+                kind=kind,
+                amount=amount,
+                frozen_change=frozen_change,
+                balance_after=int(row.balance),
+                ref=ref,
+                by=by,
+                at=iso(uow.now),
+            )
+        )
+
+    def _bank_account(self, conn: Connection, actor: Actor, account_id: str) -> Any:
+        require_role(actor, Role.BANK)
+        row = conn.execute(
+            sa.select(s.cash_accounts).where(s.cash_accounts.c.id == account_id)
+        ).first()
+        if row is None:
+            raise NotFound(
+                "CASH_ACCOUNT_NOT_FOUND", f"no cash account {account_id}", "资金账户不存在"
+            )
+        if row.bank_entity_id != actor.entity_id:
+            raise Forbidden(
+                "NOT_YOUR_BANK", "this account is kept at another bank", "该账户不在本行"
+            )
+        return row
+
+    def fund(self, actor: Actor, key: str, *, account_id: str, amount: str) -> dict[str, Any]:
+        """入金: the settlement bank credits money it has received for the entity."""
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            fen = _amount(amount)
+            self._bank_account(uow.conn, actor, account_id)
+            self._move(uow, account_id, "FUND", fen, 0, "bank", actor.username)
+            journal.append(
+                uow,
+                "settlement.funded",
+                actor.username,
+                {"account": account_id, "amount": fen},
+            )
+            return self._account(uow.conn, account_id)
+
+        data = {"account": account_id, "amount": amount}
+        return idempotency.run(self.db, actor.username, key, "fund", data, body)
+
+    def defund(self, actor: Actor, key: str, *, account_id: str, amount: str) -> dict[str, Any]:
+        """出金: only money that nothing has frozen may leave."""
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            fen = _amount(amount)
+            row = self._bank_account(uow.conn, actor, account_id)
+            m.check_available_cash(int(row.balance), int(row.frozen), fen)
+            self._move(uow, account_id, "DEFUND", -fen, 0, "bank", actor.username)
+            journal.append(
+                uow,
+                "settlement.defunded",
+                actor.username,
+                {"account": account_id, "amount": fen},
+            )
+            return self._account(uow.conn, account_id)
+
+        data = {"account": account_id, "amount": amount}
+        return idempotency.run(self.db, actor.username, key, "defund", data, body)
+
+    # ------------------------------------------------------------ queries
+
+    def _readable(self, conn: Connection, actor: Actor, account_id: str) -> dict[str, Any]:
+        acct = self._account(conn, account_id)
+        if not (
+            actor.is_operator
+            or acct["entity_id"] == actor.entity_id
+            or (actor.role is Role.BANK and acct["bank_entity_id"] == actor.entity_id)
+        ):
+            raise Forbidden("NOT_ACCOUNT_HOLDER", "not your cash account", "无权查看该资金账户")
+        return acct
+
+    def account(self, actor: Actor, account_id: str) -> dict[str, Any]:
+        with self.db.read() as ro:
+            conn = ro.conn
+            return self._readable(conn, actor, account_id)
+
+    def account_of(self, actor: Actor, entity_id: str) -> dict[str, Any]:
+        with self.db.read() as ro:
+            conn = ro.conn
+            row = conn.execute(
+                sa.select(s.cash_accounts.c.id).where(s.cash_accounts.c.entity_id == entity_id)
+            ).first()
+            if row is None:
+                raise NotFound(
+                    "CASH_ACCOUNT_NOT_FOUND", "this entity has no cash account", "该主体无资金账户"
+                )
+            return self._readable(conn, actor, row.id)
+
+    def accounts(
+        self, actor: Actor, *, limit: int, cursor: str | None = None
+    ) -> list[dict[str, Any]]:
+        c = s.cash_accounts.c
+        q = sa.select(s.cash_accounts).order_by(c.id).limit(limit)
+        if cursor:
+            q = q.where(c.id > cursor)
+        if actor.role is Role.BANK:
+            q = q.where(c.bank_entity_id == actor.entity_id)
+        elif not actor.is_operator:
+            q = q.where(c.entity_id == actor.entity_id)
+        with self.db.read() as ro:
+            conn = ro.conn
+            return [cash_account_dict(r) for r in conn.execute(q)]
+
+    def entries(
+        self, actor: Actor, account_id: str, *, limit: int, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        c = s.cash_entries.c
+        with self.db.read() as ro:
+            conn = ro.conn
+            self._readable(conn, actor, account_id)
+            q = sa.select(s.cash_entries).where(c.account_id == account_id)
+            if before is not None:
+                q = q.where(c.id < before)
+            rows = conn.execute(q.order_by(c.id.desc()).limit(limit)).all()
+        return [
+            {
+                "id": int(r.id),
+                "kind": r.kind,
+                "amount": yuan_from_fen(int(r.amount)),
+                "frozen_change": yuan_from_fen(int(r.frozen_change)),
+                "balance_after": yuan_from_fen(int(r.balance_after)),
+                "ref": r.ref,
+                "at": r.at,
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ for the exchange, in its transaction
+
+    def cash_account_id(self, conn: Connection, entity_id: str) -> str:
+        row = conn.execute(
+            sa.select(s.cash_accounts.c.id, s.cash_accounts.c.status).where(
+                s.cash_accounts.c.entity_id == entity_id
+            )
+        ).first()
+        if row is None or row.status != "OPEN":
+            raise Conflict(
+                "NO_CASH_ACCOUNT", "this entity has no open cash account", "该主体无可用资金账户"
+            )
+        return str(row.id)
+
+    def freeze(self, uow: UnitOfWork, entity_id: str, amount: int, ref: str, by: str) -> None:
+        """Freezes `amount` under `ref` (added to what `ref` already froze), or refuses."""
+        account_id = self.cash_account_id(uow.conn, entity_id)
+        row = uow.conn.execute(
+            sa.select(s.cash_accounts.c.balance, s.cash_accounts.c.frozen).where(
+                s.cash_accounts.c.id == account_id
+            )
+        ).one()
+        m.check_available_cash(int(row.balance), int(row.frozen), amount)
+        f = s.cash_freezes.c
+        if uow.conn.execute(sa.select(f.ref).where(f.ref == ref)).first():
+            uow.conn.execute(
+                sa.update(s.cash_freezes).where(f.ref == ref).values(amount=f.amount + amount)
+            )
+        else:
+            uow.conn.execute(
+                sa.insert(s.cash_freezes).values(
+                    ref=ref, account_id=account_id, amount=amount, created_at=iso(uow.now)
+                )
+            )
+        if amount:
+            self._move(uow, account_id, "FREEZE", 0, amount, ref, by)
+
+    def frozen_under(self, conn: Connection, ref: str) -> int:
+        row = conn.execute(
+            sa.select(s.cash_freezes.c.amount).where(s.cash_freezes.c.ref == ref)
+        ).first()
+        return int(row.amount) if row else 0
+
+    def release(self, uow: UnitOfWork, ref: str, amount: int | None, by: str) -> int:
+        """Unfreezes `amount` (all, if None) of what `ref` froze; returns what it released."""
+        f = s.cash_freezes.c
+        row = uow.conn.execute(sa.select(s.cash_freezes).where(f.ref == ref)).first()
+        if row is None:
+            return 0
+        take = int(row.amount) if amount is None else min(amount, int(row.amount))
+        if take <= 0:
+            return 0
+        uow.conn.execute(
+            sa.update(s.cash_freezes).where(f.ref == ref).values(amount=f.amount - take)
+        )
+        self._move(uow, row.account_id, "UNFREEZE", 0, -take, ref, by)
+        return take
+
+    def pay(
+        self,
+        uow: UnitOfWork,
+        buyer_ref: str,
+        seller_entity: str,
+        legs: m.Legs,
+        trade_id: str,
+        by: str,
+    ) -> None:
+        """The cash leg: the buyer's frozen payment goes to the seller, fees to the exchange."""
+        f = s.cash_freezes.c
+        frozen = uow.conn.execute(sa.select(s.cash_freezes).where(f.ref == buyer_ref)).first()
+        if frozen is None or int(frozen.amount) < legs.buyer_pays:
+            raise Conflict(
+                "CASH_NOT_FROZEN",
+                "the buyer's frozen cash does not cover this trade",
+                "买方冻结资金不足以交收",
+            )
+        seller_account = self.cash_account_id(uow.conn, seller_entity)
+        uow.conn.execute(
+            sa.update(s.cash_freezes)
+            .where(f.ref == buyer_ref)
+            .values(amount=f.amount - legs.buyer_pays)
+        )
+        self._move(uow, frozen.account_id, "PAY", -legs.buyer_pays, -legs.buyer_pays, trade_id, by)
+        self._move(uow, seller_account, "RECEIVE", legs.seller_receives, 0, trade_id, by)
+        if legs.fee_buyer + legs.fee_seller:
+            self.ensure_fee_account(uow)
+            self._move(uow, FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
+
+    def totals(self, conn: Connection) -> dict[str, int]:
+        c = s.cash_accounts.c
+        row = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(c.balance), 0),
+                sa.func.coalesce(sa.func.sum(c.frozen), 0),
+            )
+        ).one()
+        return {"balance": int(row[0]), "frozen": int(row[1])}
+
+
+def ledger_problems(conn: Connection) -> list[str]:
+    """Invariant 4: cash is conserved (Σ balances = funded − defunded), every balance is the sum
+    of its entries, frozen ≤ balance and equals the sum of its freezes."""
+    problems: list[str] = []
+    e, a, f = s.cash_entries.c, s.cash_accounts.c, s.cash_freezes.c
+    outside = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(e.amount), 0)).where(e.kind.in_(("FUND", "DEFUND")))
+    ).scalar_one()
+    total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(a.balance), 0))).scalar_one()
+    if int(outside) != int(total):
+        problems.append(f"cash not conserved: balances {total} ≠ funded − defunded {outside}")
+    sums = {
+        r.account_id: (int(r.amount), int(r.frozen))
+        for r in conn.execute(
+            sa.select(
+                e.account_id,
+                sa.func.sum(e.amount).label("amount"),
+                sa.func.sum(e.frozen_change).label("frozen"),
+            ).group_by(e.account_id)
+        )
+    }
+    freezes = {
+        r.account_id: int(r.amount)
+        for r in conn.execute(
+            sa.select(f.account_id, sa.func.sum(f.amount).label("amount")).group_by(f.account_id)
+        )
+    }
+    for r in conn.execute(sa.select(s.cash_accounts)):
+        bal, frz = sums.get(r.id, (0, 0))
+        if (int(r.balance), int(r.frozen)) != (bal, frz):
+            problems.append(
+                f"cash account {r.id}: row ({r.balance}, {r.frozen}) ≠ entries ({bal}, {frz})"
+            )
+        if int(r.frozen) != freezes.get(r.id, 0):
+            problems.append(
+                f"cash account {r.id}: frozen {r.frozen} ≠ freezes {freezes.get(r.id, 0)}"
+            )
+        if not 0 <= int(r.frozen) <= int(r.balance):
+            problems.append(f"cash account {r.id}: frozen {r.frozen} outside 0..{r.balance}")
+    return problems
+
+
+class TradeSource(Protocol):
+    """What settlement needs from the exchange (injected, so neither module imports the other)."""
+
+    def close_day(self, uow: UnitOfWork, day: date) -> None: ...
+
+    def trades_to_settle(self, conn: Connection, day: date) -> list[dict[str, Any]]: ...
+
+
+class SettlementService:
+    def __init__(
+        self, db: Database, registry: RegistryService, cash: CashService, trades: TradeSource
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.cash = cash
+        self.trades = trades
+
+    def settle_day(self, actor: Actor, day: date) -> dict[str, Any]:
+        """Closes the day's books, then settles each unsettled trade of the day, DvP.
+
+        Idempotent by construction: a trade with a settlement row is never touched again, so a
+        second run finds nothing to do and changes nothing."""
+        require_role(actor, Role.OPERATOR)
+        with self.db.uow() as uow:
+            journal.lock_head(uow)
+            here = uow.now.astimezone(SHANGHAI)
+            if here.date() < day or (here.date() == day and here.strftime("%H:%M") < DAY_CLOSE):
+                raise Conflict(
+                    "DAY_NOT_CLOSED",
+                    f"{day} settles after its close (15:00 Asia/Shanghai)",
+                    "当日收市后方可结算",
+                )
+            self.trades.close_day(uow, day)
+            done = {
+                r.trade_id
+                for r in uow.conn.execute(
+                    sa.select(s.settlements.c.trade_id).where(
+                        s.settlements.c.trading_day == day.isoformat()
+                    )
+                )
+            }
+            todo = [
+                t for t in self.trades.trades_to_settle(uow.conn, day) if t["trade_id"] not in done
+            ]
+            settled = failed = 0
+            for t in todo:
+                if self._settle_trade(uow, actor, t):
+                    settled += 1
+                else:
+                    failed += 1
+            all_ids = [t["trade_id"] for t in self.trades.trades_to_settle(uow.conn, day)]
+            if (
+                todo
+                or not uow.conn.execute(
+                    sa.select(s.settlement_runs.c.trading_day).where(
+                        s.settlement_runs.c.trading_day == day.isoformat()
+                    )
+                ).first()
+            ):
+                counts = self._counts(uow.conn, day)
+                values = dict(
+                    trades=len(all_ids),
+                    settled=counts["SETTLED"],
+                    failed=counts["FAILED"],
+                    checksum=m.checksum(all_ids),
+                    run_by=actor.username,
+                    run_at=iso(uow.now),
+                )
+                r = s.settlement_runs
+                if uow.conn.execute(
+                    sa.select(r.c.trading_day).where(r.c.trading_day == day.isoformat())
+                ).first():
+                    uow.conn.execute(
+                        sa.update(r).where(r.c.trading_day == day.isoformat()).values(**values)
+                    )
+                else:
+                    uow.conn.execute(sa.insert(r).values(trading_day=day.isoformat(), **values))
+                journal.append(
+                    uow,
+                    "settlement.day_settled",
+                    actor.username,
+                    {
+                        "day": day.isoformat(),
+                        "settled": settled,
+                        "failed": failed,
+                        "checksum": values["checksum"],
+                    },
+                )
+            uow.commit()
+        return {
+            "day": day.isoformat(),
+            "settled_now": settled,
+            "failed_now": failed,
+            **self.report(day),
+        }
+
+    def _counts(self, conn: Connection, day: date) -> dict[str, int]:
+        c = s.settlements.c
+        out = {"SETTLED": 0, "FAILED": 0}
+        for r in conn.execute(
+            sa.select(c.status, sa.func.count())
+            .where(c.trading_day == day.isoformat())
+            .group_by(c.status)
+        ):
+            out[r[0]] = int(r[1])
+        return out
+
+    def _settle_trade(self, uow: UnitOfWork, actor: Actor, t: dict[str, Any]) -> bool:
+        legs = m.legs(
+            int(t["price"]), int(t["quantity"]), int(t["fee_buyer"]), int(t["fee_seller"])
+        )
+        conn = uow.conn
+        status, reason, transfer_id = "SETTLED", "", None
+        sp = conn.begin_nested()
+        try:
+            transfer = self.registry.deliver_reserved(
+                uow,
+                hold_id=t["seller_hold_id"],
+                to_account=t["buyer_account"],
+                quantity=legs.quantity,
+                by=actor.username,
+                reason=f"trade {t['trade_id']}",
+            )
+            transfer_id = transfer["id"]
+            self.cash.pay(
+                uow, t["buyer_cash_ref"], t["seller_entity"], legs, t["trade_id"], actor.username
+            )
+            sp.commit()
+        except DomainError as err:
+            sp.rollback()
+            status, reason = "FAILED", f"{err.code}: {err.message}"[:200]
+            # Neither leg moved: give each side back what this trade had reserved.
+            self.cash.release(uow, t["buyer_cash_ref"], legs.buyer_pays, actor.username)
+            self.registry.release_reserved(
+                uow,
+                t["seller_hold_id"],
+                legs.quantity,
+                actor.username,
+                f"trade {t['trade_id']} failed",
+            )
+        conn.execute(
+            sa.insert(s.settlements).values(
+                trade_id=t["trade_id"],
+                trading_day=t["trading_day"],
+                mode=t["mode"],
+                instrument=t["instrument"],
+                status=status,
+                reason=reason,
+                quantity=legs.quantity,
+                value=legs.value,
+                buyer_entity=t["buyer_entity"],
+                seller_entity=t["seller_entity"],
+                buyer_pays=legs.buyer_pays,
+                seller_receives=legs.seller_receives,
+                fee_buyer=legs.fee_buyer,
+                fee_seller=legs.fee_seller,
+                transfer_id=transfer_id,
+                settled_at=iso(uow.now),
+            )
+        )
+        journal.append(
+            uow,
+            "settlement.trade_settled" if status == "SETTLED" else "settlement.trade_failed",
+            actor.username,
+            {
+                "trade_id": t["trade_id"],
+                "quantity": legs.quantity,
+                "buyer_pays": legs.buyer_pays,
+                "seller_receives": legs.seller_receives,
+                "transfer_id": transfer_id,
+                "reason": reason,
+            },
+        )
+        return status == "SETTLED"
+
+    # ------------------------------------------------------------ reports
+
+    def _rows(
+        self, conn: Connection, day: date, entity_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        c = s.settlements.c
+        q = sa.select(s.settlements).where(c.trading_day == day.isoformat())
+        if entity_id is not None:
+            q = q.where(sa.or_(c.buyer_entity == entity_id, c.seller_entity == entity_id))
+        return [
+            dict(r._mapping, price=int(r.value) // int(r.quantity))
+            for r in conn.execute(q.order_by(c.trade_id))
+        ]
+
+    def report(
+        self, day: date, modes: Sequence[str] = ("LISTING", "BLOCK", "AUCTION", "CONTINUOUS")
+    ) -> dict[str, Any]:
+        """The daily clearing report by mode; its parts add up to its totals."""
+        with self.db.read() as ro:
+            conn = ro.conn
+            rows = self._rows(conn, day)
+            run = conn.execute(
+                sa.select(s.settlement_runs).where(
+                    s.settlement_runs.c.trading_day == day.isoformat()
+                )
+            ).first()
+        report = m.clearing_report(rows, modes)
+        report["day"] = day.isoformat()
+        report["run"] = dict(run._mapping) if run else None
+        return report
+
+    def statement(self, actor: Actor, entity_id: str, day: date) -> dict[str, Any]:
+        if not (actor.is_operator or actor.entity_id == entity_id):
+            raise Forbidden(
+                "NOT_YOUR_STATEMENT", "you may read only your own statement", "只能查看本主体结算单"
+            )
+        with self.db.read() as ro:
+            conn = ro.conn
+            rows = self._rows(conn, day, entity_id)
+        out = m.statement(entity_id, rows)
+        out["day"] = day.isoformat()
+        return out
+
+    def failures(self, actor: Actor, day: date) -> list[dict[str, Any]]:
+        require_role(actor, Role.OPERATOR)
+        with self.db.read() as ro:
+            conn = ro.conn
+            return [r for r in self._rows(conn, day) if r["status"] == "FAILED"]

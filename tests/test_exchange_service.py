@@ -1,0 +1,60 @@
+"""Exchange and settlement through the services on a real database."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from carbonhub.core.errors import DomainError
+from tests.conftest import Market
+
+
+def test_continuous_trade_settles_dvp(market: Market) -> None:
+    x, w = market.exchange, market.w
+    sell = x.place_order(
+        w.alice,
+        w.key(),
+        instrument="HBEA2023",
+        mode="CONTINUOUS",
+        side="S",
+        price="80.00",
+        quantity=1000,
+    )
+    assert sell["status"] == "OPEN"
+    buy = x.place_order(
+        w.bob,
+        w.key(),
+        instrument="HBEA2023",
+        mode="CONTINUOUS",
+        side="B",
+        price="81.00",
+        quantity=400,
+    )
+    assert buy["status"] == "FILLED"
+    # Hubei: the middle of (bid 81.00, ask 80.00, last = previous close 80.00)
+    assert [t["price"] for t in buy["trades"]] == ["80.00"]
+    assert market.problems() == []
+    market.clock.at("2026-11-23", "15:30")
+    out = market.settlement.settle_day(w.op1, date(2026, 11, 23))
+    assert out["total"]["settled"] == 1 and out["total"]["volume"] == 400
+    assert w.reg.account(w.bob, w.b)["holdings"][0]["posted"] == 400
+    again = market.settlement.settle_day(w.op1, date(2026, 11, 23))
+    assert again["settled_now"] == 0 and again["total"] == out["total"]
+    assert market.problems() == []
+
+
+def test_outside_band_changes_nothing(market: Market) -> None:
+    x, w = market.exchange, market.w
+    with pytest.raises(DomainError) as err:
+        x.place_order(
+            w.alice,
+            w.key(),
+            instrument="HBEA2023",
+            mode="CONTINUOUS",
+            side="S",
+            price="88.01",
+            quantity=10,
+        )
+    assert err.value.code == "PRICE_OUTSIDE_BAND"
+    assert x.orders(w.alice) == []
