@@ -27,16 +27,25 @@ from carbonhub.core.auth import AuthService
 from carbonhub.core.db import Database
 from carbonhub.core.errors import DomainError
 from carbonhub.core.timefmt import shanghai_day
+from carbonhub.exchange.api import router as exchange_router
+from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.api import router as registry_router
 from carbonhub.registry.service import RegistryService
+from carbonhub.settlement.api import router as settlement_router
+from carbonhub.settlement.service import CashService, SettlementService
 
 log = logging.getLogger("carbonhub")
 
 
-def run_duties(db: Database, registry: RegistryService) -> dict[str, Any]:
-    """Time-driven work: post due transfers, expire proposals and holds, close journal days."""
+def run_duties(
+    db: Database, registry: RegistryService, exchange: ExchangeService | None = None
+) -> dict[str, Any]:
+    """Time-driven work: post due transfers, expire proposals and holds, finish auctions whose
+    window ended, close journal days."""
     out: dict[str, Any] = dict(registry.run_due())
     out["holds_released"] = registry.release_expired_holds()
+    if exchange is not None:
+        out["auctions_finished"] = exchange.finish_due_auctions()
     with db.uow() as uow:
         out["checkpoints"] = journal.close_days(uow, shanghai_day(uow.now))
         uow.commit()
@@ -48,6 +57,8 @@ def create_app(
 ) -> FastAPI:
     db = db or Database()
     registry = RegistryService(db)
+    cash = CashService(db)
+    exchange = ExchangeService(db, registry, cash)
     interval = (
         duties_every_s
         if duties_every_s is not None
@@ -60,12 +71,14 @@ def create_app(
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    await asyncio.to_thread(run_duties, db, registry)
+                    await asyncio.to_thread(run_duties, db, registry, exchange)
                 except Exception:  # keep serving; the next pass retries
                     log.exception("background duties failed")
 
         task = asyncio.create_task(loop()) if interval > 0 else None
+        exchange.start_writer()
         yield
+        exchange.stop_writer()
         if task:
             task.cancel()
 
@@ -79,6 +92,9 @@ def create_app(
     app.state.db = db
     app.state.auth = AuthService(db)
     app.state.registry = registry
+    app.state.cash = cash
+    app.state.exchange = exchange
+    app.state.settlement = SettlementService(db, registry, cash, exchange)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -86,6 +102,8 @@ def create_app(
     app.middleware("http")(reject_control_characters)
     app.include_router(core_router)
     app.include_router(registry_router)
+    app.include_router(exchange_router)
+    app.include_router(settlement_router)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -22,7 +22,10 @@ from carbonhub.core.cli_support import (
     token_file,
 )
 from carbonhub.core.timefmt import shanghai_day
+from carbonhub.exchange.cli import app as exchange_app
 from carbonhub.registry.cli import app as registry_app
+from carbonhub.settlement.cli import app as settlement_app
+from carbonhub.settlement.cli import cash_app, settle
 
 app = typer.Typer(
     help="carbonhub: an open carbon-market platform.",
@@ -36,6 +39,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(journal_app, name="journal")
 app.add_typer(registry_app, name="registry")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(cash_app, name="cash")
+app.add_typer(settlement_app, name="settlement")
+app.command()(settle)
 
 
 @db_app.command("upgrade")
@@ -115,7 +122,7 @@ def logout() -> None:
 
 @app.command()
 def verify(as_json: bool = JsonOpt) -> None:
-    """Recompute the journal chain, checkpoints and invariants 1–3 and 6; exit 1 on the first break."""
+    """Recompute the journal chain, checkpoints and invariants 1–6 (ledgers, cash, settlement, replays); exit 1 on the first break."""
     from carbonhub.verify import verify as run
 
     report = run(database())

@@ -1,5 +1,6 @@
 """`carbonhub verify`: the independent check. Recomputes the journal chain and checkpoints, then
-invariants 1–3 from the stored tables and 6 by replaying the journal; names the first break."""
+invariants 1–3 from the stored tables, 4 (cash) and 5 (settlement), and 6 by replaying the
+journal and every order book's command log; names the first break."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from dataclasses import dataclass, field
 
 from carbonhub.core import journal
 from carbonhub.core.db import Database
-from carbonhub.registry.service import ledger_problems, replay_problems
+from carbonhub.exchange.service import ExchangeService
+from carbonhub.registry.service import RegistryService, ledger_problems, replay_problems
+from carbonhub.settlement.service import CashService, settlement_problems
+from carbonhub.settlement.service import ledger_problems as cash_problems
 
 
 @dataclass
@@ -32,4 +36,8 @@ def verify(db: Database) -> Report:
             report.problems.append(f"journal entry {brk.seq}: {brk.reason}")
         report.problems.extend(ledger_problems(uow.conn))
         report.problems.extend(replay_problems(uow.conn))
+        report.problems.extend(cash_problems(uow.conn))
+        exchange = ExchangeService(db, RegistryService(db), CashService(db))
+        report.problems.extend(exchange.replay_problems(uow.conn))
+        report.problems.extend(settlement_problems(uow.conn, exchange))
     return report

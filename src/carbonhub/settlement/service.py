@@ -437,6 +437,30 @@ def ledger_problems(conn: Connection) -> list[str]:
     return problems
 
 
+def settlement_problems(conn: Connection, trades: TradeSource) -> list[str]:
+    """Invariant 5: on every settled day, each trade has exactly one settlement, settled with
+    its registry transfer or failed with a reason."""
+    problems: list[str] = []
+    for run in conn.execute(sa.select(s.settlement_runs)).all():
+        day = date.fromisoformat(run.trading_day)
+        expected = {t["trade_id"] for t in trades.trades_to_settle(conn, day)}
+        rows = conn.execute(
+            sa.select(s.settlements).where(s.settlements.c.trading_day == run.trading_day)
+        ).all()
+        got = {r.trade_id for r in rows}
+        if expected != got:
+            problems.append(
+                f"{run.trading_day}: {len(expected - got)} trades unsettled, "
+                f"{len(got - expected)} settlements without a trade"
+            )
+        for r in rows:
+            if r.status == "SETTLED" and not r.transfer_id:
+                problems.append(f"trade {r.trade_id} settled without a registry transfer")
+            if r.status == "FAILED" and not r.reason:
+                problems.append(f"trade {r.trade_id} failed without a reason")
+    return problems
+
+
 class TradeSource(Protocol):
     """What settlement needs from the exchange (injected, so neither module imports the other)."""
 
