@@ -167,10 +167,10 @@ class _Book:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def cancel(self, oid: str, reason: str = R_USER) -> list[Event]:
-        self.seq += 1
         order = self.orders.pop(oid, None)
         if order is None:
             raise EngineError("ORDER_NOT_OPEN", f"order {oid} is not open in this book")
+        self.seq += 1
         qty = order[_OPEN]
         (self.bids if order[_SIDE] == BUY else self.asks).remove(order)
         return [(CANCELLED, oid, qty, reason)]

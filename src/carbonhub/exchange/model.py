@@ -116,6 +116,8 @@ def parse_rules(raw: Mapping[str, Any]) -> dict[Mode, ModeRules]:
             )
         if rules.max_qty is not None and rules.max_qty < rules.min_qty:
             raise InvalidInput("RULES_INVALID", "max_qty is below min_qty", "数量上限低于下限")
+        if not sessions:
+            raise InvalidInput("RULES_INVALID", f"{name}: at least one session", "须配置交易时段")
         for a, b in sessions:
             if not (_HHMM.fullmatch(a) and _HHMM.fullmatch(b) and a < b):
                 raise InvalidInput("RULES_INVALID", f"bad session {a}-{b}", "交易时段格式错误")

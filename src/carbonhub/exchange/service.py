@@ -148,6 +148,8 @@ class ExchangeService:
         self._outbox: list[dict[str, Any]] = []
         self._mem = threading.RLock()  # books in memory: one thread at a time
         self._published: list[dict[str, Any]] = []  # block and auction trades, sent after commit
+        self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
+        self._batch = threading.local()  # per-batch memo of what order commands only read
 
     # ------------------------------------------------------------ the writer
 
@@ -181,6 +183,7 @@ class ExchangeService:
         results: list[dict[str, Any] | DomainError] = []
         with self._mem:
             self._outbox = []
+            self._batch.memo = {}
             try:
                 with self.db.uow() as uow:
                     journal.lock_head(uow)
@@ -200,6 +203,8 @@ class ExchangeService:
             except BaseException:
                 self._books.clear()  # memory may be ahead of the log: rebuild from it next time
                 raise
+            finally:
+                self._batch.memo = None
             outbox, self._outbox = self._outbox, []
         for message in outbox:
             self.feed.publish(message)
@@ -463,14 +468,30 @@ class ExchangeService:
             conn = ro.conn
             return self._member(conn, actor.entity_id)
 
+    def _memo(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+        """Within one order batch, what its commands only read is loaded once."""
+        memo: dict[tuple[Any, ...], Any] | None = getattr(self._batch, "memo", None)
+        if memo is None:
+            return load()
+        if key not in memo:
+            memo[key] = load()
+        return memo[key]
+
     def _instrument_row(self, conn: Connection, code: str) -> Any:
-        row = conn.execute(sa.select(s.instruments).where(s.instruments.c.code == code)).first()
-        if row is None:
-            raise NotFound("INSTRUMENT_NOT_FOUND", f"no instrument {code}", "交易产品不存在")
-        return row
+        def load() -> Any:
+            q = sa.select(s.instruments).where(s.instruments.c.code == code)
+            row = conn.execute(q).first()
+            if row is None:
+                raise NotFound("INSTRUMENT_NOT_FOUND", f"no instrument {code}", "交易产品不存在")
+            return row
+
+        return self._memo(("instrument", code), load)
 
     def _rules(self, row: Any) -> dict[m.Mode, m.ModeRules]:
-        return m.parse_rules(json.loads(row.rules))
+        rules = self._rules_by_text.get(row.rules)
+        if rules is None:
+            rules = self._rules_by_text[row.rules] = m.parse_rules(json.loads(row.rules))
+        return rules
 
     def _instrument(self, conn: Connection, code: str) -> dict[str, Any]:
         row = self._instrument_row(conn, code)
@@ -506,9 +527,19 @@ class ExchangeService:
             return self._instrument(conn, code)
 
     def _holidays(self, conn: Connection) -> set[date]:
-        return {date.fromisoformat(r.day) for r in conn.execute(sa.select(s.holidays.c.day))}
+        def load() -> set[date]:
+            return {date.fromisoformat(r.day) for r in conn.execute(sa.select(s.holidays.c.day))}
+
+        holidays: set[date] = self._memo(("holidays",), load)
+        return holidays
 
     def _prev_close(self, conn: Connection, inst: Any, day: date) -> int:
+        close: int = self._memo(
+            ("prev_close", inst.code, day), lambda: self._load_prev_close(conn, inst, day)
+        )
+        return close
+
+    def _load_prev_close(self, conn: Connection, inst: Any, day: date) -> int:
         """The close of the last published day before `day`, else the instrument's reference."""
         md = s.market_days.c
         row = conn.execute(
@@ -547,7 +578,9 @@ class ExchangeService:
             raise Forbidden(
                 "ROLE_NOT_ALLOWED", f"role {actor.role.value} may not trade", "该角色不能交易"
             )
-        member = self._member(conn, actor.entity_id)
+        member: dict[str, Any] = self._memo(
+            ("member", actor.entity_id), lambda: self._member(conn, actor.entity_id)
+        )
         if member["status"] != "ACTIVE":
             raise Conflict("MEMBER_SUSPENDED", "your membership is suspended", "交易会员资格已暂停")
         return member

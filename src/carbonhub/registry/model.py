@@ -741,6 +741,49 @@ def decide_transfer(
     return TransferDecision(split.moved, False)
 
 
+def decide_delivery(
+    book: Book, from_id: str, to_id: str, unit_class: str, quantity: int
+) -> list[Block]:
+    """A trade's units leg (EXCHANGE_DELIVERY) against the in-memory book: `quantity` of the
+    sender's held units (its exchange reservation) move to the receiver at once. The caller
+    checked the hold itself. Checks everything before changing anything."""
+    op = OPERATIONS[Op.EXCHANGE_DELIVERY]
+    uc = parse_unit_class(unit_class)
+    if book.market_suspended:
+        raise market_suspended_error(op)
+    for i in (to_id, from_id):
+        if i not in book.accounts:
+            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    check_route(op, book.accounts[from_id], book.accounts[to_id], uc.kind)
+    key = (from_id, uc.code)
+    bal = book.balances.get(key, Balance())
+    if bal.held < quantity:
+        raise Conflict("HOLD_TOO_SMALL", f"only {bal.held} t are held", f"冻结数量仅 {bal.held} 吨")
+    check_available(bal, quantity, extra_t=quantity)
+    held = book.blocks.get(key, [])
+    excluded = book.excluded.get(key, [])
+    free = sum(b.size for b in subtract(held, excluded)) if excluded else bal.posted
+    if free - (bal.pending - book.reserved_by_reversals.get(key, 0)) < quantity:
+        raise Conflict(
+            "UNITS_TAINTED",
+            "some of these units carry a tainted-serial flag or are reserved",
+            "部分单位序列号被标记为可疑或已被预留",
+        )
+    split = take_free(held, excluded, quantity)
+    if excluded:
+        book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
+    else:
+        book.blocks[key] = split.kept + held[len(split.removed) :]
+    book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held - quantity)
+    to_key = (to_id, uc.code)
+    got = book.balances.get(to_key, Balance())
+    book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
+    received = book.blocks.setdefault(to_key, [])
+    for b in split.moved:
+        bisect.insort(received, b)
+    return split.moved
+
+
 # ---------------------------------------------------------------- replay (invariant 6)
 
 
@@ -774,6 +817,8 @@ class Ledger:
                 bal[0] -= q
                 if not p.get("direct"):  # a direct transfer never went through pending
                     bal[1] -= q
+                else:  # a direct delivery takes its units out of a hold
+                    bal[2] -= int(str(p.get("consumed_hold_t") or 0))
                 held = self.blocks.setdefault(sender, set())
                 split = take_ranges(held, moved)
                 held.difference_update(split.removed)

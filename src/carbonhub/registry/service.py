@@ -1878,32 +1878,11 @@ class RegistryService:
         )
         return take
 
-    def deliver_reserved(
-        self,
-        uow: UnitOfWork,
-        *,
-        hold_id: str,
-        to_account: str,
-        quantity: int,
-        by: str,
-        reason: str,
-    ) -> dict[str, Any]:
-        """The units leg of a trade's settlement: reserved units move to the buyer at once."""
-        hold = uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
-        if hold is None:
-            raise NotFound("HOLD_NOT_FOUND", f"no hold {hold_id}", "冻结记录不存在")
-        actor = Actor(EXCHANGE_USER, by, Role.OPERATOR, None)
-        return self._propose(
-            uow,
-            actor,
-            m.operation(m.Op.EXCHANGE_DELIVERY),
-            hold.account_id,
-            to_account,
-            hold.unit_class,
-            quantity,
-            reason=reason,
-            hold_id=hold_id,
-        )
+    def delivery_batch(
+        self, uow: UnitOfWork, legs: Sequence[tuple[str, str, int]], by: str
+    ) -> DeliveryBatch:
+        """Settlement's units legs in bulk: load what (hold, receiver, quantity) legs touch."""
+        return DeliveryBatch(self, uow, legs, by)
 
     def release_expired_holds(self) -> int:
         with self.db.uow() as uow:
@@ -2364,6 +2343,172 @@ class RegistryService:
 
 
 # ------------------------------------------------------------ invariants (DESIGN §10: 1–3)
+
+
+class DeliveryBatch:
+    """Exchange deliveries decided in memory (`model.decide_delivery`) and written in bulk.
+
+    Each `deliver` either moves its units (in the batch's memory) or raises and changes nothing,
+    so the settlement run can pair it with the cash leg, both or neither; `write` stores the net
+    change, the transfers, their serial ranges and journal entries in the caller's transaction.
+    """
+
+    def __init__(
+        self,
+        registry: RegistryService,
+        uow: UnitOfWork,
+        legs: Sequence[tuple[str, str, int]],
+        by: str,
+    ) -> None:
+        self.registry, self.uow, self.by = registry, uow, by
+        conn = uow.conn
+        ids = sorted({h for h, _, _ in legs})
+        self.holds: dict[str, list[Any]] = {}
+        for n in range(0, len(ids), 500):
+            for r in conn.execute(sa.select(s.holds).where(s.holds.c.id.in_(ids[n : n + 500]))):
+                self.holds[r.id] = [r.account_id, r.unit_class, int(r.quantity), r.status, r.kind]
+        self.loaded_holds = {k: tuple(v) for k, v in self.holds.items()}
+        moves = [
+            (self.holds[h][0], to, self.holds[h][1], q) for h, to, q in legs if h in self.holds
+        ]
+        self.book, self.initial = registry._load_book(conn, moves)
+        self.loaded = dict(self.book.balances)
+        self.transfers: list[dict[str, Any]] = []
+        self.blocks: list[dict[str, Any]] = []
+        self.entries: list[tuple[str, str, dict[str, Any]]] = []
+
+    def deliver(self, hold_id: str, to_account: str, quantity: int, reason: str) -> str:
+        hold = self.holds.get(hold_id)
+        if hold is None:
+            raise NotFound("HOLD_NOT_FOUND", f"no hold {hold_id}", "冻结记录不存在")
+        account, uc, left, status, kind = hold
+        if status != "ACTIVE" or kind != m.HoldKind.EXCHANGE_RESERVATION:
+            raise Conflict(
+                "HOLD_NOT_APPLICABLE",
+                f"the exchange reservation is {status}",
+                f"交易冻结状态为 {status}",
+            )
+        if quantity > left:
+            raise Conflict("HOLD_TOO_SMALL", f"the hold covers {left} t", f"冻结数量仅 {left} 吨")
+        moved = m.decide_delivery(self.book, account, to_account, uc, quantity)
+        hold[2], hold[3] = (left - quantity, "ACTIVE") if left > quantity else (left, "CONSUMED")
+        now = iso(self.uow.now)
+        transfer_id = new_id()
+        self.transfers.append(
+            {
+                "id": transfer_id,
+                "op": m.Op.EXCHANGE_DELIVERY.value,
+                "status": "COMPLETED",
+                "from_account": account,
+                "to_account": to_account,
+                "unit_class": uc,
+                "quantity": quantity,
+                "proposed_by": self.by,
+                "approved_by": None,
+                "created_at": now,
+                "execute_after": None,
+                "expires_at": None,
+                "completed_at": now,
+                "reason": _text(reason, "reason", max_len=500),
+                "beneficiary": None,
+                "legal_basis": None,
+                "compliance_year": None,
+                "reverses": None,
+                "hold_id": hold_id,
+                "batch_ref": None,
+                "journal_seq": None,
+            }
+        )
+        self.entries.append(
+            (
+                "registry.transfer_completed",
+                self.by,
+                {
+                    "transfer_id": transfer_id,
+                    "op": m.Op.EXCHANGE_DELIVERY.value,
+                    "from": account,
+                    "to": to_account,
+                    "unit_class": uc,
+                    "quantity": quantity,
+                    "direct": True,
+                    "consumed_hold_t": quantity,
+                    "blocks": [list(b.key()) for b in moved],
+                },
+            )
+        )
+        self.blocks.extend(
+            {
+                "transfer_id": transfer_id,
+                "unit_class": uc,
+                "origin": b.origin,
+                "batch": b.batch,
+                "start": b.start,
+                "end": b.end,
+            }
+            for b in moved
+        )
+        return transfer_id
+
+    def release(self, hold_id: str, quantity: int, reason: str) -> int:
+        """Frees what a failed trade had reserved (if the hold is still there)."""
+        hold = self.holds.get(hold_id)
+        if hold is None or hold[3] != "ACTIVE" or quantity <= 0:
+            return 0
+        account, uc, left = hold[0], hold[1], int(hold[2])
+        take = min(quantity, left)
+        hold[2], hold[3] = (left - take, "ACTIVE") if left > take else (left, "RELEASED")
+        key = (account, uc)
+        bal = self.book.balances[key]
+        self.book.balances[key] = m.Balance(bal.posted, bal.pending, bal.held - take)
+        self.entries.append(
+            (
+                "registry.hold_released",
+                self.by,
+                {
+                    "hold_id": hold_id,
+                    "account": account,
+                    "unit_class": uc,
+                    "quantity": take,
+                    "left": left - take if left > take else 0,
+                    "reason": _text(reason, "reason", max_len=500),
+                },
+            )
+        )
+        return take
+
+    def write(self) -> None:
+        conn = self.uow.conn
+        written = journal.append_many(self.uow, self.entries) if self.entries else []
+        seqs = iter(
+            e.seq
+            for e, (type_, _, _) in zip(written, self.entries, strict=True)
+            if type_ == "registry.transfer_completed"
+        )
+        for row in self.transfers:
+            row["journal_seq"] = next(seqs)
+        self.registry._write_book(conn, self.book, self.loaded, self.initial)
+        if self.transfers:
+            conn.execute(sa.insert(s.transfers), self.transfers)
+        if self.blocks:
+            conn.execute(sa.insert(s.transfer_blocks), self.blocks)
+        now = iso(self.uow.now)
+        changed = [
+            {"hid": k, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
+            for k, v in self.holds.items()
+            if tuple(v) != self.loaded_holds[k]
+        ]
+        if changed:
+            h = s.holds.c
+            conn.execute(
+                sa.update(s.holds)
+                .where(h.id == sa.bindparam("hid"))
+                .values(
+                    quantity=sa.bindparam("q"),
+                    status=sa.bindparam("st"),
+                    released_at=sa.bindparam("at"),
+                ),
+                changed,
+            )
 
 
 def ledger_problems(conn: Connection) -> list[str]:

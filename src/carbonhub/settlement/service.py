@@ -2,8 +2,9 @@
 
 `CashService` owns every cash movement. The exchange calls its in-transaction methods
 (`freeze`, `release`) from its own unit of work; no other context writes these tables.
-`SettlementService` settles a trading day trade by trade: units through the registry's
-`deliver_reserved`, cash here, both in one savepoint, so each trade moves both legs or neither.
+`SettlementService` settles a trading day trade by trade, delivery versus payment: the units
+legs through the registry's `DeliveryBatch`, the cash legs through `PaymentBatch`, decided in
+memory per trade (both legs or neither) and written together in one transaction.
 """
 
 from __future__ import annotations
@@ -310,28 +311,32 @@ class CashService:
             )
         return str(row.id)
 
-    def freeze(self, uow: UnitOfWork, entity_id: str, amount: int, ref: str, by: str) -> None:
-        """Freezes `amount` under `ref` (added to what `ref` already froze), or refuses."""
-        account_id = self.cash_account_id(uow.conn, entity_id)
+    def freeze(
+        self, uow: UnitOfWork, entity_id: str, amount: int, ref: str, by: str, *, new: bool = True
+    ) -> None:
+        """Freezes `amount` under `ref` (a new reference unless `new` is False), or refuses."""
+        c = s.cash_accounts.c
         row = uow.conn.execute(
-            sa.select(s.cash_accounts.c.balance, s.cash_accounts.c.frozen).where(
-                s.cash_accounts.c.id == account_id
+            sa.select(c.id, c.status, c.balance, c.frozen).where(c.entity_id == entity_id)
+        ).first()
+        if row is None or row.status != "OPEN":
+            raise Conflict(
+                "NO_CASH_ACCOUNT", "this entity has no open cash account", "该主体无可用资金账户"
             )
-        ).one()
         m.check_available_cash(int(row.balance), int(row.frozen), amount)
         f = s.cash_freezes.c
-        if uow.conn.execute(sa.select(f.ref).where(f.ref == ref)).first():
+        if not new and uow.conn.execute(sa.select(f.ref).where(f.ref == ref)).first():
             uow.conn.execute(
                 sa.update(s.cash_freezes).where(f.ref == ref).values(amount=f.amount + amount)
             )
         else:
             uow.conn.execute(
                 sa.insert(s.cash_freezes).values(
-                    ref=ref, account_id=account_id, amount=amount, created_at=iso(uow.now)
+                    ref=ref, account_id=row.id, amount=amount, created_at=iso(uow.now)
                 )
             )
         if amount:
-            self._move(uow, account_id, "FREEZE", 0, amount, ref, by)
+            self._move(uow, row.id, "FREEZE", 0, amount, ref, by)
 
     def frozen_under(self, conn: Connection, ref: str) -> int:
         row = conn.execute(
@@ -354,35 +359,9 @@ class CashService:
         self._move(uow, row.account_id, "UNFREEZE", 0, -take, ref, by)
         return take
 
-    def pay(
-        self,
-        uow: UnitOfWork,
-        buyer_ref: str,
-        seller_entity: str,
-        legs: m.Legs,
-        trade_id: str,
-        by: str,
-    ) -> None:
-        """The cash leg: the buyer's frozen payment goes to the seller, fees to the exchange."""
-        f = s.cash_freezes.c
-        frozen = uow.conn.execute(sa.select(s.cash_freezes).where(f.ref == buyer_ref)).first()
-        if frozen is None or int(frozen.amount) < legs.buyer_pays:
-            raise Conflict(
-                "CASH_NOT_FROZEN",
-                "the buyer's frozen cash does not cover this trade",
-                "买方冻结资金不足以交收",
-            )
-        seller_account = self.cash_account_id(uow.conn, seller_entity)
-        uow.conn.execute(
-            sa.update(s.cash_freezes)
-            .where(f.ref == buyer_ref)
-            .values(amount=f.amount - legs.buyer_pays)
-        )
-        self._move(uow, frozen.account_id, "PAY", -legs.buyer_pays, -legs.buyer_pays, trade_id, by)
-        self._move(uow, seller_account, "RECEIVE", legs.seller_receives, 0, trade_id, by)
-        if legs.fee_buyer + legs.fee_seller:
-            self.ensure_fee_account(uow)
-            self._move(uow, FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
+    def payment_batch(self, uow: UnitOfWork, refs: Sequence[str]) -> PaymentBatch:
+        """Settlement's cash legs in bulk: load the freezes and the accounts they touch."""
+        return PaymentBatch(self, uow, refs)
 
     def totals(self, conn: Connection) -> dict[str, int]:
         c = s.cash_accounts.c
@@ -393,6 +372,111 @@ class CashService:
             )
         ).one()
         return {"balance": int(row[0]), "frozen": int(row[1])}
+
+
+class PaymentBatch:
+    """Cash legs decided in memory and written in bulk, for the settlement run: `check` refuses
+    without changing anything, `pay` cannot fail after a `check`, `write` stores it all."""
+
+    def __init__(self, cash: CashService, uow: UnitOfWork, refs: Sequence[str]) -> None:
+        self.cash, self.uow = cash, uow
+        conn = uow.conn
+        cash.ensure_fee_account(uow)
+        unique = sorted(set(refs))
+        self.freezes: dict[str, list[Any]] = {}
+        for n in range(0, len(unique), 500):
+            for r in conn.execute(
+                sa.select(s.cash_freezes).where(s.cash_freezes.c.ref.in_(unique[n : n + 500]))
+            ):
+                self.freezes[r.ref] = [r.account_id, int(r.amount)]
+        self.loaded_freezes = {k: v[1] for k, v in self.freezes.items()}
+        self.accounts: dict[str, list[int]] = {}
+        self.by_entity: dict[str, str] = {}
+        for r in conn.execute(sa.select(s.cash_accounts)):
+            if r.status == "OPEN":
+                self.accounts[r.id] = [int(r.balance), int(r.frozen)]
+                if r.entity_id:
+                    self.by_entity[r.entity_id] = r.id
+        self.loaded_accounts = {k: tuple(v) for k, v in self.accounts.items()}
+        self.entries: list[dict[str, Any]] = []
+
+    def check(self, buyer_ref: str, seller_entity: str, legs: m.Legs) -> None:
+        frozen = self.freezes.get(buyer_ref)
+        if frozen is None or frozen[1] < legs.buyer_pays or frozen[0] not in self.accounts:
+            raise Conflict(
+                "CASH_NOT_FROZEN",
+                "the buyer's frozen cash does not cover this trade",
+                "买方冻结资金不足以交收",
+            )
+        if seller_entity not in self.by_entity:
+            raise Conflict(
+                "NO_CASH_ACCOUNT", "the seller has no open cash account", "卖方无可用资金账户"
+            )
+
+    def _move(
+        self, account_id: str, kind: str, amount: int, frozen: int, ref: str, by: str
+    ) -> None:
+        acct = self.accounts[account_id]
+        acct[0] += amount
+        acct[1] += frozen
+        self.entries.append(
+            {
+                "account_id": account_id,
+                "kind": kind,
+                "amount": amount,
+                "frozen_change": frozen,
+                "balance_after": acct[0],
+                "ref": ref,
+                "by": by,
+                "at": iso(self.uow.now),
+            }
+        )
+
+    def pay(self, buyer_ref: str, seller_entity: str, legs: m.Legs, trade_id: str, by: str) -> None:
+        self.check(buyer_ref, seller_entity, legs)
+        frozen = self.freezes[buyer_ref]
+        frozen[1] -= legs.buyer_pays
+        self._move(frozen[0], "PAY", -legs.buyer_pays, -legs.buyer_pays, trade_id, by)
+        self._move(self.by_entity[seller_entity], "RECEIVE", legs.seller_receives, 0, trade_id, by)
+        if legs.fee_buyer + legs.fee_seller:
+            self._move(FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
+
+    def release(self, ref: str, amount: int, by: str) -> int:
+        frozen = self.freezes.get(ref)
+        if frozen is None or frozen[0] not in self.accounts:
+            return 0
+        take = min(amount, int(frozen[1]))
+        if take > 0:
+            frozen[1] -= take
+            self._move(frozen[0], "UNFREEZE", 0, -take, ref, by)
+        return take
+
+    def write(self) -> None:
+        conn = self.uow.conn
+        if self.entries:
+            conn.execute(sa.insert(s.cash_entries), self.entries)
+        freezes = [
+            {"r": k, "a": v[1]} for k, v in self.freezes.items() if v[1] != self.loaded_freezes[k]
+        ]
+        if freezes:
+            conn.execute(
+                sa.update(s.cash_freezes)
+                .where(s.cash_freezes.c.ref == sa.bindparam("r"))
+                .values(amount=sa.bindparam("a")),
+                freezes,
+            )
+        accounts = [
+            {"i": k, "b": v[0], "f": v[1]}
+            for k, v in self.accounts.items()
+            if tuple(v) != self.loaded_accounts[k]
+        ]
+        if accounts:
+            conn.execute(
+                sa.update(s.cash_accounts)
+                .where(s.cash_accounts.c.id == sa.bindparam("i"))
+                .values(balance=sa.bindparam("b"), frozen=sa.bindparam("f")),
+                accounts,
+            )
 
 
 def ledger_problems(conn: Connection) -> list[str]:
@@ -505,12 +589,7 @@ class SettlementService:
             todo = [
                 t for t in self.trades.trades_to_settle(uow.conn, day) if t["trade_id"] not in done
             ]
-            settled = failed = 0
-            for t in todo:
-                if self._settle_trade(uow, actor, t):
-                    settled += 1
-                else:
-                    failed += 1
+            settled, failed = self._settle_trades(uow, actor, todo)
             all_ids = [t["trade_id"] for t in self.trades.trades_to_settle(uow.conn, day)]
             if (
                 todo
@@ -568,73 +647,81 @@ class SettlementService:
             out[r[0]] = int(r[1])
         return out
 
-    def _settle_trade(self, uow: UnitOfWork, actor: Actor, t: dict[str, Any]) -> bool:
-        legs = m.legs(
-            int(t["price"]), int(t["quantity"]), int(t["fee_buyer"]), int(t["fee_seller"])
+    def _settle_trades(
+        self, uow: UnitOfWork, actor: Actor, todo: Sequence[dict[str, Any]]
+    ) -> tuple[int, int]:
+        """DvP per trade, in memory: the cash leg is checked, then the units move (or the trade
+        fails changing nothing), then the cash moves, which a passed check guarantees. Both
+        legs or neither; then everything is written with bulk statements."""
+        by = actor.username
+        units = self.registry.delivery_batch(
+            uow, [(t["seller_hold_id"], t["buyer_account"], int(t["quantity"])) for t in todo], by
         )
-        conn = uow.conn
-        status, reason, transfer_id = "SETTLED", "", None
-        sp = conn.begin_nested()
-        try:
-            transfer = self.registry.deliver_reserved(
-                uow,
-                hold_id=t["seller_hold_id"],
-                to_account=t["buyer_account"],
-                quantity=legs.quantity,
-                by=actor.username,
-                reason=f"trade {t['trade_id']}",
+        money = self.cash.payment_batch(uow, [t["buyer_cash_ref"] for t in todo])
+        rows: list[dict[str, Any]] = []
+        entries: list[tuple[str, str, dict[str, Any]]] = []
+        now = iso(uow.now)
+        settled = failed = 0
+        for t in todo:
+            legs = m.legs(
+                int(t["price"]), int(t["quantity"]), int(t["fee_buyer"]), int(t["fee_seller"])
             )
-            transfer_id = transfer["id"]
-            self.cash.pay(
-                uow, t["buyer_cash_ref"], t["seller_entity"], legs, t["trade_id"], actor.username
+            status, reason, transfer_id = "SETTLED", "", None
+            try:
+                money.check(t["buyer_cash_ref"], t["seller_entity"], legs)
+                transfer_id = units.deliver(
+                    t["seller_hold_id"], t["buyer_account"], legs.quantity, f"trade {t['trade_id']}"
+                )
+                money.pay(t["buyer_cash_ref"], t["seller_entity"], legs, t["trade_id"], by)
+                settled += 1
+            except DomainError as err:
+                status, reason = "FAILED", f"{err.code}: {err.message}"[:200]
+                # neither leg moved: each side gets back what this trade had reserved
+                money.release(t["buyer_cash_ref"], legs.buyer_pays, by)
+                units.release(t["seller_hold_id"], legs.quantity, f"trade {t['trade_id']} failed")
+                failed += 1
+            rows.append(
+                {
+                    "trade_id": t["trade_id"],
+                    "trading_day": t["trading_day"],
+                    "mode": t["mode"],
+                    "instrument": t["instrument"],
+                    "status": status,
+                    "reason": reason,
+                    "quantity": legs.quantity,
+                    "value": legs.value,
+                    "buyer_entity": t["buyer_entity"],
+                    "seller_entity": t["seller_entity"],
+                    "buyer_pays": legs.buyer_pays,
+                    "seller_receives": legs.seller_receives,
+                    "fee_buyer": legs.fee_buyer,
+                    "fee_seller": legs.fee_seller,
+                    "transfer_id": transfer_id,
+                    "settled_at": now,
+                }
             )
-            sp.commit()
-        except DomainError as err:
-            sp.rollback()
-            status, reason = "FAILED", f"{err.code}: {err.message}"[:200]
-            # Neither leg moved: give each side back what this trade had reserved.
-            self.cash.release(uow, t["buyer_cash_ref"], legs.buyer_pays, actor.username)
-            self.registry.release_reserved(
-                uow,
-                t["seller_hold_id"],
-                legs.quantity,
-                actor.username,
-                f"trade {t['trade_id']} failed",
+            entries.append(
+                (
+                    "settlement.trade_settled"
+                    if status == "SETTLED"
+                    else "settlement.trade_failed",
+                    by,
+                    {
+                        "trade_id": t["trade_id"],
+                        "quantity": legs.quantity,
+                        "buyer_pays": legs.buyer_pays,
+                        "seller_receives": legs.seller_receives,
+                        "transfer_id": transfer_id,
+                        "reason": reason,
+                    },
+                )
             )
-        conn.execute(
-            sa.insert(s.settlements).values(
-                trade_id=t["trade_id"],
-                trading_day=t["trading_day"],
-                mode=t["mode"],
-                instrument=t["instrument"],
-                status=status,
-                reason=reason,
-                quantity=legs.quantity,
-                value=legs.value,
-                buyer_entity=t["buyer_entity"],
-                seller_entity=t["seller_entity"],
-                buyer_pays=legs.buyer_pays,
-                seller_receives=legs.seller_receives,
-                fee_buyer=legs.fee_buyer,
-                fee_seller=legs.fee_seller,
-                transfer_id=transfer_id,
-                settled_at=iso(uow.now),
-            )
-        )
-        journal.append(
-            uow,
-            "settlement.trade_settled" if status == "SETTLED" else "settlement.trade_failed",
-            actor.username,
-            {
-                "trade_id": t["trade_id"],
-                "quantity": legs.quantity,
-                "buyer_pays": legs.buyer_pays,
-                "seller_receives": legs.seller_receives,
-                "transfer_id": transfer_id,
-                "reason": reason,
-            },
-        )
-        return status == "SETTLED"
+        units.write()
+        money.write()
+        if rows:
+            uow.conn.execute(sa.insert(s.settlements), rows)
+            journal.append_many(uow, entries)
+        return settled, failed
 
     # ------------------------------------------------------------ reports
 
