@@ -2,19 +2,27 @@
 
 Two registry operators, a verifier, a bank, twenty covered enterprises in Hubei across power,
 steel, cement and aluminium, CEA for 2023 and 2024 allocated by maker–checker, a CCER project,
-transfers, a pledge, a surrender and a voluntary cancellation.
+transfers, a pledge, a surrender and a voluntary cancellation. Then the exchange: every
+enterprise a member with a funded cash account, CEA2023 and CEA2024 under the national rules and
+HBEA2024 under Hubei's, and about three months of trading history made by running orders, takes,
+block deals and auctions through the engine on a simulated clock, each day settled DvP.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from carbonhub.core.auth import AuthService
 from carbonhub.core.db import Database
 from carbonhub.core.ids import new_id
+from carbonhub.core.timefmt import SHANGHAI, iso
+from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry import store
 from carbonhub.registry.service import RegistryService
+from carbonhub.settlement.service import CashService, SettlementService
 
 DEMO_PASSWORD = "carbonhub-demo"
 SEEDED_FLAG = "demo_seeded"
@@ -75,6 +83,9 @@ def seed(db: Database, *, seed_value: int = 2026) -> dict[str, Any]:
     )
     auth.create_user(
         "bank_hankou", DEMO_PASSWORD, "lender", bank["id"], display_name="汉口银行 绿色金融部"
+    )
+    auth.create_user(
+        "bank_clearing", DEMO_PASSWORD, "bank", bank["id"], display_name="汉口银行 结算部"
     )
 
     holders: list[tuple[str, Any, str, int]] = []  # (account, actor, sector, allocation)
@@ -174,10 +185,206 @@ def seed(db: Database, *, seed_value: int = 2026) -> dict[str, Any]:
     # A proposal left for the checker, so the approval queue is not empty.
     reg.issue(maker, key(), unit_class="CEA-2024", quantity=300_000, reason="新增产能预留")
 
+    seed_market(db, holders, maker, auth.authenticate("bank_clearing", DEMO_PASSWORD), rng)
+
     with db.uow() as uow:
         store.set_flag(uow.conn, SEEDED_FLAG, "1")
         uow.commit()
     return {"seeded": True, "logins": logins()}
+
+
+HISTORY_DAYS = 91  # calendar days of trading history before today
+HOLIDAYS_2026 = [
+    ("2026-10-01", "国庆节"),
+    ("2026-10-02", "国庆节"),
+    ("2026-10-05", "国庆节"),
+    ("2026-10-06", "国庆节"),
+    ("2026-10-07", "国庆节"),
+]
+
+
+class _SimulatedClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, day: date, hhmm: str) -> None:
+        h, m = map(int, hhmm.split(":"))
+        local = datetime(day.year, day.month, day.day, h, m, tzinfo=SHANGHAI)
+        self.now = local.astimezone(UTC)
+
+
+def seed_market(
+    db: Database,
+    holders: list[tuple[str, Any, str, int]],
+    operator: Any,
+    bank: Any,
+    rng: random.Random,
+) -> None:
+    """Members, cash and months of trading, each command through the services as it would come
+    from a member, on a simulated clock; every past day settled."""
+    registry, cash = RegistryService(db), CashService(db)
+    exchange = ExchangeService(db, registry, cash)
+    settlement = SettlementService(db, registry, cash, exchange)
+    key = new_id
+    real_clock: Callable[[], datetime] = db.clock
+    clock = _SimulatedClock()
+    today = datetime.now(SHANGHAI).date()
+    start = today - timedelta(days=HISTORY_DAYS)
+    clock.at(start, "08:00")
+    db.clock = clock
+    try:
+        for closed, name in HOLIDAYS_2026:
+            if start.isoformat() <= closed <= today.isoformat():
+                exchange.add_holiday(operator, key(), day=closed, name=name)
+        traders = []
+        for account, who, _sector, _alloc in holders:
+            exchange.admit_member(operator, key(), entity_id=who.entity_id, account_id=account)
+            ca = cash.open_account(bank, key(), entity_id=who.entity_id)
+            cash.fund(bank, key(), account_id=ca["id"], amount="200000000.00")
+            traders.append(who)
+        sellers = [h[1] for h in holders if h[3] >= 1_500_000]
+        for code, unit_class, price, preset, name in (
+            ("CEA2023", "CEA-2023", "72.50", "national", "全国碳排放配额 2023"),
+            ("CEA2024", "CEA-2024", "74.80", "national", "全国碳排放配额 2024"),
+            ("HBEA2024", "CEA-2024", "74.80", "hubei", "湖北协商议价 配额 2024"),
+        ):
+            exchange.create_instrument(
+                operator,
+                key(),
+                code=code,
+                unit_class=unit_class,
+                name=name,
+                reference_price=price,
+                preset=preset,
+            )
+        day = start
+        n = 0
+        while day < today:
+            day += timedelta(days=1)
+            if day.weekday() >= 5 or day.isoformat() in {d for d, _ in HOLIDAYS_2026}:
+                continue
+            n += 1
+            _trade_one_day(exchange, clock, day, n, traders, sellers, rng)
+            clock.at(day, "15:30")
+            settlement.settle_day(operator, day)
+    finally:
+        db.clock = real_clock
+
+
+def _price(exchange: ExchangeService, code: str, mode: str, rng: random.Random, drift: int) -> int:
+    """A price near the previous close, inside the band, in fen."""
+    inst = exchange.instrument(code)
+    low, high = (int(x.replace(".", "")) for x in inst["bands"][mode])
+    prev = int(inst["prev_close"].replace(".", ""))
+    return max(low, min(high, prev + drift + rng.randint(-60, 60)))
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _trade_one_day(
+    exchange: ExchangeService,
+    clock: _SimulatedClock,
+    day: date,
+    n: int,
+    traders: list[Any],
+    sellers: list[Any],
+    rng: random.Random,
+) -> None:
+    key = new_id
+    drift = rng.choice((-40, -20, 0, 10, 20, 30))  # the day's mood, in fen
+    # Listing (挂牌协议): sellers list through the morning, buyers take among the best five.
+    for code in ("CEA2024", "CEA2023"):
+        clock.at(day, "09:35")
+        listed = []
+        for _ in range(4 if code == "CEA2024" else 2):
+            who = rng.choice(sellers)
+            p = _price(exchange, code, "LISTING", rng, drift)
+            o = exchange.place_order(
+                who,
+                key(),
+                instrument=code,
+                mode="LISTING",
+                side="S",
+                price=_yuan(p),
+                quantity=rng.randrange(2_000, 30_000, 100),
+            )
+            listed.append(o)
+        clock.at(day, "10:40")
+        for o in listed[: 3 if code == "CEA2024" else 1]:
+            buyer = rng.choice([t for t in traders if t.entity_id != o["entity_id"]])
+            exchange.take(buyer, key(), order_id=o["id"], quantity=min(o["open"], 8_000))
+    # Continuous (Hubei 协商议价): resting offers, then bids that cross them.
+    clock.at(day, "13:10")
+    for _ in range(5):
+        seller = rng.choice(sellers)
+        buyer = rng.choice([t for t in traders if t.entity_id != seller.entity_id])
+        p = _price(exchange, "HBEA2024", "CONTINUOUS", rng, drift)
+        qty = rng.randrange(500, 6_000, 100)
+        exchange.place_order(
+            seller,
+            key(),
+            instrument="HBEA2024",
+            mode="CONTINUOUS",
+            side="S",
+            price=_yuan(p),
+            quantity=qty,
+        )
+        exchange.place_order(
+            buyer,
+            key(),
+            instrument="HBEA2024",
+            mode="CONTINUOUS",
+            side="B",
+            price=_yuan(p + rng.randint(0, 30)),
+            quantity=rng.randrange(300, qty + 1, 100),
+            tif="IOC",
+        )
+    # Block (大宗协议) once a week: quote, counter, both confirm.
+    if n % 5 == 0:
+        clock.at(day, "14:00")
+        seller = rng.choice(sellers)
+        buyer = rng.choice([t for t in traders if t.entity_id != seller.entity_id])
+        p = _price(exchange, "CEA2024", "BLOCK", rng, drift - 50)
+        deal = exchange.quote(
+            seller, key(), instrument="CEA2024", side="S", price=_yuan(p), quantity=200_000
+        )
+        deal = exchange.counter(buyer, key(), deal["id"], price=_yuan(p - 40), quantity=150_000)
+        exchange.confirm(buyer, key(), deal["id"], version=deal["version"])
+        exchange.confirm(seller, key(), deal["id"], version=deal["version"])
+    # A one-sided auction every other week: a seller announces, members bid, it allocates.
+    if n % 10 == 3:
+        clock.at(day, "10:00")
+        seller = rng.choice(sellers)
+        p = _price(exchange, "CEA2023", "AUCTION", rng, -80)
+        opens = iso(clock.now)
+        clock.at(day, "11:00")
+        closes = iso(clock.now)
+        clock.at(day, "10:05")
+        auction = exchange.announce(
+            seller,
+            key(),
+            instrument="CEA2023",
+            side="S",
+            quantity=50_000,
+            reserve_price=_yuan(p),
+            opens_at=opens,
+            closes_at=closes,
+        )
+        for bidder in rng.sample([t for t in traders if t.entity_id != seller.entity_id], 5):
+            exchange.bid(
+                bidder,
+                key(),
+                auction["id"],
+                price=_yuan(p + rng.randint(0, 120)),
+                quantity=rng.randrange(5_000, 25_000, 1_000),
+            )
+        clock.at(day, "11:05")
+        exchange.finish_due_auctions()
 
 
 def logins() -> list[dict[str, str]]:
@@ -187,5 +394,10 @@ def logins() -> list[dict[str, str]]:
         {"username": "ent01", "password": DEMO_PASSWORD, "role": "enterprise: 华能武汉发电"},
         {"username": "ent07", "password": DEMO_PASSWORD, "role": "enterprise: 武汉钢铁"},
         {"username": "bank_hankou", "password": DEMO_PASSWORD, "role": "lender: 汉口银行"},
+        {
+            "username": "bank_clearing",
+            "password": DEMO_PASSWORD,
+            "role": "settlement bank: 汉口银行",
+        },
         {"username": "verifier_wang", "password": DEMO_PASSWORD, "role": "verifier"},
     ]
