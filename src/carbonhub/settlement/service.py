@@ -359,9 +359,9 @@ class CashService:
         self._move(uow, row.account_id, "UNFREEZE", 0, -take, ref, by)
         return take
 
-    def payment_batch(self, uow: UnitOfWork, refs: Sequence[str]) -> PaymentBatch:
-        """Settlement's cash legs in bulk: load the freezes and the accounts they touch."""
-        return PaymentBatch(self, uow, refs)
+    def batch(self, uow: UnitOfWork) -> CashBatch:
+        """Cash moves in memory, written in bulk: order entry and the settlement run."""
+        return CashBatch(self, uow)
 
     def totals(self, conn: Connection) -> dict[str, int]:
         c = s.cash_accounts.c
@@ -374,44 +374,74 @@ class CashService:
         return {"balance": int(row[0]), "frozen": int(row[1])}
 
 
-class PaymentBatch:
-    """Cash legs decided in memory and written in bulk, for the settlement run: `check` refuses
-    without changing anything, `pay` cannot fail after a `check`, `write` stores it all."""
+class CashBatch:
+    """Cash moves decided in memory and written in bulk, for order entry and the settlement run.
 
-    def __init__(self, cash: CashService, uow: UnitOfWork, refs: Sequence[str]) -> None:
+    Every `check…` refuses without changing anything; the move it guards cannot fail after it.
+    Accounts and freezes load on first use (or up front with `preload`); `write` stores the net
+    change with bulk statements in the caller's transaction."""
+
+    def __init__(self, cash: CashService, uow: UnitOfWork) -> None:
         self.cash, self.uow = cash, uow
-        conn = uow.conn
-        cash.ensure_fee_account(uow)
-        unique = sorted(set(refs))
-        self.freezes: dict[str, list[Any]] = {}
-        for n in range(0, len(unique), 500):
-            for r in conn.execute(
-                sa.select(s.cash_freezes).where(s.cash_freezes.c.ref.in_(unique[n : n + 500]))
-            ):
-                self.freezes[r.ref] = [r.account_id, int(r.amount)]
-        self.loaded_freezes = {k: v[1] for k, v in self.freezes.items()}
-        self.accounts: dict[str, list[int]] = {}
-        self.by_entity: dict[str, str] = {}
-        for r in conn.execute(sa.select(s.cash_accounts)):
-            if r.status == "OPEN":
-                self.accounts[r.id] = [int(r.balance), int(r.frozen)]
-                if r.entity_id:
-                    self.by_entity[r.entity_id] = r.id
-        self.loaded_accounts = {k: tuple(v) for k, v in self.accounts.items()}
+        self.freezes: dict[str, list[Any] | None] = {}  # ref → [account, amount], None = absent
+        self.loaded_freezes: dict[str, int] = {}
+        self.new_freezes: set[str] = set()
+        self.accounts: dict[str, list[Any]] = {}  # id → [balance, frozen, status]
+        self.loaded_accounts: dict[str, tuple[int, int]] = {}
+        self.by_entity: dict[str, str | None] = {}
         self.entries: list[dict[str, Any]] = []
 
-    def check(self, buyer_ref: str, seller_entity: str, legs: m.Legs) -> None:
-        frozen = self.freezes.get(buyer_ref)
-        if frozen is None or frozen[1] < legs.buyer_pays or frozen[0] not in self.accounts:
+    def preload(self, refs: Sequence[str]) -> None:
+        """Every account and the named freezes in a few statements (the settlement run)."""
+        conn = self.uow.conn
+        self.cash.ensure_fee_account(self.uow)
+        for r in conn.execute(sa.select(s.cash_accounts)):
+            self._keep_account(r)
+        unique = sorted({r for r in refs if r not in self.freezes})
+        for n in range(0, len(unique), 500):
+            part = unique[n : n + 500]
+            for ref in part:
+                self.freezes[ref] = None
+            for r in conn.execute(sa.select(s.cash_freezes).where(s.cash_freezes.c.ref.in_(part))):
+                self.freezes[r.ref] = [r.account_id, int(r.amount)]
+                self.loaded_freezes[r.ref] = int(r.amount)
+
+    def _keep_account(self, r: Any) -> None:
+        if r.id not in self.accounts:
+            self.accounts[r.id] = [int(r.balance), int(r.frozen), r.status]
+            self.loaded_accounts[r.id] = (int(r.balance), int(r.frozen))
+        if r.entity_id:
+            self.by_entity[r.entity_id] = r.id
+
+    def account_of(self, entity_id: str) -> str:
+        if entity_id not in self.by_entity:
+            self.by_entity[entity_id] = None
+            row = self.uow.conn.execute(
+                sa.select(s.cash_accounts).where(s.cash_accounts.c.entity_id == entity_id)
+            ).first()
+            if row is not None:
+                self._keep_account(row)
+        account_id = self.by_entity[entity_id]
+        if account_id is None or self.accounts[account_id][2] != "OPEN":
             raise Conflict(
-                "CASH_NOT_FROZEN",
-                "the buyer's frozen cash does not cover this trade",
-                "买方冻结资金不足以交收",
+                "NO_CASH_ACCOUNT", "this entity has no open cash account", "该主体无可用资金账户"
             )
-        if seller_entity not in self.by_entity:
-            raise Conflict(
-                "NO_CASH_ACCOUNT", "the seller has no open cash account", "卖方无可用资金账户"
-            )
+        return account_id
+
+    def _freeze(self, ref: str) -> list[Any] | None:
+        if ref not in self.freezes:
+            row = self.uow.conn.execute(
+                sa.select(s.cash_freezes).where(s.cash_freezes.c.ref == ref)
+            ).first()
+            self.freezes[ref] = [row.account_id, int(row.amount)] if row else None
+            if row is not None:
+                self.loaded_freezes[ref] = int(row.amount)
+                if row.account_id not in self.accounts:
+                    acct = self.uow.conn.execute(
+                        sa.select(s.cash_accounts).where(s.cash_accounts.c.id == row.account_id)
+                    ).one()
+                    self._keep_account(acct)
+        return self.freezes[ref]
 
     def _move(
         self, account_id: str, kind: str, amount: int, frozen: int, ref: str, by: str
@@ -432,43 +462,90 @@ class PaymentBatch:
             }
         )
 
-    def pay(self, buyer_ref: str, seller_entity: str, legs: m.Legs, trade_id: str, by: str) -> None:
-        self.check(buyer_ref, seller_entity, legs)
-        frozen = self.freezes[buyer_ref]
-        frozen[1] -= legs.buyer_pays
-        self._move(frozen[0], "PAY", -legs.buyer_pays, -legs.buyer_pays, trade_id, by)
-        self._move(self.by_entity[seller_entity], "RECEIVE", legs.seller_receives, 0, trade_id, by)
-        if legs.fee_buyer + legs.fee_seller:
-            self._move(FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
+    def check_freeze(self, entity_id: str, amount: int) -> None:
+        acct = self.accounts[self.account_of(entity_id)]
+        m.check_available_cash(acct[0], acct[1], amount)
 
-    def release(self, ref: str, amount: int, by: str) -> int:
-        frozen = self.freezes.get(ref)
+    def freeze(self, entity_id: str, amount: int, ref: str, by: str) -> None:
+        """Freezes `amount` under a new `ref`; `check_freeze` first."""
+        self.check_freeze(entity_id, amount)
+        account_id = self.account_of(entity_id)
+        self.freezes[ref] = [account_id, amount]
+        self.new_freezes.add(ref)
+        if amount:
+            self._move(account_id, "FREEZE", 0, amount, ref, by)
+
+    def release(self, ref: str, amount: int | None, by: str) -> int:
+        """Unfreezes `amount` (all, if None) of what `ref` froze; returns what it released."""
+        frozen = self._freeze(ref)
         if frozen is None or frozen[0] not in self.accounts:
             return 0
-        take = min(amount, int(frozen[1]))
+        take = int(frozen[1]) if amount is None else min(amount, int(frozen[1]))
         if take > 0:
             frozen[1] -= take
             self._move(frozen[0], "UNFREEZE", 0, -take, ref, by)
         return take
 
+    def check_pay(self, buyer_ref: str, seller_entity: str, legs: m.Legs) -> None:
+        frozen = self._freeze(buyer_ref)
+        if frozen is None or frozen[1] < legs.buyer_pays or self.accounts[frozen[0]][2] != "OPEN":
+            raise Conflict(
+                "CASH_NOT_FROZEN",
+                "the buyer's frozen cash does not cover this trade",
+                "买方冻结资金不足以交收",
+            )
+        try:
+            self.account_of(seller_entity)
+        except Conflict:
+            raise Conflict(
+                "NO_CASH_ACCOUNT", "the seller has no open cash account", "卖方无可用资金账户"
+            ) from None
+
+    def pay(self, buyer_ref: str, seller_entity: str, legs: m.Legs, trade_id: str, by: str) -> None:
+        """The cash leg of a trade: the buyer's frozen payment to the seller, fees to the
+        exchange; `check_pay` first."""
+        self.check_pay(buyer_ref, seller_entity, legs)
+        frozen = self.freezes[buyer_ref]
+        assert frozen is not None
+        frozen[1] -= legs.buyer_pays
+        self._move(frozen[0], "PAY", -legs.buyer_pays, -legs.buyer_pays, trade_id, by)
+        self._move(self.account_of(seller_entity), "RECEIVE", legs.seller_receives, 0, trade_id, by)
+        if legs.fee_buyer + legs.fee_seller:
+            if FEE_ACCOUNT not in self.accounts:
+                self.cash.ensure_fee_account(self.uow)
+                fee_row = self.uow.conn.execute(
+                    sa.select(s.cash_accounts).where(s.cash_accounts.c.id == FEE_ACCOUNT)
+                ).one()
+                self._keep_account(fee_row)
+            self._move(FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
+
     def write(self) -> None:
-        conn = self.uow.conn
-        if self.entries:
-            conn.execute(sa.insert(s.cash_entries), self.entries)
-        freezes = [
-            {"r": k, "a": v[1]} for k, v in self.freezes.items() if v[1] != self.loaded_freezes[k]
+        conn, now = self.uow.conn, iso(self.uow.now)
+        inserts = []
+        for r in sorted(self.new_freezes):
+            frozen = self.freezes[r]
+            assert frozen is not None
+            inserts.append(
+                {"ref": r, "account_id": frozen[0], "amount": frozen[1], "created_at": now}
+            )
+        if inserts:
+            conn.execute(sa.insert(s.cash_freezes), inserts)
+        updates = [
+            {"r": k, "a": v[1]}
+            for k, v in self.freezes.items()
+            if v is not None and k in self.loaded_freezes and v[1] != self.loaded_freezes[k]
         ]
-        if freezes:
+        if updates:
             conn.execute(
                 sa.update(s.cash_freezes)
                 .where(s.cash_freezes.c.ref == sa.bindparam("r"))
                 .values(amount=sa.bindparam("a")),
-                freezes,
+                updates,
             )
         accounts = [
             {"i": k, "b": v[0], "f": v[1]}
             for k, v in self.accounts.items()
-            if tuple(v) != self.loaded_accounts[k]
+            if (v[0], v[1]) != self.loaded_accounts[k]
         ]
         if accounts:
             conn.execute(
@@ -477,6 +554,12 @@ class PaymentBatch:
                 .values(balance=sa.bindparam("b"), frozen=sa.bindparam("f")),
                 accounts,
             )
+        if self.entries:
+            conn.execute(sa.insert(s.cash_entries), self.entries)
+        self.new_freezes.clear()
+        self.loaded_freezes = {k: v[1] for k, v in self.freezes.items() if v is not None}
+        self.loaded_accounts = {k: (v[0], v[1]) for k, v in self.accounts.items()}
+        self.entries = []
 
 
 def ledger_problems(conn: Connection) -> list[str]:
@@ -657,7 +740,8 @@ class SettlementService:
         units = self.registry.delivery_batch(
             uow, [(t["seller_hold_id"], t["buyer_account"], int(t["quantity"])) for t in todo], by
         )
-        money = self.cash.payment_batch(uow, [t["buyer_cash_ref"] for t in todo])
+        money = self.cash.batch(uow)
+        money.preload([t["buyer_cash_ref"] for t in todo])
         rows: list[dict[str, Any]] = []
         entries: list[tuple[str, str, dict[str, Any]]] = []
         now = iso(uow.now)
@@ -668,7 +752,7 @@ class SettlementService:
             )
             status, reason, transfer_id = "SETTLED", "", None
             try:
-                money.check(t["buyer_cash_ref"], t["seller_entity"], legs)
+                money.check_pay(t["buyer_cash_ref"], t["seller_entity"], legs)
                 transfer_id = units.deliver(
                     t["seller_hold_id"], t["buyer_account"], legs.quantity, f"trade {t['trade_id']}"
                 )
