@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput
 from carbonhub.core.groupcommit import GroupCommit
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import yuan_from_fen
-from carbonhub.core.timefmt import iso, parse_iso
+from carbonhub.core.timefmt import SHANGHAI, iso, parse_iso
 from carbonhub.exchange import engine as e
 from carbonhub.exchange import model as m
 from carbonhub.exchange import store as s
@@ -145,7 +146,6 @@ class ExchangeService:
         self.feed = Feed()
         self._books: dict[str, e._Book] = {}
         self._writer: GroupCommit[Command] | None = None
-        self._outbox: list[dict[str, Any]] = []
         self._mem = threading.RLock()  # books in memory: one thread at a time
         self._published: list[dict[str, Any]] = []  # block and auction trades, sent after commit
         self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
@@ -174,7 +174,10 @@ class ExchangeService:
         return out
 
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
-        handlers: dict[str, Callable[[UnitOfWork, Actor, dict[str, Any]], dict[str, Any]]] = {
+        """One transaction for many order commands. Each is decided against the batch's memory
+        (checks first, then the book, then the freezes, which cannot fail after their checks),
+        so a refused command changes nothing; the batch writes everything at the end."""
+        handlers: dict[str, Callable[[_Batch, Actor, dict[str, Any]], dict[str, Any]]] = {
             "place_order": self._place,
             "take": self._take,
             "cancel_order": self._cancel,
@@ -182,78 +185,27 @@ class ExchangeService:
         }
         results: list[dict[str, Any] | DomainError] = []
         with self._mem:
-            self._outbox = []
             self._batch.memo = {}
             try:
                 with self.db.uow() as uow:
                     journal.lock_head(uow)
+                    batch = _Batch(self, uow)
+                    batch.preload_keys(commands)
                     for c in commands:
-                        sp = uow.conn.begin_nested()
-                        mark = len(self._outbox)
                         try:
-                            result = self._once(uow, c, handlers[c.name])
-                            sp.commit()
-                            results.append(result)
+                            results.append(batch.once(c, handlers[c.name]))
                         except DomainError as err:
-                            sp.rollback()
-                            del self._outbox[mark:]
-                            self._forget_if_ahead(uow.conn, str(c.data.get("_book", "")))
                             results.append(err)
+                    batch.write()
                     uow.commit()
             except BaseException:
                 self._books.clear()  # memory may be ahead of the log: rebuild from it next time
                 raise
             finally:
                 self._batch.memo = None
-            outbox, self._outbox = self._outbox, []
-        for message in outbox:
+        for message in batch.outbox:
             self.feed.publish(message)
         return results
-
-    def _forget_if_ahead(self, conn: Connection, book_id: str) -> None:
-        """After a rolled-back command: a book that applied it is ahead of its log; drop it."""
-        book = self._books.get(book_id)
-        if book is None:
-            return
-        row = conn.execute(sa.select(s.books.c.seq).where(s.books.c.id == book_id)).first()
-        if row is None or int(row.seq) != book.seq:
-            del self._books[book_id]
-
-    def _once(
-        self,
-        uow: UnitOfWork,
-        c: Command,
-        handler: Callable[[UnitOfWork, Actor, dict[str, Any]], dict[str, Any]],
-    ) -> dict[str, Any]:
-        """Idempotency inside the batch's transaction: a retry returns the first result."""
-        idempotency.check_key(c.key)
-        data = {k: v for k, v in c.data.items() if not k.startswith("_")}
-        digest = idempotency.request_hash(c.name, data)
-        ik = idempotency.idempotency
-        prior = uow.conn.execute(
-            sa.select(ik).where(ik.c.actor == c.actor.username, ik.c.key == c.key)
-        ).first()
-        if prior is not None:
-            if prior.request_hash != digest or prior.command != c.name:
-                raise Conflict(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used before with different input",
-                    "该幂等键已用于不同的请求",
-                )
-            stored: dict[str, Any] = json.loads(prior.result)
-            return stored
-        result = handler(uow, c.actor, c.data)
-        uow.conn.execute(
-            sa.insert(ik).values(
-                actor=c.actor.username,
-                key=c.key,
-                command=c.name,
-                request_hash=digest,
-                result=json.dumps(result, sort_keys=True, default=str),
-                created_at=iso(uow.now),
-            )
-        )
-        return result
 
     # ------------------------------------------------------------ instruments, calendar, members
 
@@ -377,6 +329,8 @@ class ExchangeService:
             hol = self._holidays(conn)
             names = {r.day: r.name for r in conn.execute(sa.select(s.holidays))}
         out = []
+        if start > date.max - timedelta(days=400):
+            raise InvalidInput("DAY_INVALID", "start is too far in the future", "日期超出范围")
         for n in range(min(max(days, 1), 400)):
             d = start + timedelta(days=n)
             out.append(
@@ -615,8 +569,11 @@ class ExchangeService:
 
     # ------------------------------------------------------------ books in memory, log on disk
 
-    def _book(self, uow: UnitOfWork, book_id: str) -> tuple[e._Book, Any]:
+    def _book(self, b: _Batch, book_id: str) -> e._Book:
         """The book caught up with its durable log; opens the trading day if it is a new one."""
+        if book_id in b.books:
+            return self._books[book_id]
+        uow = b.uow
         q = sa.select(s.books).where(s.books.c.id == book_id)
         if uow.is_postgres:
             q = q.with_for_update()
@@ -626,51 +583,45 @@ class ExchangeService:
         book = self._books.get(book_id)
         if book is None or book.seq > int(row.seq):
             book = self._fresh_book(uow.conn, row)
-            start = 0
-        else:
-            start = book.seq
-        if start < int(row.seq):
+        if book.seq < int(row.seq):
             bc = s.book_commands.c
             for r in uow.conn.execute(
-                sa.select(bc.command).where(bc.book_id == book_id, bc.seq > start).order_by(bc.seq)
+                sa.select(bc.command)
+                .where(bc.book_id == book_id, bc.seq > book.seq)
+                .order_by(bc.seq)
             ):
                 e.apply(book, json.loads(r.command))
         self._books[book_id] = book
+        b.books[book_id] = [row.instrument, row.mode, row.trading_day]
         today = m.trading_day(uow.now).isoformat()
         if row.trading_day != today:
             if row.trading_day is not None:
-                self._close_book(uow, book_id, date.fromisoformat(row.trading_day))
+                self._close_book(b, book_id)
             inst = self._instrument_row(uow.conn, row.instrument)
             prev = self._prev_close(uow.conn, inst, date.fromisoformat(today))
-            self._log(uow, book_id, book, {"k": "reference", "price": prev})
-            uow.conn.execute(
-                sa.update(s.books).where(s.books.c.id == book_id).values(trading_day=today)
-            )
-            row = uow.conn.execute(sa.select(s.books).where(s.books.c.id == book_id)).one()
-        return book, row
+            self._log(b, book_id, book, {"k": "reference", "price": prev})
+            b.books[book_id][2] = today
+        return book
 
     def _fresh_book(self, conn: Connection, row: Any) -> e._Book:
         inst = self._instrument_row(conn, row.instrument)
         rules = self._rules(inst)[m.Mode(row.mode)]
         return e.new_book(row.mode, rules.price_rule)
 
-    def _log(
-        self, uow: UnitOfWork, book_id: str, book: e._Book, cmd: dict[str, Any]
-    ) -> list[e.Event]:
-        """Applies a command to the book and appends it to the log in this transaction."""
+    def _log(self, b: _Batch, book_id: str, book: e._Book, cmd: dict[str, Any]) -> list[e.Event]:
+        """Applies a command to the book and logs it (written with the batch)."""
         try:
             events = e.apply(book, cmd)
         except e.EngineError as err:
             raise Conflict(err.code, str(err), str(err)) from None
-        uow.conn.execute(
-            sa.insert(s.book_commands).values(
-                book_id=book_id,
-                seq=book.seq,
-                command=json.dumps(cmd, sort_keys=True, separators=(",", ":")),
-                at=iso(uow.now),
-            )
+        b.commands.append(
+            {
+                "book_id": book_id,
+                "seq": book.seq,
+                "command": json.dumps(cmd, sort_keys=True, separators=(",", ":")),
+                "at": iso(b.uow.now),
+            }
         )
-        uow.conn.execute(sa.update(s.books).where(s.books.c.id == book_id).values(seq=book.seq))
         return events
 
     def replay_problems(self, conn: Connection) -> list[str]:
@@ -758,7 +709,8 @@ class ExchangeService:
 
     # ------------------------------------------------------------ order entry (inside the batch)
 
-    def _place(self, uow: UnitOfWork, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+    def _place(self, b: _Batch, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+        uow = b.uow
         member = self._trader(uow.conn, actor)
         inst, mode, rules, prev = self._tradable(uow, d["instrument"], d["mode"])
         if mode not in m.BOOK_MODES:
@@ -779,12 +731,22 @@ class ExchangeService:
         price = m.check_price(parse_price(d["price"]), prev, rules)
         qty = m.check_quantity(d["quantity"], rules)
         book_id = f"{inst.code}:{mode.value}"
-        d["_book"] = book_id
-        book, _row = self._book(uow, book_id)
+        self._check_freeze(b, member, inst, side, price, qty, rules)
+        book = self._book(b, book_id)
         oid = new_id()
-        hold_id, cash_ref = self._freeze(uow, member, inst, side, price, qty, rules, oid)
-        self._insert_order(
-            uow,
+        cmd: dict[str, Any] = {
+            "k": "post" if mode is m.Mode.LISTING else "place",
+            "oid": oid,
+            "owner": member["entity_id"],
+            "side": side,
+            "price": price,
+            "qty": qty,
+        }
+        if mode is m.Mode.CONTINUOUS:
+            cmd["tif"] = tif
+        events = self._log(b, book_id, book, cmd)  # the last step that may refuse
+        hold_id, cash_ref = self._freeze(b, member, inst, side, price, qty, rules, oid)
+        b.new_order(
             actor,
             oid,
             book_id,
@@ -800,37 +762,70 @@ class ExchangeService:
             cash_ref,
             None,
         )
-        cmd: dict[str, Any] = {
-            "k": "post" if mode is m.Mode.LISTING else "place",
-            "oid": oid,
-            "owner": member["entity_id"],
-            "side": side,
-            "price": price,
-            "qty": qty,
-        }
-        if mode is m.Mode.CONTINUOUS:
-            cmd["tif"] = tif
-        events = self._log(uow, book_id, book, cmd)
-        trades = self._apply_events(uow, actor, inst, mode, rules, book_id, events)
-        journal.append(
-            uow,
-            "exchange.order_placed",
-            actor.username,
-            {
-                "order": oid,
-                "book": book_id,
-                "side": side,
-                "price": price,
-                "qty": qty,
-                "tif": tif,
-                "seq": book.seq,
-                "trades": trades,
-            },
+        trades = self._apply_events(b, inst, mode, rules, book_id, events)
+        b.entries.append(
+            (
+                "exchange.order_placed",
+                actor.username,
+                {
+                    "order": oid,
+                    "book": book_id,
+                    "side": side,
+                    "price": price,
+                    "qty": qty,
+                    "tif": tif,
+                    "seq": book.seq,
+                    "trades": [t["id"] for t in trades],
+                },
+            )
         )
-        self._queue_depth(inst.code, mode, book)
-        return self._order(uow.conn, oid)
+        self._queue_depth(b, inst.code, mode, book)
+        return b.result(oid, trades)
+
+    def _check_freeze(
+        self,
+        b: _Batch,
+        member: dict[str, Any],
+        inst: Any,
+        side: str,
+        price: int,
+        qty: int,
+        rules: m.ModeRules,
+    ) -> None:
+        if side == e.SELL:
+            b.units.check_reserve(member["account_id"], member["entity_id"], inst.unit_class, qty)
+        else:
+            b.units.check_tradable(member["account_id"], member["entity_id"])
+            b.cash.check_freeze(member["entity_id"], m.buy_freeze(price, qty, rules.fee_bps))
 
     def _freeze(
+        self,
+        b: _Batch,
+        member: dict[str, Any],
+        inst: Any,
+        side: str,
+        price: int,
+        qty: int,
+        rules: m.ModeRules,
+        ref_id: str,
+    ) -> tuple[str | None, str | None]:
+        """Units for a sell (a registry reservation), cash plus fees for a buy (a cash freeze)."""
+        if side == e.SELL:
+            hold_id = b.units.reserve(
+                member["account_id"],
+                member["entity_id"],
+                inst.unit_class,
+                qty,
+                f"exchange {ref_id}",
+            )
+            return hold_id, None
+        cash_ref = f"order:{ref_id}"
+        b.cash.freeze(
+            member["entity_id"], m.buy_freeze(price, qty, rules.fee_bps), cash_ref, EXCHANGE_USER
+        )
+        return None, cash_ref
+
+    def _freeze_now(
         self,
         uow: UnitOfWork,
         member: dict[str, Any],
@@ -841,7 +836,7 @@ class ExchangeService:
         rules: m.ModeRules,
         ref_id: str,
     ) -> tuple[str | None, str | None]:
-        """Units for a sell (a registry reservation), cash plus fees for a buy (a cash freeze)."""
+        """`_freeze` for the commands outside order batches (block deals, auctions)."""
         if side == e.SELL:
             hold_id = self.registry.reserve_units(
                 uow,
@@ -862,241 +857,193 @@ class ExchangeService:
         )
         return None, cash_ref
 
-    def _insert_order(
-        self,
-        uow: UnitOfWork,
-        actor: Actor,
-        oid: str,
-        book_id: str,
-        inst: Any,
-        mode: m.Mode,
-        kind: str,
-        member: dict[str, Any],
-        side: str,
-        price: int,
-        qty: int,
-        tif: str,
-        hold_id: str | None,
-        cash_ref: str | None,
-        target: str | None,
-    ) -> None:
-        now = iso(uow.now)
-        uow.conn.execute(
-            sa.insert(s.orders).values(
-                id=oid,
-                book_id=book_id,
-                instrument=inst.code,
-                mode=mode.value,
-                kind=kind,
-                entity_id=member["entity_id"],
-                account_id=member["account_id"],
-                side=side,
-                price=price,
-                quantity=qty,
-                open=qty,
-                filled=0,
-                tif=tif,
-                status="OPEN",
-                target=target,
-                hold_id=hold_id,
-                cash_ref=cash_ref,
-                trading_day=m.trading_day(uow.now).isoformat(),
-                seq=0,
-                created_by=actor.username,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-
     def _apply_events(
         self,
-        uow: UnitOfWork,
-        actor: Actor,
+        b: _Batch,
         inst: Any,
         mode: m.Mode,
         rules: m.ModeRules,
         book_id: str,
         events: list[e.Event],
-    ) -> list[str]:
-        """Writes what the book decided: trades, fills, cancels, and the freezes they free."""
-        conn, now = uow.conn, iso(uow.now)
-        o = s.orders.c
-        trades: list[str] = []
-        cache: dict[str, Any] = {}
-
-        def order(oid: str) -> Any:
-            if oid not in cache:
-                cache[oid] = conn.execute(sa.select(s.orders).where(o.id == oid)).one()
-            return cache[oid]
-
-        def set_order(oid: str, **values: Any) -> None:
-            conn.execute(sa.update(s.orders).where(o.id == oid).values(updated_at=now, **values))
-            cache.pop(oid, None)
-
+    ) -> list[dict[str, Any]]:
+        """What the book decided, in the batch: trades, fills, cancels, and the freezes they free."""
+        now = iso(b.uow.now)
+        day = m.trading_day(b.uow.now).isoformat()
+        trades: list[dict[str, Any]] = []
         for ev in events:
             kind = ev[0]
             if kind == e.TRADE:
-                _, trade_no, price, qty, buy_oid, sell_oid, taker_side = ev
-                p, q = int(price), int(qty)
-                buy, sell = order(str(buy_oid)), order(str(sell_oid))
+                _, trade_no, p, q, buy_oid, sell_oid, taker_side = ev
+                buy, sell = b.order(buy_oid), b.order(sell_oid)
                 value = p * q
-                trade_id = _trade_id(book_id, int(trade_no))
-                conn.execute(
-                    sa.insert(s.trades).values(
-                        id=trade_id,
-                        instrument=inst.code,
-                        unit_class=inst.unit_class,
-                        mode=mode.value,
-                        trading_day=m.trading_day(uow.now).isoformat(),
-                        price=p,
-                        quantity=q,
-                        buy_order=buy.id,
-                        sell_order=sell.id,
-                        buyer_entity=buy.entity_id,
-                        seller_entity=sell.entity_id,
-                        buyer_account=buy.account_id,
-                        seller_account=sell.account_id,
-                        buyer_cash_ref=buy.cash_ref,
-                        seller_hold_id=sell.hold_id,
-                        fee_buyer=m.fee(value, rules.fee_bps),
-                        fee_seller=m.fee(value, rules.fee_bps),
-                        taker_side=str(taker_side),
-                        at=now,
-                    )
-                )
-                trades.append(trade_id)
-                # the buy order's freeze for these q tonnes was limit × q (+ fee): keep what the
-                # trade will pay, free the rest (model.fee truncates, so this is never negative)
-                limit, open_before = int(buy.price), int(buy.open)
+                fee = m.fee(value, rules.fee_bps)
+                trade = {
+                    "id": _trade_id(book_id, trade_no),
+                    "instrument": inst.code,
+                    "unit_class": inst.unit_class,
+                    "mode": mode.value,
+                    "trading_day": day,
+                    "price": p,
+                    "quantity": q,
+                    "buy_order": buy["id"],
+                    "sell_order": sell["id"],
+                    "buyer_entity": buy["entity_id"],
+                    "seller_entity": sell["entity_id"],
+                    "buyer_account": buy["account_id"],
+                    "seller_account": sell["account_id"],
+                    "buyer_cash_ref": buy["cash_ref"],
+                    "seller_hold_id": sell["hold_id"],
+                    "fee_buyer": fee,
+                    "fee_seller": fee,
+                    "taker_side": taker_side,
+                    "at": now,
+                }
+                b.trades.append(trade)
+                trades.append(trade)
+                # the buy order froze limit × q (+ fee) for these q tonnes: keep what the trade
+                # will pay, free the rest (model.fee truncates, so this is never negative)
+                limit, open_before = buy["price"], buy["open"]
                 excess = (
                     m.buy_freeze(limit, open_before, rules.fee_bps)
                     - m.buy_freeze(limit, open_before - q, rules.fee_bps)
-                    - (value + m.fee(value, rules.fee_bps))
+                    - (value + fee)
                 )
                 if excess:
-                    self.cash.release(uow, buy.cash_ref, excess, EXCHANGE_USER)
+                    b.cash.release(buy["cash_ref"], excess, EXCHANGE_USER)
                 for r in (buy, sell):
-                    left = int(r.open) - q
-                    set_order(
-                        r.id,
-                        open=left,
-                        filled=int(r.filled) + q,
-                        status="OPEN" if left else "FILLED",
-                    )
-                self._outbox.append(
+                    r["open"] -= q
+                    r["filled"] += q
+                    r["status"] = "OPEN" if r["open"] else "FILLED"
+                    r["updated_at"] = now
+                b.outbox.append(
                     {
                         "type": "trade",
                         "instrument": inst.code,
                         "mode": mode.value,
-                        "id": trade_id,
+                        "id": trade["id"],
                         "price": yuan_from_fen(p),
                         "quantity": q,
-                        "taker_side": str(taker_side),
+                        "taker_side": taker_side,
                         "at": now,
                     }
                 )
             elif kind == e.CANCELLED:
                 _, oid, qty, reason = ev
-                r = order(str(oid))
-                self._unfreeze(uow, r, int(qty), rules)
-                set_order(
-                    r.id,
-                    open=int(r.open) - int(qty),
-                    status="EXPIRED" if reason == e.R_CLOSE else "CANCELLED",
-                    reason=str(reason),
-                )
+                r = b.order(oid)
+                self._unfreeze(b, r, qty, rules)
+                r["open"] -= qty
+                r["status"] = "EXPIRED" if reason == e.R_CLOSE else "CANCELLED"
+                r["reason"] = reason
+                r["updated_at"] = now
             elif kind == e.AMENDED:
                 _, oid, new_open = ev
-                r = order(str(oid))
-                self._unfreeze(uow, r, int(r.open) - int(new_open), rules)
-                set_order(r.id, open=int(new_open))
+                r = b.order(oid)
+                self._unfreeze(b, r, r["open"] - new_open, rules)
+                r["open"] = new_open
+                r["updated_at"] = now
         return trades
 
-    def _unfreeze(self, uow: UnitOfWork, r: Any, qty: int, rules: m.ModeRules) -> None:
+    def _unfreeze(self, b: _Batch, r: dict[str, Any], qty: int, rules: m.ModeRules) -> None:
         """Frees what `qty` open tonnes of an order had frozen."""
         if qty <= 0:
             return
-        if r.side == e.SELL:
-            self.registry.release_reserved(uow, r.hold_id, qty, EXCHANGE_USER, f"order {r.id}")
+        if r["side"] == e.SELL:
+            b.units.release(r["hold_id"], qty, f"order {r['id']}")
         else:
-            open_now = int(r.open)
-            amount = m.buy_freeze(int(r.price), open_now, rules.fee_bps) - m.buy_freeze(
-                int(r.price), open_now - qty, rules.fee_bps
+            open_now, limit = r["open"], r["price"]
+            amount = m.buy_freeze(limit, open_now, rules.fee_bps) - m.buy_freeze(
+                limit, open_now - qty, rules.fee_bps
             )
-            self.cash.release(uow, r.cash_ref, amount, EXCHANGE_USER)
+            b.cash.release(r["cash_ref"], amount, EXCHANGE_USER)
 
-    def _owned_open_order(self, uow: UnitOfWork, actor: Actor, order_id: object) -> Any:
-        r = uow.conn.execute(sa.select(s.orders).where(s.orders.c.id == order_id)).first()
+    def _owned_open_order(self, b: _Batch, actor: Actor, order_id: object) -> dict[str, Any]:
+        if not isinstance(order_id, str):
+            raise NotFound("ORDER_NOT_FOUND", f"no order {order_id}", "订单不存在")
+        r = b.order(order_id, missing_ok=True)
         if r is None:
             raise NotFound("ORDER_NOT_FOUND", f"no order {order_id}", "订单不存在")
-        if not (actor.is_operator or r.entity_id == actor.entity_id):
+        if not (actor.is_operator or r["entity_id"] == actor.entity_id):
             raise Forbidden(
                 "NOT_YOUR_ORDER", "you may act only on your own orders", "只能操作本方订单"
             )
-        if r.status != "OPEN" or r.kind != "ORDER":
-            raise Conflict("ORDER_NOT_OPEN", f"order {order_id} is {r.status}", "订单已不在簿中")
-        return r
+        if r["status"] != "OPEN" or r["kind"] != "ORDER":
+            raise Conflict("ORDER_NOT_OPEN", f"order {order_id} is {r['status']}", "订单已不在簿中")
+        order: dict[str, Any] = r
+        return order
 
-    def _cancel(self, uow: UnitOfWork, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
-        r = self._owned_open_order(uow, actor, d["order_id"])
-        d["_book"] = r.book_id
-        inst = self._instrument_row(uow.conn, r.instrument)
-        rules = self._rules(inst)[m.Mode(r.mode)]
-        book, _ = self._book(uow, r.book_id)
-        if r.id not in book.orders:  # the day closed it before this cancel arrived
-            return self._order(uow.conn, r.id)
-        events = self._log(uow, r.book_id, book, {"k": "cancel", "oid": r.id})
-        self._apply_events(uow, actor, inst, m.Mode(r.mode), rules, r.book_id, events)
-        journal.append(
-            uow, "exchange.order_cancelled", actor.username, {"order": r.id, "seq": book.seq}
+    def _cancel(self, b: _Batch, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+        r = self._owned_open_order(b, actor, d["order_id"])
+        inst = self._instrument_row(b.uow.conn, r["instrument"])
+        mode = m.Mode(r["mode"])
+        rules = self._rules(inst)[mode]
+        book = self._book(b, r["book_id"])
+        if r["id"] not in book.orders:  # the day's close expired it before this cancel came
+            return b.result(r["id"], [])
+        events = self._log(b, r["book_id"], book, {"k": "cancel", "oid": r["id"]})
+        self._apply_events(b, inst, mode, rules, r["book_id"], events)
+        b.entries.append(
+            ("exchange.order_cancelled", actor.username, {"order": r["id"], "seq": book.seq})
         )
-        self._queue_depth(inst.code, m.Mode(r.mode), book)
-        return self._order(uow.conn, r.id)
+        self._queue_depth(b, inst.code, mode, book)
+        return b.result(r["id"], [])
 
-    def _amend(self, uow: UnitOfWork, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
-        r = self._owned_open_order(uow, actor, d["order_id"])
-        d["_book"] = r.book_id
-        inst = self._instrument_row(uow.conn, r.instrument)
-        rules = self._rules(inst)[m.Mode(r.mode)]
+    def _amend(self, b: _Batch, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+        r = self._owned_open_order(b, actor, d["order_id"])
+        inst = self._instrument_row(b.uow.conn, r["instrument"])
+        mode = m.Mode(r["mode"])
+        rules = self._rules(inst)[mode]
         qty = d["quantity"]
         if isinstance(qty, bool) or not isinstance(qty, int):
             raise InvalidInput("QUANTITY_NOT_LOT", "quantity is whole tonnes", "数量须为整数吨")
-        book, _ = self._book(uow, r.book_id)
-        if r.id not in book.orders:
-            raise Conflict("ORDER_NOT_OPEN", f"order {r.id} is no longer open", "订单已不在簿中")
-        events = self._log(uow, r.book_id, book, {"k": "amend", "oid": r.id, "qty": qty})
-        self._apply_events(uow, actor, inst, m.Mode(r.mode), rules, r.book_id, events)
-        journal.append(
-            uow,
-            "exchange.order_amended",
-            actor.username,
-            {"order": r.id, "open": qty, "seq": book.seq},
+        book = self._book(b, r["book_id"])
+        if r["id"] not in book.orders:
+            raise Conflict("ORDER_NOT_OPEN", f"order {r['id']} is no longer open", "订单已不在簿中")
+        events = self._log(b, r["book_id"], book, {"k": "amend", "oid": r["id"], "qty": qty})
+        self._apply_events(b, inst, mode, rules, r["book_id"], events)
+        b.entries.append(
+            (
+                "exchange.order_amended",
+                actor.username,
+                {"order": r["id"], "open": qty, "seq": book.seq},
+            )
         )
-        self._queue_depth(inst.code, m.Mode(r.mode), book)
-        return self._order(uow.conn, r.id)
+        self._queue_depth(b, inst.code, mode, book)
+        return b.result(r["id"], [])
 
-    def _take(self, uow: UnitOfWork, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+    def _take(self, b: _Batch, actor: Actor, d: dict[str, Any]) -> dict[str, Any]:
+        uow = b.uow
         member = self._trader(uow.conn, actor)
-        target = uow.conn.execute(sa.select(s.orders).where(s.orders.c.id == d["order_id"])).first()
-        if target is None or target.mode != m.Mode.LISTING.value or target.kind != "ORDER":
+        target = b.order(d["order_id"], missing_ok=True) if isinstance(d["order_id"], str) else None
+        if target is None or target["mode"] != m.Mode.LISTING.value or target["kind"] != "ORDER":
             raise NotFound("LISTING_NOT_FOUND", f"no listing {d['order_id']}", "挂单不存在")
-        d["_book"] = target.book_id
-        inst, mode, rules, _prev = self._tradable(uow, target.instrument, m.Mode.LISTING.value)
+        inst, mode, rules, _prev = self._tradable(uow, target["instrument"], m.Mode.LISTING.value)
         qty = d["quantity"]
         if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
             raise InvalidInput("QUANTITY_NOT_LOT", "quantity is whole tonnes", "数量须为整数吨")
-        book, _ = self._book(uow, target.book_id)
-        if target.id not in book.orders:
+        side = e.SELL if target["side"] == e.BUY else e.BUY
+        price = target["price"]
+        self._check_freeze(b, member, inst, side, price, qty, rules)
+        book = self._book(b, target["book_id"])
+        if target["id"] not in book.orders:
             raise Conflict("ORDER_NOT_OPEN", "that listing is gone", "该挂单已不存在")
-        side = e.SELL if target.side == e.BUY else e.BUY
-        price = int(target.price)
         oid = new_id()
-        hold_id, cash_ref = self._freeze(uow, member, inst, side, price, qty, rules, oid)
-        self._insert_order(
-            uow,
+        events = self._log(
+            b,
+            target["book_id"],
+            book,
+            {
+                "k": "take",
+                "oid": oid,
+                "owner": member["entity_id"],
+                "target": target["id"],
+                "qty": qty,
+            },
+        )
+        hold_id, cash_ref = self._freeze(b, member, inst, side, price, qty, rules, oid)
+        b.new_order(
             actor,
             oid,
-            target.book_id,
+            target["book_id"],
             inst,
             mode,
             "TAKE",
@@ -1107,32 +1054,27 @@ class ExchangeService:
             "FOK",
             hold_id,
             cash_ref,
-            target.id,
+            target["id"],
         )
-        events = self._log(
-            uow,
-            target.book_id,
-            book,
-            {
-                "k": "take",
-                "oid": oid,
-                "owner": member["entity_id"],
-                "target": target.id,
-                "qty": qty,
-            },
+        trades = self._apply_events(b, inst, mode, rules, target["book_id"], events)
+        b.entries.append(
+            (
+                "exchange.listing_taken",
+                actor.username,
+                {
+                    "order": oid,
+                    "target": target["id"],
+                    "qty": qty,
+                    "price": price,
+                    "trades": [t["id"] for t in trades],
+                },
+            )
         )
-        trades = self._apply_events(uow, actor, inst, mode, rules, target.book_id, events)
-        journal.append(
-            uow,
-            "exchange.listing_taken",
-            actor.username,
-            {"order": oid, "target": target.id, "qty": qty, "price": price, "trades": trades},
-        )
-        self._queue_depth(inst.code, mode, book)
-        return self._order(uow.conn, oid)
+        self._queue_depth(b, inst.code, mode, book)
+        return b.result(oid, trades)
 
-    def _queue_depth(self, code: str, mode: m.Mode, book: e._Book) -> None:
-        self._outbox.append(
+    def _queue_depth(self, b: _Batch, code: str, mode: m.Mode, book: e._Book) -> None:
+        b.outbox.append(
             {"type": "depth", "instrument": code, "mode": mode.value, **_depth_view(book)}
         )
 
@@ -1152,46 +1094,57 @@ class ExchangeService:
 
     # ------------------------------------------------------------ day close (for settlement)
 
-    def _close_book(self, uow: UnitOfWork, book_id: str, day: date) -> None:
+    def _close_book(self, b: _Batch, book_id: str) -> None:
         """Day end for one book: every resting order expires and frees what it froze."""
-        row = uow.conn.execute(sa.select(s.books).where(s.books.c.id == book_id)).one()
-        if row.trading_day is None or row.trading_day > day.isoformat():
-            return
-        book = self._books.get(book_id)
-        if book is None or book.seq != int(row.seq):
-            self._books.pop(book_id, None)
-            book = self._fresh_book(uow.conn, row)
+        book = self._book_for_close(b, book_id)
+        instrument, mode_name, day = b.books[book_id]
+        inst = self._instrument_row(b.uow.conn, instrument)
+        mode = m.Mode(mode_name)
+        events = self._log(b, book_id, book, {"k": "close"})
+        self._apply_events(b, inst, mode, self._rules(inst)[mode], book_id, events)
+        b.books[book_id][2] = None
+        b.entries.append(
+            (
+                "exchange.book_closed",
+                EXCHANGE_USER,
+                {"book": book_id, "day": day, "expired": len(events), "seq": book.seq},
+            )
+        )
+
+    def _book_for_close(self, b: _Batch, book_id: str) -> e._Book:
+        """The book as its log has it, without opening a new day (which `_book` would do)."""
+        if book_id not in b.books:
+            row = b.uow.conn.execute(sa.select(s.books).where(s.books.c.id == book_id)).one()
+            book = self._books.get(book_id)
+            if book is None or book.seq > int(row.seq):
+                book = self._fresh_book(b.uow.conn, row)
             bc = s.book_commands.c
-            for r in uow.conn.execute(
-                sa.select(bc.command).where(bc.book_id == book_id).order_by(bc.seq)
+            for r in b.uow.conn.execute(
+                sa.select(bc.command)
+                .where(bc.book_id == book_id, bc.seq > book.seq)
+                .order_by(bc.seq)
             ):
                 e.apply(book, json.loads(r.command))
             self._books[book_id] = book
-        inst = self._instrument_row(uow.conn, row.instrument)
-        mode = m.Mode(row.mode)
-        events = self._log(uow, book_id, book, {"k": "close"})
-        self._apply_events(
-            uow, SYSTEM_EXCHANGE, inst, mode, self._rules(inst)[mode], book_id, events
-        )
-        uow.conn.execute(sa.update(s.books).where(s.books.c.id == book_id).values(trading_day=None))
-        journal.append(
-            uow,
-            "exchange.book_closed",
-            EXCHANGE_USER,
-            {"book": book_id, "day": row.trading_day, "expired": len(events), "seq": book.seq},
-        )
+            b.books[book_id] = [row.instrument, row.mode, row.trading_day]
+        return self._books[book_id]
 
     def close_day(self, uow: UnitOfWork, day: date) -> None:
         """After the close: books expire their orders, auctions finish, the day is published."""
         with self._mem:
-            self._close_day(uow, day)
-
-    def _close_day(self, uow: UnitOfWork, day: date) -> None:
-        for row in uow.conn.execute(
-            sa.select(s.books.c.id).where(s.books.c.trading_day <= day.isoformat())
-        ).all():
-            self._close_book(uow, row.id, day)
-        self._finish_auctions(uow, until=None)
+            try:
+                b = _Batch(self, uow)
+                for row in uow.conn.execute(
+                    sa.select(s.books.c.id).where(s.books.c.trading_day <= day.isoformat())
+                ).all():
+                    self._book_for_close(b, row.id)
+                    self._close_book(b, row.id)
+                b.write()
+            except BaseException:
+                self._books.clear()
+                raise
+        day_end = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI) + timedelta(days=1)
+        self._finish_auctions(uow, until=day_end)  # the day's auctions; later ones stay open
         self._expire_deals(uow, day)
         for inst in uow.conn.execute(sa.select(s.instruments)).all():
             self._publish_day(uow, inst, day)
@@ -1450,11 +1403,11 @@ class ExchangeService:
             party_side = r.side if member["entity_id"] == r.initiator else _other(r.side)
             extra: dict[str, Any] = {}
             if party_side == e.SELL:
-                extra["seller_hold_id"] = self._freeze(
+                extra["seller_hold_id"] = self._freeze_now(
                     uow, member, inst, e.SELL, int(r.price), int(r.quantity), rules, r.id
                 )[0]
             else:
-                extra["buyer_cash_ref"] = self._freeze(
+                extra["buyer_cash_ref"] = self._freeze_now(
                     uow,
                     member,
                     inst,
@@ -1725,7 +1678,9 @@ class ExchangeService:
             reserve = m.check_price(parse_price(reserve_price, "reserve_price"), prev, rules)
             q = m.check_quantity(quantity, rules)
             auction_id = new_id()
-            hold_id, cash_ref = self._freeze(uow, member, inst, side, reserve, q, rules, auction_id)
+            hold_id, cash_ref = self._freeze_now(
+                uow, member, inst, side, reserve, q, rules, auction_id
+            )
             uow.conn.execute(
                 sa.insert(s.auctions).values(
                     id=auction_id,
@@ -1794,7 +1749,9 @@ class ExchangeService:
                     "申报数量超过竞价数量",
                 )
             bid_id = new_id()
-            hold_id, cash_ref = self._freeze(uow, member, inst, _other(a.side), p, q, rules, bid_id)
+            hold_id, cash_ref = self._freeze_now(
+                uow, member, inst, _other(a.side), p, q, rules, bid_id
+            )
             seq = 1 + int(
                 uow.conn.execute(
                     sa.select(sa.func.count())
@@ -1846,11 +1803,9 @@ class ExchangeService:
         done: int = self._publishing(run)
         return done
 
-    def _finish_auctions(self, uow: UnitOfWork, until: datetime | None) -> int:
+    def _finish_auctions(self, uow: UnitOfWork, until: datetime) -> int:
         a_c = s.auctions.c
-        q = sa.select(s.auctions).where(a_c.status == "OPEN")
-        if until is not None:
-            q = q.where(a_c.closes_at <= iso(until))
+        q = sa.select(s.auctions).where(a_c.status == "OPEN", a_c.closes_at <= iso(until))
         due = uow.conn.execute(q.order_by(a_c.closes_at, a_c.id)).all()
         for a in due:
             self._finish(uow, a)
@@ -2302,3 +2257,180 @@ def _parse_day(text: object) -> date:
         return date.fromisoformat(str(text))
     except ValueError:
         raise InvalidInput("DAY_INVALID", "day: YYYY-MM-DD", "日期格式须为 YYYY-MM-DD") from None
+
+
+_ORDER_COLUMNS = tuple(c.name for c in s.orders.columns)
+_CHANGING = ("open", "filled", "status", "reason", "updated_at")
+
+
+class _Batch:
+    """One order batch: what it read, what it decided, what it will write, in one transaction.
+
+    Orders, reservations and cash live here in memory while the commands are decided; `write`
+    stores the orders, trades, command log, freezes, journal entries and idempotency keys with
+    bulk statements, in the order things happened."""
+
+    def __init__(self, service: ExchangeService, uow: UnitOfWork) -> None:
+        self.service, self.uow = service, uow
+        self.entries: list[tuple[str, str, dict[str, Any]]] = []
+        self.units = service.registry.reservation_batch(uow, self.entries)
+        self.cash = service.cash.batch(uow)
+        self.orders: dict[str, dict[str, Any] | None] = {}
+        self.loaded: dict[str, tuple[Any, ...]] = {}
+        self.new_orders: list[str] = []
+        self.trades: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []
+        self.books: dict[str, list[Any]] = {}  # id → [instrument, mode, trading day]
+        self.keys: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+        self.new_keys: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+
+    # -------------------------------------------------------- idempotency
+
+    def preload_keys(self, commands: Sequence[Command]) -> None:
+        ik = idempotency.idempotency
+        wanted = {(c.actor.username, c.key) for c in commands if isinstance(c.key, str)}
+        keys = sorted({k for _, k in wanted})
+        for n in range(0, len(keys), 500):
+            for r in self.uow.conn.execute(sa.select(ik).where(ik.c.key.in_(keys[n : n + 500]))):
+                if (r.actor, r.key) in wanted:
+                    self.keys[(r.actor, r.key)] = (r.request_hash, r.command, json.loads(r.result))
+
+    def once(
+        self,
+        c: Command,
+        handler: Callable[[_Batch, Actor, dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A retry with the same key and input returns the first result, even in one batch."""
+        idempotency.check_key(c.key)
+        digest = idempotency.request_hash(c.name, c.data)
+        prior = self.keys.get((c.actor.username, c.key))
+        if prior is not None:
+            if prior[0] != digest or prior[1] != c.name:
+                raise Conflict(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this Idempotency-Key was used before with different input",
+                    "该幂等键已用于不同的请求",
+                )
+            return prior[2]
+        result = handler(self, c.actor, c.data)
+        self.keys[(c.actor.username, c.key)] = (digest, c.name, result)
+        self.new_keys.append(
+            {
+                "actor": c.actor.username,
+                "key": c.key,
+                "command": c.name,
+                "request_hash": digest,
+                "result": json.dumps(result, sort_keys=True, default=str),
+                "created_at": iso(self.uow.now),
+            }
+        )
+        return result
+
+    # -------------------------------------------------------- orders
+
+    def order(self, oid: str, *, missing_ok: bool = False) -> Any:
+        if oid not in self.orders:
+            row = self.uow.conn.execute(sa.select(s.orders).where(s.orders.c.id == oid)).first()
+            self.orders[oid] = dict(row._mapping) if row is not None else None
+            if row is not None:
+                self.loaded[oid] = tuple(row._mapping[k] for k in _CHANGING)
+        r = self.orders[oid]
+        if r is None and not missing_ok:
+            raise NotFound("ORDER_NOT_FOUND", f"no order {oid}", "订单不存在")
+        return r
+
+    def new_order(
+        self,
+        actor: Actor,
+        oid: str,
+        book_id: str,
+        inst: Any,
+        mode: m.Mode,
+        kind: str,
+        member: dict[str, Any],
+        side: str,
+        price: int,
+        qty: int,
+        tif: str,
+        hold_id: str | None,
+        cash_ref: str | None,
+        target: str | None,
+    ) -> None:
+        now = iso(self.uow.now)
+        self.orders[oid] = {
+            "id": oid,
+            "book_id": book_id,
+            "instrument": inst.code,
+            "mode": mode.value,
+            "kind": kind,
+            "entity_id": member["entity_id"],
+            "account_id": member["account_id"],
+            "side": side,
+            "price": price,
+            "quantity": qty,
+            "open": qty,
+            "filled": 0,
+            "tif": tif,
+            "status": "OPEN",
+            "reason": "",
+            "target": target,
+            "hold_id": hold_id,
+            "cash_ref": cash_ref,
+            "trading_day": m.trading_day(self.uow.now).isoformat(),
+            "seq": 0,
+            "created_by": actor.username,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.new_orders.append(oid)
+
+    def result(self, oid: str, trades: list[dict[str, Any]]) -> dict[str, Any]:
+        """The order as it stands after this command, with the trades this command made."""
+        out = order_dict(SimpleNamespace(**self.order(oid)))
+        out["trades"] = [trade_dict(SimpleNamespace(**t)) for t in trades]
+        return out
+
+    # -------------------------------------------------------- write
+
+    def write(self) -> None:
+        conn = self.uow.conn
+        self.units.write()  # holds first: orders and trades refer to them
+        self.cash.write()
+        if self.new_orders:
+            conn.execute(sa.insert(s.orders), [self.order(i) for i in self.new_orders])
+        fresh = set(self.new_orders)
+        changed = []
+        for oid, r in self.orders.items():
+            if r is None or oid in fresh:
+                continue
+            now = tuple(r[k] for k in _CHANGING)
+            if now != self.loaded[oid]:
+                changed.append({"oid": oid, **{f"v_{k}": r[k] for k in _CHANGING}})
+        if changed:
+            o = s.orders.c
+            conn.execute(
+                sa.update(s.orders)
+                .where(o.id == sa.bindparam("oid"))
+                .values(**{k: sa.bindparam(f"v_{k}") for k in _CHANGING}),
+                changed,
+            )
+        if self.trades:
+            conn.execute(sa.insert(s.trades), self.trades)
+        if self.commands:
+            conn.execute(sa.insert(s.book_commands), self.commands)
+            books = self.service._books
+            conn.execute(
+                sa.update(s.books)
+                .where(s.books.c.id == sa.bindparam("bid"))
+                .values(seq=sa.bindparam("bseq"), trading_day=sa.bindparam("bday")),
+                [
+                    {"bid": i, "bseq": books[i].seq, "bday": v[2]}
+                    for i, v in self.books.items()
+                    if i in books
+                ],
+            )
+        if self.entries:
+            journal.append_many(self.uow, self.entries)
+        if self.new_keys:
+            conn.execute(sa.insert(idempotency.idempotency), self.new_keys)

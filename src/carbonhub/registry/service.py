@@ -1878,6 +1878,12 @@ class RegistryService:
         )
         return take
 
+    def reservation_batch(
+        self, uow: UnitOfWork, entries: list[tuple[str, str, dict[str, Any]]]
+    ) -> ReservationBatch:
+        """Exchange reservations in memory, written in bulk (order entry, the day's close)."""
+        return ReservationBatch(uow, entries)
+
     def delivery_batch(
         self, uow: UnitOfWork, legs: Sequence[tuple[str, str, int]], by: str
     ) -> DeliveryBatch:
@@ -2343,6 +2349,173 @@ class RegistryService:
 
 
 # ------------------------------------------------------------ invariants (DESIGN §10: 1–3)
+
+
+class ReservationBatch:
+    """Units reserved for orders and freed again, decided in memory and written in bulk.
+
+    Journal entries go into the caller's ordered list (`entries`), so the exchange appends them
+    with its own in the order things happened. `check_*` refuse without changing anything.
+    """
+
+    def __init__(self, uow: UnitOfWork, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.uow, self.entries = uow, entries
+        self.accounts: dict[str, Any] = {}
+        self.balances: dict[tuple[str, str], list[int]] = {}  # posted, pending, held
+        self.held_change: dict[tuple[str, str], int] = {}
+        self.holds: dict[str, list[Any]] = {}  # id → [account, class, quantity, status]
+        self.loaded_holds: dict[str, tuple[Any, ...]] = {}
+        self.new_holds: dict[str, dict[str, Any]] = {}
+
+    def _account(self, account_id: str) -> Any:
+        if account_id not in self.accounts:
+            row = self.uow.conn.execute(
+                sa.select(s.accounts).where(s.accounts.c.id == account_id)
+            ).first()
+            if row is None:
+                raise _account_not_found(account_id)
+            self.accounts[account_id] = row
+        return self.accounts[account_id]
+
+    def _balance(self, account_id: str, unit_class: str) -> list[int]:
+        key = (account_id, unit_class)
+        if key not in self.balances:
+            b = s.balance(self.uow.conn, account_id, unit_class)
+            self.balances[key] = [b.posted, b.pending, b.held]
+        return self.balances[key]
+
+    def check_tradable(self, account_id: str, entity_id: str) -> None:
+        """An entity's own holding or trading account, open: the only kind that may trade."""
+        row = self._account(account_id)
+        if row.entity_id != entity_id or m.AccountType(row.type) not in (
+            m.AccountType.HOLDING,
+            m.AccountType.TRADING,
+        ):
+            raise Conflict(
+                "ACCOUNT_NOT_TRADABLE",
+                "a member trades from a holding or trading account of its own",
+                "会员只能使用本主体的登记或交易账户",
+            )
+        if row.status != m.AccountStatus.OPEN:
+            raise Conflict(
+                "ACCOUNT_NOT_TRADABLE",
+                f"account {account_id} is {row.status}: it cannot trade",
+                f"账户 {account_id} 状态为 {row.status}，不能交易",
+            )
+
+    def check_reserve(self, account_id: str, entity_id: str, unit_class: str, qty: int) -> None:
+        self.check_tradable(account_id, entity_id)
+        posted, pending, held = self._balance(account_id, unit_class)
+        m.check_available(m.Balance(posted, pending, held), qty)
+
+    def reserve(
+        self, account_id: str, entity_id: str, unit_class: str, qty: int, reason: str
+    ) -> str:
+        self.check_reserve(account_id, entity_id, unit_class, qty)
+        key = (account_id, unit_class)
+        self.balances[key][2] += qty
+        self.held_change[key] = self.held_change.get(key, 0) + qty
+        hold_id = new_id()
+        self.holds[hold_id] = [account_id, unit_class, qty, "ACTIVE"]
+        self.new_holds[hold_id] = {
+            "id": hold_id,
+            "account_id": account_id,
+            "unit_class": unit_class,
+            "kind": m.HoldKind.EXCHANGE_RESERVATION.value,
+            "lien_holder": None,
+            "legal_basis": "",
+            "reason": reason[:500],
+            "created_by": EXCHANGE_USER,
+            "created_at": iso(self.uow.now),
+            "expires_at": None,
+        }
+        self.entries.append(
+            (
+                "registry.hold_placed",
+                EXCHANGE_USER,
+                {
+                    "hold_id": hold_id,
+                    "account": account_id,
+                    "unit_class": unit_class,
+                    "quantity": qty,
+                    "kind": m.HoldKind.EXCHANGE_RESERVATION.value,
+                },
+            )
+        )
+        return hold_id
+
+    def release(self, hold_id: str, qty: int, reason: str) -> int:
+        """Frees up to `qty` of a reservation; one someone else already released frees nothing."""
+        if hold_id not in self.holds:
+            row = self.uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
+            if row is None:
+                return 0
+            self.holds[hold_id] = [row.account_id, row.unit_class, int(row.quantity), row.status]
+            self.loaded_holds[hold_id] = tuple(self.holds[hold_id])
+        hold = self.holds[hold_id]
+        if hold[3] != "ACTIVE" or qty <= 0:
+            return 0
+        take = min(qty, int(hold[2]))
+        left = int(hold[2]) - take
+        hold[2], hold[3] = (left, "ACTIVE") if left else (hold[2], "RELEASED")
+        key = (hold[0], hold[1])
+        self._balance(*key)[2] -= take
+        self.held_change[key] = self.held_change.get(key, 0) - take
+        self.entries.append(
+            (
+                "registry.hold_released",
+                EXCHANGE_USER,
+                {
+                    "hold_id": hold_id,
+                    "account": hold[0],
+                    "unit_class": hold[1],
+                    "quantity": take,
+                    "left": left,
+                    "reason": reason[:500],
+                },
+            )
+        )
+        return take
+
+    def write(self) -> None:
+        conn, now = self.uow.conn, iso(self.uow.now)
+        if self.new_holds:
+            conn.execute(
+                sa.insert(s.holds),
+                [
+                    dict(row, quantity=self.holds[i][2], status=self.holds[i][3])
+                    for i, row in self.new_holds.items()
+                ],
+            )
+        changed = [
+            {"hid": i, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
+            for i, v in self.holds.items()
+            if i in self.loaded_holds and tuple(v) != self.loaded_holds[i]
+        ]
+        if changed:
+            h = s.holds.c
+            conn.execute(
+                sa.update(s.holds)
+                .where(h.id == sa.bindparam("hid"))
+                .values(
+                    quantity=sa.bindparam("q"),
+                    status=sa.bindparam("st"),
+                    released_at=sa.bindparam("at"),
+                ),
+                changed,
+            )
+        deltas = [{"a": a, "c": c, "d": d} for (a, c), d in self.held_change.items() if d]
+        if deltas:
+            hc = s.holdings.c
+            conn.execute(
+                sa.update(s.holdings)
+                .where(hc.account_id == sa.bindparam("a"), hc.unit_class == sa.bindparam("c"))
+                .values(held=hc.held + sa.bindparam("d")),
+                deltas,
+            )
+        self.new_holds.clear()
+        self.held_change.clear()
+        self.loaded_holds = {i: tuple(v) for i, v in self.holds.items()}
 
 
 class DeliveryBatch:
