@@ -172,7 +172,13 @@ class _Book:
             raise EngineError("ORDER_NOT_OPEN", f"order {oid} is not open in this book")
         self.seq += 1
         qty = order[_OPEN]
-        (self.bids if order[_SIDE] == BUY else self.asks).remove(order)
+        # _Side.remove, inlined
+        order[_OPEN] = 0
+        levels = (self.bids if order[_SIDE] == BUY else self.asks).levels
+        level = levels[order[_PRICE]]  # type: ignore[index]
+        level[1] -= 1  # type: ignore[operator]
+        if not level[1]:
+            del levels[order[_PRICE]]  # type: ignore[arg-type]
         return [(CANCELLED, oid, qty, reason)]
 
     def amend(self, oid: str, new_open: int) -> list[Event]:
@@ -306,7 +312,14 @@ class ContinuousBook(_Book):
             if tif == LIMIT:
                 order = [oid, owner, side, price, qty]
                 orders[oid] = order
-                own.add(order)
+                # _Side.add, inlined: the hot path of every resting order
+                own_level = own.levels.get(price)
+                if own_level is None:
+                    own.levels[price] = [deque((order,)), 1]
+                    heappush(own.heap, price * own.sign)
+                else:
+                    own_level[0].append(order)  # type: ignore[attr-defined]
+                    own_level[1] += 1  # type: ignore[operator]
                 events.append((RESTED, oid, qty))
             else:
                 events.append((CANCELLED, oid, qty, R_IOC))
