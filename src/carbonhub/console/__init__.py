@@ -4,6 +4,10 @@
 the app to NiceGUI. The console answers every path outside /api that the app itself does not;
 its catch-all mount is kept last in the route table, so `/api/v1` routes added before or after
 `mount` win, and unknown /api paths get the API's own 404/405, never the console's page.
+
+The exchange and settlement pages call the services `create_app` put on `app.state` (see
+`exchange_pages.Market.of`), so the console and the API share one set of order books in memory
+and one order writer.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from nicegui import ui
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
+from carbonhub.console.exchange_pages import Market, register_exchange
 from carbonhub.console.i18n import register as register_texts
 from carbonhub.console.i18n import t
 from carbonhub.console.operator_pages import register_operator
 from carbonhub.console.registry_pages import register_registry
+from carbonhub.console.settlement_pages import register_settlement
 from carbonhub.console.shell import Services, add_nav, register_shell
 from carbonhub.core.db import Database
 
@@ -37,9 +43,12 @@ def mount(app: fastapi.FastAPI, db: Database) -> None:
         raise RuntimeError("the console is mounted once per process")
     _mounted = True
     services = Services.build(db)
+    market = Market.of(app, services)
     register_shell(services)
     register_registry(services)
     register_operator(services)
+    register_exchange(services, market)
+    register_settlement(services, market)
     ui.run_with(
         app,
         storage_secret=db.settings.console_secret,
