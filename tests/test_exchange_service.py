@@ -58,3 +58,23 @@ def test_outside_band_changes_nothing(market: Market) -> None:
         )
     assert err.value.code == "PRICE_OUTSIDE_BAND"
     assert x.orders(w.alice) == []
+
+
+def test_past_days_close_without_waiting_for_settlement(market: Market) -> None:
+    x, w = market.exchange, market.w
+    x.place_order(
+        w.alice,
+        w.key(),
+        instrument="CEA2023",
+        mode="LISTING",
+        side="S",
+        price="80.00",
+        quantity=100,
+    )
+    assert x.depth("CEA2023", "LISTING")["asks"]
+    market.clock.at("2026-11-24", "09:00")  # the next morning, before anything trades
+    assert x.depth("CEA2023", "LISTING")["asks"] == []  # yesterday's listing is not shown
+    assert x.close_past_days() == ["2026-11-23"]
+    assert x.orders(w.alice)[0]["status"] == "EXPIRED"
+    assert x.close_past_days() == []
+    assert market.problems() == []

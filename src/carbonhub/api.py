@@ -41,11 +41,12 @@ def run_duties(
     db: Database, registry: RegistryService, exchange: ExchangeService | None = None
 ) -> dict[str, Any]:
     """Time-driven work: post due transfers, expire proposals and holds, finish auctions whose
-    window ended, close journal days."""
+    window ended, close the books of past trading days, close journal days."""
     out: dict[str, Any] = dict(registry.run_due())
     out["holds_released"] = registry.release_expired_holds()
     if exchange is not None:
         out["auctions_finished"] = exchange.finish_due_auctions()
+        out["days_closed"] = exchange.close_past_days()
     with db.uow() as uow:
         out["checkpoints"] = journal.close_days(uow, shanghai_day(uow.now))
         uow.commit()

@@ -1129,6 +1129,27 @@ class ExchangeService:
             b.books[book_id] = [row.instrument, row.mode, row.trading_day]
         return self._books[book_id]
 
+    def close_past_days(self) -> list[str]:
+        """A duty: every book still open for a past day closes (its orders expire) and that day
+        is published, without waiting for the settlement run or the next order."""
+        closed: list[str] = []
+        with self.db.uow() as uow:
+            journal.lock_head(uow)
+            today = m.trading_day(uow.now).isoformat()
+            days = sorted(
+                {
+                    r.trading_day
+                    for r in uow.conn.execute(
+                        sa.select(s.books.c.trading_day).where(s.books.c.trading_day < today)
+                    )
+                }
+            )
+            for day in days:
+                self.close_day(uow, date.fromisoformat(day))
+                closed.append(day)
+            uow.commit()
+        return closed
+
     def close_day(self, uow: UnitOfWork, day: date) -> None:
         """After the close: books expire their orders, auctions finish, the day is published."""
         with self._mem:
@@ -1973,6 +1994,8 @@ class ExchangeService:
             row = conn.execute(sa.select(s.books).where(s.books.c.id == book_id)).first()
             if row is None:
                 raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
+            if row.trading_day is not None and row.trading_day < m.trading_day(ro.now).isoformat():
+                return e.new_book(row.mode)  # a past day's orders have expired, closed or not
             book = self._books.get(book_id)
             if book is not None and book.seq == int(row.seq):
                 return book
