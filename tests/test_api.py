@@ -11,9 +11,8 @@ tests/test_authz_matrix.py and tests/test_schemathesis.py.
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta

@@ -3,21 +3,37 @@
 The table below is the specification. Cells:
   A  allowed: the request (a plausible one, see REQUESTS) succeeds with a 2xx
   D  denied: 401 (no token) or 403, problem+json, the ledger unchanged, the denial journaled
+  N  allowed, but the role has nothing there: 404 problem+json, nothing changed, nothing
+     journaled ("my membership" or "my cash account" of a user whose entity has none, or who has
+     no entity at all)
   B  should be denied but is allowed today: a bug, run as a strict xfail with the reason in BUGS
+
+Denied and N cells also leave every exchange and settlement table as it was.
 
 Endpoints are enumerated from the app's routes; an endpoint without a row fails
 `test_every_endpoint_has_a_matrix_row`, so a new endpoint cannot ship without its row.
 
 One market is built per module (users for every role, entity-linked where the role holds
 accounts); cells that change state build the object they act on first (a fresh pending
-transfer, a fresh account request, …), so the order of cells does not matter.
+transfer, a fresh account request, a fresh order, quote or auction, …), so the order of cells
+does not matter.
+
+The exchange side of the market: the owner (A), the non-owner (B) and the member (M) are exchange
+members with funded cash accounts at the bank (K); a counterparty member X (no column: it only
+posts the listings, quotes and auctions that cells act on) holds units too. CEA2023 trades under
+the national rules, HBEA2023 under Hubei's, and the clock stands at Monday 2026-11-23 14:00
+Asia/Shanghai, when every mode is in session. Orders and takes act on the owner's order or X's
+listing; deals on the owner's quote (withdraw), X's quote (counter, confirm) or a negotiation
+between the owner and X (reading it); cash accounts on A's.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +46,13 @@ from carbonhub.core import auth as core_auth
 from carbonhub.core.auth import Actor, AuthService
 from carbonhub.core.db import Database
 from carbonhub.core.settings import Settings
+from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry import model as m
 from carbonhub.registry.service import RegistryService
 from carbonhub.tables import metadata
-from tests.conftest import fresh_url
+from tests.conftest import Clock, fresh_url
 from tests.test_api import CHEAP_HASHER, assert_problem, make_client, reject
+from tests.test_exchange_api import exchange_snapshot
 
 CEA = "CEA-2023"
 ROLES = (
@@ -42,7 +60,7 @@ ROLES = (
     "owner",  # alice, enterprise, holds account A: the account every request targets
     "nonowner",  # bob, enterprise, holds account B
     "verifier",  # vera, no entity
-    "member",  # exchange member with an entity, no account
+    "member",  # exchange member with an entity, a holding account (no units) and cash
     "bank",  # settlement bank with an entity
     "partner",  # data partner (metro) with an entity
     "participant",  # citizen, no entity
@@ -51,48 +69,95 @@ ROLES = (
 )
 
 # fmt: off
-#                                                     op ow no ve me ba pa pt le pu
+#                                                          op ow no ve me ba pa pt le pu
 MATRIX: dict[str, str] = {
-    "GET /health":                                     "A  A  A  A  A  A  A  A  A  A",
-    "POST /auth/token":                                "A  A  A  A  A  A  A  A  A  A",
-    "GET /auth/me":                                    "A  A  A  A  A  A  A  A  A  D",
-    "POST /auth/tokens/{token_id}/revoke":             "A  A  D  D  D  D  D  D  D  D",
-    "GET /journal/entries":                            "A  D  D  D  D  D  D  D  D  D",
-    "GET /journal/entries/{seq}/receipt":              "A  A  D  D  D  D  D  D  D  D",
-    "GET /journal/checkpoints":                        "A  A  A  A  A  A  A  A  A  A",
-    "POST /journal/checkpoints":                       "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/totals":                            "A  A  A  A  A  A  A  A  A  A",
-    "GET /registry/market":                            "A  A  A  A  A  A  A  A  A  A",
-    "POST /registry/market/suspension":                "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/accounts":                          "A  A  A  D  A  A  A  D  A  D",
-    "POST /registry/accounts":                         "A  A  A  D  A  D  D  D  A  D",
-    "GET /registry/accounts/{account_id}":             "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/accounts/{account_id}/approve":    "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/accounts/{account_id}/reject":     "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/accounts/{account_id}/status":     "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/accounts/{account_id}/blocks":      "A  A  D  D  D  D  D  D  D  D",
-    "GET /registry/accounts/{account_id}/trusted":     "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/accounts/{account_id}/trusted":    "A  A  D  D  D  D  D  D  D  D",
-    "GET /registry/transfers":                         "A  A  A  D  A  A  A  D  A  D",
-    "POST /registry/transfers":                        "D  A  D  D  D  D  D  D  D  D",
-    "GET /registry/transfers/{transfer_id}":           "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/transfers/{transfer_id}/approve":  "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/transfers/{transfer_id}/void":     "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/transfers/{transfer_id}/reverse":  "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/issuances":                        "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/allocations":                      "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/allocations/bulk":                 "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/batches/{batch_ref}/approve":      "A  D  D  D  D  D  D  D  D  D",
-    "POST /registry/surrenders":                       "D  A  D  D  D  D  D  D  D  D",
-    "POST /registry/cancellations":                    "D  A  D  D  D  D  D  D  D  D",
-    "POST /registry/court-transfers":                  "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/approvals":                         "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/holds":                             "A  A  A  D  A  A  A  D  A  D",
-    "POST /registry/holds":                            "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/holds/{hold_id}/release":          "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/serial-flags":                     "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/serials/{serial}":                  "A  A  D  D  D  D  D  D  D  D",
-    "POST /registry/run-due":                          "A  D  D  D  D  D  D  D  D  D",
+    "GET /health":                                        "A  A  A  A  A  A  A  A  A  A",
+    "POST /auth/token":                                   "A  A  A  A  A  A  A  A  A  A",
+    "GET /auth/me":                                       "A  A  A  A  A  A  A  A  A  D",
+    "POST /auth/tokens/{token_id}/revoke":                "A  A  D  D  D  D  D  D  D  D",
+    "GET /journal/entries":                               "A  D  D  D  D  D  D  D  D  D",
+    "GET /journal/entries/{seq}/receipt":                 "A  A  D  D  D  D  D  D  D  D",
+    "GET /journal/checkpoints":                           "A  A  A  A  A  A  A  A  A  A",
+    "POST /journal/checkpoints":                          "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/totals":                               "A  A  A  A  A  A  A  A  A  A",
+    "GET /registry/market":                               "A  A  A  A  A  A  A  A  A  A",
+    "POST /registry/market/suspension":                   "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/accounts":                             "A  A  A  D  A  A  A  D  A  D",
+    "POST /registry/accounts":                            "A  A  A  D  A  D  D  D  A  D",
+    "GET /registry/accounts/{account_id}":                "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/accounts/{account_id}/approve":       "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/accounts/{account_id}/reject":        "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/accounts/{account_id}/status":        "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/accounts/{account_id}/blocks":         "A  A  D  D  D  D  D  D  D  D",
+    "GET /registry/accounts/{account_id}/trusted":        "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/accounts/{account_id}/trusted":       "A  A  D  D  D  D  D  D  D  D",
+    "GET /registry/transfers":                            "A  A  A  D  A  A  A  D  A  D",
+    "POST /registry/transfers":                           "D  A  D  D  D  D  D  D  D  D",
+    "GET /registry/transfers/{transfer_id}":              "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/transfers/{transfer_id}/approve":     "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/transfers/{transfer_id}/void":        "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/transfers/{transfer_id}/reverse":     "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/issuances":                           "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/allocations":                         "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/allocations/bulk":                    "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/batches/{batch_ref}/approve":         "A  D  D  D  D  D  D  D  D  D",
+    "POST /registry/surrenders":                          "D  A  D  D  D  D  D  D  D  D",
+    "POST /registry/cancellations":                       "D  A  D  D  D  D  D  D  D  D",
+    "POST /registry/court-transfers":                     "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/approvals":                            "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/holds":                                "A  A  A  D  A  A  A  D  A  D",
+    "POST /registry/holds":                               "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/holds/{hold_id}/release":             "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/serial-flags":                        "A  D  D  D  D  D  D  D  D  D",
+    "GET /registry/serials/{serial}":                     "A  A  D  D  D  D  D  D  D  D",
+    "POST /registry/run-due":                             "A  D  D  D  D  D  D  D  D  D",
+    # exchange
+    "GET /exchange/instruments":                          "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/instruments":                         "A  D  D  D  D  D  D  D  D  D",
+    "GET /exchange/instruments/{code}":                   "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/instruments/{code}/status":           "A  D  D  D  D  D  D  D  D  D",
+    "GET /exchange/calendar":                             "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/holidays":                            "A  D  D  D  D  D  D  D  D  D",
+    "GET /exchange/members":                              "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/members":                             "A  D  D  D  D  D  D  D  D  D",
+    "POST /exchange/members/{entity_id}/status":          "A  D  D  D  D  D  D  D  D  D",
+    "GET /exchange/me":                                   "N  A  A  N  A  N  N  N  N  D",
+    "POST /exchange/orders":                              "D  A  A  D  A  D  D  D  D  D",
+    "GET /exchange/orders":                               "A  A  A  A  A  A  A  A  A  D",
+    "GET /exchange/orders/{order_id}":                    "A  A  D  D  D  D  D  D  D  D",
+    "POST /exchange/orders/{order_id}/cancel":            "A  A  D  D  D  D  D  D  D  D",
+    "POST /exchange/orders/{order_id}/amend":             "A  A  D  D  D  D  D  D  D  D",
+    "POST /exchange/takes":                               "D  A  A  D  A  D  D  D  D  D",
+    "GET /exchange/deals":                                "A  A  A  A  A  A  A  A  A  D",
+    "POST /exchange/deals":                               "D  A  A  D  A  D  D  D  D  D",
+    "GET /exchange/deals/{deal_id}":                      "A  A  D  D  D  D  D  D  D  D",
+    "POST /exchange/deals/{deal_id}/counter":             "D  A  A  D  A  D  D  D  D  D",
+    "POST /exchange/deals/{deal_id}/confirm":             "D  A  A  D  A  D  D  D  D  D",
+    "POST /exchange/deals/{deal_id}/withdraw":            "D  A  D  D  D  D  D  D  D  D",
+    "GET /exchange/auctions":                             "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/auctions":                            "D  A  A  D  A  D  D  D  D  D",
+    "GET /exchange/auctions/{auction_id}":                "A  A  A  A  A  A  A  A  A  A",
+    "POST /exchange/auctions/{auction_id}/bids":          "D  A  A  D  A  D  D  D  D  D",
+    "GET /exchange/market/{instrument}/depth":            "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/market/{instrument}/listings":         "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/market/{instrument}/trades":           "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/market/{instrument}/bars":             "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/market/{instrument}/quote":            "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/index":                                "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/statistics":                           "A  A  A  A  A  A  A  A  A  A",
+    "GET /exchange/trades":                               "A  A  A  A  A  A  A  A  A  D",
+    # settlement
+    "POST /settlement/cash-accounts":                     "A  D  D  D  D  A  D  D  D  D",
+    "GET /settlement/cash-accounts":                      "A  A  A  A  A  A  A  A  A  D",
+    "GET /settlement/cash-accounts/mine":                 "N  A  A  N  A  N  N  N  N  D",
+    "GET /settlement/cash-accounts/{account_id}":         "A  A  D  D  D  A  D  D  D  D",
+    "GET /settlement/cash-accounts/{account_id}/entries": "A  A  D  D  D  A  D  D  D  D",
+    "POST /settlement/cash-accounts/{account_id}/fund":   "D  D  D  D  D  A  D  D  D  D",
+    "POST /settlement/cash-accounts/{account_id}/defund": "D  D  D  D  D  A  D  D  D  D",
+    "POST /settlement/days/{day}/settle":                 "A  D  D  D  D  D  D  D  D  D",
+    "GET /settlement/days/{day}/report":                  "A  A  A  A  A  A  A  A  A  A",
+    "GET /settlement/days/{day}/statement":               "A  A  D  D  D  D  D  D  D  D",
+    "GET /settlement/days/{day}/failures":                "A  D  D  D  D  D  D  D  D  D",
 }
 # fmt: on
 
@@ -121,7 +186,12 @@ class Market:
     entity_a: str
     entity_b: str
     alice_seq: int  # a journal entry written by alice
+    exchange: ExchangeService  # the app's: its books in memory are the ones requests use
+    x: Actor  # the counterparty member (no column)
+    entity_k: str  # the bank
+    cash_a: str  # A's cash account
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
+    serial: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def key(self) -> str:
         return f"mx-{uuid.uuid4().hex}"
@@ -153,6 +223,83 @@ class Market:
         self.reg.decide_account(self.op2, self.key(), acc, approve=True)
         return acc
 
+    # exchange set-ups: fresh names, the owner's orders and quotes, X's listings, quotes, auctions
+
+    def fresh_entity(self) -> str:
+        n = next(self.serial)
+        ent = self.auth.create_entity(f"矩阵主体 {n}", "enterprise", f"91420100MA4{n:07d}")
+        return str(ent["id"])
+
+    def fresh_member(self) -> dict[str, str]:
+        """An entity with an open holding account, not (yet) an exchange member."""
+        entity = self.fresh_entity()
+        acc = self.reg.request_account(
+            self.actors["operator"], self.key(), type="HOLDING", name="持有账户", entity_id=entity
+        )
+        self.reg.decide_account(self.op2, self.key(), acc["id"], approve=True)
+        return {"entity_id": entity, "account_id": str(acc["id"])}
+
+    def fresh_code(self) -> str:
+        return f"MX{next(self.serial):06d}"
+
+    def fresh_day(self) -> str:
+        return (date(2030, 1, 1) + timedelta(days=next(self.serial))).isoformat()
+
+    def owners_order(self, quantity: int = 1) -> str:
+        """A buy listing of the owner's, below X's asks (listings never cross)."""
+        o = self.exchange.place_order(
+            self.actors["owner"],
+            self.key(),
+            instrument="CEA2023",
+            mode="LISTING",
+            side="B",
+            price="79.00",
+            quantity=quantity,
+        )
+        return str(o["id"])
+
+    def x_listing(self) -> str:
+        o = self.exchange.place_order(
+            self.x,
+            self.key(),
+            instrument="CEA2023",
+            mode="LISTING",
+            side="S",
+            price="81.00",
+            quantity=1,
+        )
+        return str(o["id"])
+
+    def quote(self, actor: Actor) -> str:
+        d = self.exchange.quote(
+            actor, self.key(), instrument="CEA2023", side="S", price="80.00", quantity=100_000
+        )
+        return str(d["id"])
+
+    def negotiation(self) -> str:
+        """The owner's quote, countered by X: only they (and operators) may read it."""
+        deal = self.quote(self.actors["owner"])
+        self.exchange.counter(self.x, self.key(), deal, price="79.00", quantity=100_000)
+        return deal
+
+    def x_auction(self) -> str:
+        a = self.exchange.announce(
+            self.x,
+            self.key(),
+            instrument="CEA2023",
+            side="S",
+            quantity=10,
+            reserve_price="80.00",
+            opens_at=OPENS,
+            closes_at=CLOSES,
+        )
+        return str(a["id"])
+
+
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # Monday 14:00 in Shanghai: every mode trades
+DAY = "2026-11-23"
+OPENS, CLOSES = "2026-11-23T06:00:00.000000Z", "2026-11-23T06:30:00.000000Z"  # 14:00–14:30
+
 
 USERS = {
     # role: (username, role value, entity key or None)
@@ -173,6 +320,7 @@ ENTITIES = {
     "K": ("汉口银行", "bank", "91420100MA4KX0004D"),
     "P": ("武汉地铁集团", "partner", "91420100MA4KX0005E"),
     "L": ("湖北碳基金", "lender", "91420100MA4KX0006F"),
+    "X": ("武汉碳资产管理有限公司", "enterprise", "91420100MA4KX0007G"),  # the counterparty
 }
 
 
@@ -181,7 +329,7 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(core_auth, "_hasher", CHEAP_HASHER)  # see tests/test_api.py
         url = fresh_url(database_url, Path(tmp_path_factory.mktemp("authz")))
-        db = Database(Settings(database_url=url, check_invariants=True))
+        db = Database(Settings(database_url=url, check_invariants=True), clock=Clock(NOW))
         reg, auth = RegistryService(db), AuthService(db)
         reg.bootstrap()
         ents = {
@@ -193,6 +341,8 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             actors[role] = auth.authenticate(username, f"password-{username}")
         auth.create_user("op2", "password-op2", "operator")
         op2 = auth.authenticate("op2", "password-op2")
+        auth.create_user("xena", "password-xena", "enterprise", ents["X"])
+        x = auth.authenticate("xena", "password-xena")
         k = lambda: f"setup-{uuid.uuid4().hex}"  # noqa: E731
         a = reg.request_account(actors["owner"], k(), type="HOLDING", name="A 持有账户")["id"]
         b = reg.request_account(actors["nonowner"], k(), type="HOLDING", name="B 持有账户")["id"]
@@ -202,6 +352,32 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         reg.approve(op2, k(), t["id"])
         al = reg.allocate(actors["operator"], k(), to_account=a, unit_class=CEA, quantity=500_000)
         reg.approve(op2, k(), al["id"])
+        # the exchange: A, B, M and X are members with cash at K; X holds units to sell
+        client = make_client(db)
+        exchange, cash = client.app.state.exchange, client.app.state.cash
+        acc_m = reg.request_account(actors["member"], k(), type="HOLDING", name="M 持有账户")["id"]
+        acc_x = reg.request_account(x, k(), type="HOLDING", name="X 持有账户")["id"]
+        reg.decide_account(actors["operator"], k(), acc_m, approve=True)
+        reg.decide_account(actors["operator"], k(), acc_x, approve=True)
+        al = reg.allocate(
+            actors["operator"], k(), to_account=acc_x, unit_class=CEA, quantity=200_000
+        )
+        reg.approve(op2, k(), al["id"])
+        cash_ids = {}
+        for e, acc in (("A", a), ("B", b), ("M", acc_m), ("X", acc_x)):
+            cash_ids[e] = cash.open_account(actors["bank"], k(), entity_id=ents[e])["id"]
+            cash.fund(actors["bank"], k(), account_id=cash_ids[e], amount="1000000000.00")
+            exchange.admit_member(actors["operator"], k(), entity_id=ents[e], account_id=acc)
+        for code, preset in (("CEA2023", "national"), ("HBEA2023", "hubei")):
+            exchange.create_instrument(
+                actors["operator"],
+                k(),
+                code=code,
+                unit_class=CEA,
+                name=f"{code} allowance",
+                reference_price="80.00",
+                preset=preset,
+            )
         j = metadata.tables["journal"]
         with db.read() as uow:
             alice_seq = uow.conn.execute(
@@ -210,7 +386,21 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 )
             ).scalar_one()
         mk = Market(
-            db, make_client(db), auth, reg, actors, op2, a, b, ents["A"], ents["B"], alice_seq
+            db,
+            client,
+            auth,
+            reg,
+            actors,
+            op2,
+            a,
+            b,
+            ents["A"],
+            ents["B"],
+            alice_seq,
+            exchange,
+            x,
+            ents["K"],
+            cash_ids["A"],
         )
         mk.tokens = {
             role: {"Authorization": f"Bearer {auth.issue_token(actor)['token']}"}
@@ -375,6 +565,152 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
         None,
     ),
     "POST /registry/run-due": lambda mk, r: ("/registry/run-due", None),
+    # exchange
+    "GET /exchange/instruments": lambda mk, r: ("/exchange/instruments", None),
+    "POST /exchange/instruments": lambda mk, r: (
+        "/exchange/instruments",
+        {
+            "code": mk.fresh_code(),
+            "unit_class": CEA,
+            "name": "matrix allowance",
+            "reference_price": "80.00",
+            "preset": "national",
+        },
+    ),
+    "GET /exchange/instruments/{code}": lambda mk, r: ("/exchange/instruments/CEA2023", None),
+    "POST /exchange/instruments/{code}/status": lambda mk, r: (
+        "/exchange/instruments/CEA2023/status",
+        {"suspended": False, "reason": "no change"},
+    ),
+    "GET /exchange/calendar": lambda mk, r: (f"/exchange/calendar?start={DAY}&days=7", None),
+    "POST /exchange/holidays": lambda mk, r: (
+        "/exchange/holidays",
+        {"day": mk.fresh_day(), "name": "matrix holiday"},
+    ),
+    "GET /exchange/members": lambda mk, r: ("/exchange/members", None),
+    "POST /exchange/members": lambda mk, r: ("/exchange/members", mk.fresh_member()),
+    "POST /exchange/members/{entity_id}/status": lambda mk, r: (
+        f"/exchange/members/{mk.entity_a}/status",
+        {"suspended": False},
+    ),
+    "GET /exchange/me": lambda mk, r: ("/exchange/me", None),
+    "POST /exchange/orders": lambda mk, r: (
+        "/exchange/orders",
+        {"instrument": "CEA2023", "mode": "LISTING", "side": "B", "price": "79.00", "quantity": 1},
+    ),
+    "GET /exchange/orders": lambda mk, r: ("/exchange/orders?limit=5", None),
+    "GET /exchange/orders/{order_id}": lambda mk, r: (
+        f"/exchange/orders/{mk.owners_order()}",
+        None,
+    ),
+    "POST /exchange/orders/{order_id}/cancel": lambda mk, r: (
+        f"/exchange/orders/{mk.owners_order()}/cancel",
+        None,
+    ),
+    "POST /exchange/orders/{order_id}/amend": lambda mk, r: (
+        f"/exchange/orders/{mk.owners_order(quantity=2)}/amend",
+        {"quantity": 1},
+    ),
+    "POST /exchange/takes": lambda mk, r: (
+        "/exchange/takes",
+        {"order_id": mk.x_listing(), "quantity": 1},
+    ),
+    "GET /exchange/deals": lambda mk, r: ("/exchange/deals", None),
+    "POST /exchange/deals": lambda mk, r: (
+        "/exchange/deals",
+        {"instrument": "CEA2023", "side": "B", "price": "80.00", "quantity": 100_000},
+    ),
+    "GET /exchange/deals/{deal_id}": lambda mk, r: (f"/exchange/deals/{mk.negotiation()}", None),
+    "POST /exchange/deals/{deal_id}/counter": lambda mk, r: (
+        f"/exchange/deals/{mk.quote(mk.x)}/counter",
+        {"price": "79.00", "quantity": 100_000},
+    ),
+    "POST /exchange/deals/{deal_id}/confirm": lambda mk, r: (
+        f"/exchange/deals/{mk.quote(mk.x)}/confirm",
+        {"version": 1},
+    ),
+    "POST /exchange/deals/{deal_id}/withdraw": lambda mk, r: (
+        f"/exchange/deals/{mk.quote(mk.actors['owner'])}/withdraw",
+        None,
+    ),
+    "GET /exchange/auctions": lambda mk, r: ("/exchange/auctions", None),
+    "POST /exchange/auctions": lambda mk, r: (
+        "/exchange/auctions",
+        {
+            "instrument": "CEA2023",
+            "side": "B",
+            "quantity": 1,
+            "reserve_price": "80.00",
+            "opens_at": OPENS,
+            "closes_at": CLOSES,
+        },
+    ),
+    "GET /exchange/auctions/{auction_id}": lambda mk, r: (
+        f"/exchange/auctions/{mk.x_auction()}",
+        None,
+    ),
+    "POST /exchange/auctions/{auction_id}/bids": lambda mk, r: (
+        f"/exchange/auctions/{mk.x_auction()}/bids",
+        {"price": "80.00", "quantity": 1},
+    ),
+    "GET /exchange/market/{instrument}/depth": lambda mk, r: (
+        "/exchange/market/CEA2023/depth",
+        None,
+    ),
+    "GET /exchange/market/{instrument}/listings": lambda mk, r: (
+        "/exchange/market/CEA2023/listings?side=S",
+        None,
+    ),
+    "GET /exchange/market/{instrument}/trades": lambda mk, r: (
+        "/exchange/market/CEA2023/trades",
+        None,
+    ),
+    "GET /exchange/market/{instrument}/bars": lambda mk, r: (
+        f"/exchange/market/CEA2023/bars?interval=1m&day={DAY}",
+        None,
+    ),
+    "GET /exchange/market/{instrument}/quote": lambda mk, r: (
+        "/exchange/market/CEA2023/quote",
+        None,
+    ),
+    "GET /exchange/index": lambda mk, r: ("/exchange/index", None),
+    "GET /exchange/statistics": lambda mk, r: (f"/exchange/statistics?day={DAY}", None),
+    "GET /exchange/trades": lambda mk, r: ("/exchange/trades?limit=5", None),
+    # settlement
+    "POST /settlement/cash-accounts": lambda mk, r: (
+        "/settlement/cash-accounts",
+        {"entity_id": mk.fresh_entity()}
+        | ({"bank_entity_id": mk.entity_k} if r == "operator" else {}),  # an operator names it
+    ),
+    "GET /settlement/cash-accounts": lambda mk, r: ("/settlement/cash-accounts?limit=5", None),
+    "GET /settlement/cash-accounts/mine": lambda mk, r: ("/settlement/cash-accounts/mine", None),
+    "GET /settlement/cash-accounts/{account_id}": lambda mk, r: (
+        f"/settlement/cash-accounts/{mk.cash_a}",
+        None,
+    ),
+    "GET /settlement/cash-accounts/{account_id}/entries": lambda mk, r: (
+        f"/settlement/cash-accounts/{mk.cash_a}/entries",
+        None,
+    ),
+    "POST /settlement/cash-accounts/{account_id}/fund": lambda mk, r: (
+        f"/settlement/cash-accounts/{mk.cash_a}/fund",
+        {"amount": "1.00"},
+    ),
+    "POST /settlement/cash-accounts/{account_id}/defund": lambda mk, r: (
+        f"/settlement/cash-accounts/{mk.cash_a}/defund",
+        {"amount": "1.00"},
+    ),
+    # last Friday, closed: settling it leaves today's books, orders and trades alone
+    "POST /settlement/days/{day}/settle": lambda mk, r: (
+        "/settlement/days/2026-11-20/settle",
+        None,
+    ),
+    "GET /settlement/days/{day}/report": lambda mk, r: (f"/settlement/days/{DAY}/report", None),
+    "GET /settlement/days/{day}/statement": lambda mk, r: (
+        f"/settlement/days/{DAY}/statement?entity_id={mk.entity_a}",
+        None,
+    ),
+    "GET /settlement/days/{day}/failures": lambda mk, r: (f"/settlement/days/{DAY}/failures", None),
 }
 
 
@@ -416,12 +752,13 @@ def test_every_endpoint_has_a_matrix_row(market: Market) -> None:
     assert set(REQUESTS) == set(MATRIX)
     for row, cells in MATRIX.items():
         assert len(cells.split()) == len(ROLES), row
-        assert set(cells.split()) <= {"A", "D", "B"}, row
+        assert set(cells.split()) <= {"A", "D", "N", "B"}, row
     for (row, role), _ in BUGS.items():
         assert MATRIX[row].split()[ROLES.index(role)] == "B", (row, role)
     for row, cells in MATRIX.items():
         for role, cell in zip(ROLES, cells.split(), strict=True):
             assert cell != "B" or (row, role) in BUGS, (row, role)
+            assert cell != "N" or role != "public", (row, role)  # the public gets 401 first
 
 
 # ---------------------------------------------------------------- every cell
@@ -450,8 +787,10 @@ def test_cell(market: Market, row: str, role: str, cell: str) -> None:
         assert 200 <= r.status_code < 300, (r.status_code, r.text[:300])
         assert r.headers["content-type"].startswith("application/json")
         return
-    status = 401 if role == "public" and row not in PUBLIC_403 else 403
+    status = 404 if cell == "N" else 401 if role == "public" and row not in PUBLIC_403 else 403
+    before = exchange_snapshot(market.db)
     reject(market.db, send, status)
+    assert exchange_snapshot(market.db) == before, "a refused request changed the exchange"
 
 
 def test_denials_name_the_rule(market: Market) -> None:
