@@ -103,7 +103,7 @@ orders = sa.Table(
 trades = sa.Table(
     "trades",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(100), primary_key=True),
     sa.Column("instrument", sa.String(32), nullable=False),
     sa.Column("unit_class", sa.String(40), nullable=False),
     sa.Column("mode", sa.String(12), nullable=False),
@@ -140,7 +140,7 @@ deals = sa.Table(
     sa.Column("confirmed", sa.Text, nullable=False),  # JSON list of entity ids
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("trading_day", sa.String(10), nullable=False),
-    sa.Column("trade_id", sa.String(64), nullable=True),
+    sa.Column("trade_id", sa.String(100), nullable=True),
     sa.Column("seller_hold_id", sa.String(36), nullable=True),  # frozen at the seller's confirm
     sa.Column("buyer_cash_ref", sa.String(80), nullable=True),  # frozen at the buyer's confirm
     sa.Column("history", sa.Text, nullable=False),  # JSON list of every quote and confirmation

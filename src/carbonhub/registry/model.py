@@ -397,7 +397,7 @@ class Op(StrEnum):
     CANCEL = "CANCEL"
     COURT_TRANSFER = "COURT_TRANSFER"
     REVERSAL = "REVERSAL"
-    EXCHANGE_DELIVERY = "EXCHANGE_DELIVERY"
+    TRADE_DELIVERY = "TRADE_DELIVERY"
 
 
 @dataclass(frozen=True)
@@ -503,7 +503,7 @@ OPERATIONS: dict[Op, Operation] = {
             consumes_hold="JUDICIAL_FREEZE",
         ),
         Operation(
-            Op.EXCHANGE_DELIVERY,
+            Op.TRADE_DELIVERY,
             "Exchange delivery (DvP settlement)",
             "交易交收",
             HOLDER_TYPES,
@@ -744,10 +744,10 @@ def decide_transfer(
 def decide_delivery(
     book: Book, from_id: str, to_id: str, unit_class: str, quantity: int
 ) -> list[Block]:
-    """A trade's units leg (EXCHANGE_DELIVERY) against the in-memory book: `quantity` of the
+    """A trade's units leg (TRADE_DELIVERY) against the in-memory book: `quantity` of the
     sender's held units (its exchange reservation) move to the receiver at once. The caller
     checked the hold itself. Checks everything before changing anything."""
-    op = OPERATIONS[Op.EXCHANGE_DELIVERY]
+    op = OPERATIONS[Op.TRADE_DELIVERY]
     uc = parse_unit_class(unit_class)
     if book.market_suspended:
         raise market_suspended_error(op)

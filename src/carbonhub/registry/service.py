@@ -2570,7 +2570,7 @@ class DeliveryBatch:
         self.transfers.append(
             {
                 "id": transfer_id,
-                "op": m.Op.EXCHANGE_DELIVERY.value,
+                "op": m.Op.TRADE_DELIVERY.value,
                 "status": "COMPLETED",
                 "from_account": account,
                 "to_account": to_account,
@@ -2598,7 +2598,7 @@ class DeliveryBatch:
                 self.by,
                 {
                     "transfer_id": transfer_id,
-                    "op": m.Op.EXCHANGE_DELIVERY.value,
+                    "op": m.Op.TRADE_DELIVERY.value,
                     "from": account,
                     "to": to_account,
                     "unit_class": uc,

@@ -58,7 +58,7 @@ cash_freezes = sa.Table(
 settlements = sa.Table(
     "settlements",
     metadata,
-    sa.Column("trade_id", sa.String(64), primary_key=True),  # every trade settles once
+    sa.Column("trade_id", sa.String(100), primary_key=True),  # every trade settles once
     sa.Column("trading_day", sa.String(10), nullable=False, index=True),
     sa.Column("mode", sa.String(12), nullable=False),
     sa.Column("instrument", sa.String(32), nullable=False),

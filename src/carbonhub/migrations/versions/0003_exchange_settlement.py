@@ -51,7 +51,7 @@ def upgrade() -> None:
     sa.Column('confirmed', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('trading_day', sa.String(length=10), nullable=False),
-    sa.Column('trade_id', sa.String(length=64), nullable=True),
+    sa.Column('trade_id', sa.String(length=100), nullable=True),
     sa.Column('seller_hold_id', sa.String(length=36), nullable=True),
     sa.Column('buyer_cash_ref', sa.String(length=80), nullable=True),
     sa.Column('history', sa.Text(), nullable=False),
@@ -135,7 +135,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('trading_day', name=op.f('pk_settlement_runs'))
     )
     op.create_table('settlements',
-    sa.Column('trade_id', sa.String(length=64), nullable=False),
+    sa.Column('trade_id', sa.String(length=100), nullable=False),
     sa.Column('trading_day', sa.String(length=10), nullable=False),
     sa.Column('mode', sa.String(length=12), nullable=False),
     sa.Column('instrument', sa.String(length=32), nullable=False),
@@ -159,7 +159,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_settlements_trading_day'), ['trading_day'], unique=False)
 
     op.create_table('trades',
-    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('id', sa.String(length=100), nullable=False),
     sa.Column('instrument', sa.String(length=32), nullable=False),
     sa.Column('unit_class', sa.String(length=40), nullable=False),
     sa.Column('mode', sa.String(length=12), nullable=False),
