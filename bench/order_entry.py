@@ -1,0 +1,893 @@
+"""Order entry through the HTTP API at a steady rate: latency from each order's scheduled send.
+
+    python bench/order_entry.py --json
+    python bench/order_entry.py --seconds 5 --json
+    CARBONHUB_DATABASE_URL=postgresql:///postgres python bench/order_entry.py --json
+
+Set-up (not timed): a fresh database (SQLite: a temporary file, WAL with synchronous=FULL as the
+engine sets it; PostgreSQL when CARBONHUB_DATABASE_URL is set: a new database on that server,
+dropped afterwards; existing databases are never touched), migrated and bootstrapped; two
+operators, a settlement bank, ~50 enterprise members each with an open holding account holding
+units, a funded cash account, a bearer token (AuthService.issue_token), and HBEA2023 listed under
+the "hubei" preset (continuous trading, middle price rule, reference price 80.00), all through
+the services. Every service runs on a fixed clock: Monday 2026-11-23 10:00 Asia/Shanghai, inside
+the morning session.
+
+The server is a real uvicorn process (this script with --serve: create_app(db, console=False) on
+the same fixed clock, so its lifespan starts the exchange's group-commit writer) on 127.0.0.1 and a
+free port; the bench waits for /api/v1/health.
+
+Load (open loop, no coordinated omission): order i is due at t0 + i / rate; a dispatcher queues
+it at that time whatever happened to the earlier ones, and --clients senders, each on its own
+keep-alive connection, send what is queued. An order's latency runs from its *scheduled* send to
+the end of the response, so a slow server (all connections busy, orders waiting in the queue)
+counts against the latencies instead of slowing the offered rate. The dispatcher's own lateness
+(queued minus scheduled) is the generator's lag, reported apart with the generator's CPU time:
+when it is large the figures describe the generator, not the server. --http picks the client:
+aiohttp (default: one ClientSession; aiohttp comes with nicegui), httpx-threads (one httpx.Client
+per sender thread) or httpx-async (one httpx.AsyncClient); asyncio runs on uvloop when installed.
+aiohttp is the default because it is the one that keeps up on two cores: closed loop against
+/api/v1/health on a loaded two-core machine, httpx.AsyncClient spent 1.6-2.9 ms of CPU per
+request, httpx.Client 0.6-1.0 ms and aiohttp 0.2-0.3 ms; at 1,000 orders/s for 5 s the
+dispatcher's lag was p99 184 ms with httpx-threads (GIL contention among the sender threads)
+and 10 ms with aiohttp. The generator's CPU seconds and the server's are both reported.
+
+The order mix: continuous-mode LIMIT orders for HBEA2023; the first half of the members only
+buy and the other half only sell (so self-trade prevention never fires); buys at 79.40–80.40 and
+sells at 79.60–80.60 yuan (uniform on the 0.01 tick), 1–100 t; about a third of the orders
+cross on arrival (takers), about 60 % end with a fill (as taker or maker), the rest rest. Every request has its own Idempotency-Key and its member's bearer
+token. A warm-up of --warmup orders at a gentle pace precedes the timed phase (not counted in the
+figures; counted in the database totals).
+
+After the run the server is stopped, carbonhub.verify.verify(db) runs and the orders and trades
+in the database are counted; every non-2xx response is counted by status (and a few bodies
+kept): there should be none. A failed check, a non-2xx answer or stored orders that do not match
+the accepted ones are listed under "problems" and exit 1.
+
+stdout gets one JSON object with --json (a short text summary otherwise); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import queue
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from carbonhub.core import migrate
+from carbonhub.core.auth import Actor, AuthService, Role
+from carbonhub.core.db import Database, normalise_url
+from carbonhub.core.settings import Settings
+
+UNIT_CLASS = "CEA-2023"
+INSTRUMENT = "HBEA2023"
+REFERENCE_FEN = 8000
+TRADING_AT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 Asia/Shanghai
+ORDERS_PATH = "/api/v1/exchange/orders"
+TARGET_P99_MS = 20.0
+RATE_TOLERANCE = 0.99  # the achieved rate must be at least this share of the scheduled one
+
+
+def log(message: str) -> None:
+    print(f"[order_entry] {message}", file=sys.stderr, flush=True)
+
+
+class FixedClock:
+    """The services' clock, stopped at one instant (inside a trading session)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# ------------------------------------------------------------------ databases
+
+
+def bench_settings(url: str) -> Settings:
+    # Pinned so the environment cannot turn the run into something else (see registry_transfers).
+    return Settings(database_url=url, check_invariants=False, untrusted_delay_minutes=0)
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str | None) -> Iterator[Database]:
+    """A fresh, empty carbonhub database: a temp SQLite file, or a new PostgreSQL database."""
+    if base_url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="carbonhub-bench-"))
+        db = Database(bench_settings(f"sqlite:///{tmp / 'carbonhub.db'}"))
+        try:
+            yield db
+        finally:
+            db.dispose()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    admin = sa.create_engine(
+        make_url(normalise_url(base_url)).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    name = f"carbonhub_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(normalise_url(base_url)).set(database=name)
+        db = Database(bench_settings(url.render_as_string(hide_password=False)))
+        try:
+            yield db
+        finally:
+            db.dispose()
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def durability_settings(db: Database) -> dict[str, Any]:
+    with db.engine.connect() as c:
+        if db.backend == "sqlite":
+            return {
+                "journal_mode": c.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
+                    int(c.exec_driver_sql("PRAGMA synchronous").scalar() or 0), "?"
+                ),
+                "sqlite_version": c.exec_driver_sql("select sqlite_version()").scalar(),
+            }
+        names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method")
+        return {n: c.exec_driver_sql(f"SHOW {n}").scalar() for n in names}
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit, whether the tree differs from it, and a digest of the carbonhub sources."""
+    import carbonhub
+
+    src = Path(carbonhub.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(src.rglob("*.py")):
+        digest.update(f.relative_to(src).as_posix().encode())
+        digest.update(f.read_bytes())
+    out: dict[str, Any] = {"sources_sha256": digest.hexdigest()[:16]}
+    try:
+
+        def git(*a: str) -> str:
+            return subprocess.run(
+                ["git", "-C", str(src), *a], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+
+        out["commit"] = git("rev-parse", "--short", "HEAD")
+        out["dirty"] = bool(git("status", "--porcelain", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+# ------------------------------------------------------------------ setup (not timed)
+
+
+@dataclass
+class Member:
+    actor: Actor
+    token: str
+    side: str  # B or S: what this member sends
+
+
+def setup_market(db: Database, members: int, tag: str) -> list[Member]:
+    """Operators, a bank, `members` enterprise members with units, cash and a token; HBEA2023."""
+    from carbonhub.exchange.service import ExchangeService
+    from carbonhub.registry.service import RegistryService
+    from carbonhub.settlement.service import CashService
+
+    db.clock = FixedClock(TRADING_AT)
+    migrate.upgrade(db)
+    reg, auth, cash = RegistryService(db), AuthService(db), CashService(db)
+    exchange = ExchangeService(db, reg, cash)
+    reg.bootstrap()
+    serial = iter(range(1_000_000))
+
+    def key() -> str:
+        return f"bench-setup-{tag}-{next(serial):07d}"
+
+    for name in ("bench-op1", "bench-op2", "bench-bank"):
+        role = "bank" if name == "bench-bank" else "operator"
+        entity = None
+        if role == "bank":
+            entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
+        auth.create_user(name, f"password-{name}", role, entity)
+    op1 = auth.authenticate("bench-op1", "password-bench-op1")
+    op2 = auth.authenticate("bench-op2", "password-bench-op2")
+    bank = auth.authenticate("bench-bank", "password-bench-bank")
+    units_each = 10_000_000
+    accounts: list[tuple[Actor, str]] = []
+    for i in range(members):
+        ent = auth.create_entity(
+            f"基准会员 {i:03d}",
+            "enterprise",
+            f"91420100MA{i:08d}",
+            name_en=f"Bench member {i:03d}",
+            sector="power",
+        )
+        user = auth.create_user(f"bench-m{i:03d}", f"password-m{i:03d}", "enterprise", ent["id"])
+        # The Actor authenticate() would return, without a second Argon2 round per user.
+        actor = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
+        acc = reg.request_account(actor, key(), type="HOLDING", name=f"基准会员 {i:03d} 持有账户")
+        reg.decide_account(op1, key(), acc["id"], approve=True)
+        ca = cash.open_account(bank, key(), entity_id=ent["id"])["id"]
+        cash.fund(bank, key(), account_id=ca, amount="1000000000.00")
+        exchange.admit_member(op1, key(), entity_id=ent["id"], account_id=acc["id"])
+        accounts.append((actor, acc["id"]))
+    issued = reg.issue(op1, key(), unit_class=UNIT_CLASS, quantity=units_each * members)
+    reg.approve(op2, key(), issued["id"])
+    bulk = reg.allocate_bulk(op1, key(), [(a, UNIT_CLASS, units_each) for _, a in accounts])
+    reg.approve_batch(op2, key(), bulk["batch_ref"])
+    exchange.create_instrument(
+        op1,
+        key(),
+        code=INSTRUMENT,
+        unit_class=UNIT_CLASS,
+        name="湖北碳排放权 HBEA2023",
+        reference_price=f"{REFERENCE_FEN // 100}.{REFERENCE_FEN % 100:02d}",
+        preset="hubei",
+    )
+    half = members // 2
+    return [
+        Member(actor, auth.issue_token(actor)["token"], "B" if i < half else "S")
+        for i, (actor, _) in enumerate(accounts)
+    ]
+
+
+@dataclass(frozen=True)
+class Request:
+    body: bytes
+    headers: dict[str, str]
+
+
+def plan(members: Sequence[Member], n: int, seed: int, tag: str, first: int) -> list[Request]:
+    """`n` continuous LIMIT orders (see the module docstring for the mix)."""
+    rng = random.Random(seed)
+    buyers = [m for m in members if m.side == "B"]
+    sellers = [m for m in members if m.side == "S"]
+    out = []
+    for i in range(first, first + n):
+        buy = rng.random() < 0.5
+        member = rng.choice(buyers if buy else sellers)
+        offset = rng.randint(-60, 40)  # buys at ref −0.60..+0.40, sells at ref −0.40..+0.60
+        fen = REFERENCE_FEN + offset if buy else REFERENCE_FEN - offset
+        body = {
+            "instrument": INSTRUMENT,
+            "mode": "CONTINUOUS",
+            "side": "B" if buy else "S",
+            "price": f"{fen // 100}.{fen % 100:02d}",
+            "quantity": rng.randint(1, 100),
+            "tif": "LIMIT",
+        }
+        out.append(
+            Request(
+                json.dumps(body).encode(),
+                {
+                    "Authorization": f"Bearer {member.token}",
+                    "Idempotency-Key": f"bench-oe-{tag}-{i:08d}",
+                    "Content-Type": "application/json",
+                },
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------ the server
+
+
+def serve(url: str, port: int, clock: str) -> None:
+    """The server process: the app on a fixed clock, uvicorn on 127.0.0.1:port."""
+    import uvicorn
+
+    from carbonhub.api import create_app
+
+    db = Database(bench_settings(url))
+    db.clock = FixedClock(datetime.fromisoformat(clock))
+    app = create_app(db, console=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+@contextlib.contextmanager
+def running_server(url: str, workdir: Path) -> Iterator[Server]:
+    port = free_port()
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve",
+                url,
+                "--port",
+                str(port),
+                "--clock",
+                TRADING_AT.isoformat(),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # The app reads the duties interval from the environment: keep the default (30 s).
+            env={k: v for k, v in os.environ.items() if k != "CARBONHUB_DUTIES_EVERY_S"},
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_healthy(server)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # uvicorn shuts down: lifespan stops the writer
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_healthy(server: Server, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            tail = "\n".join(server.log_tail())
+            raise SystemExit(f"the server exited ({server.process.returncode}):\n{tail}")
+        try:
+            r = httpx.get(server.base + "/api/v1/health", timeout=1.0)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the server did not answer /api/v1/health within {timeout:.0f}s")
+
+
+# ------------------------------------------------------------------ the load generator
+
+GENERATORS = ("httpx-threads", "httpx-async", "aiohttp")
+
+
+@dataclass
+class Sample:
+    scheduled: float  # seconds after t0
+    queued: float  # the dispatcher queued it (generator lag = queued - scheduled)
+    done: float
+    status: str  # "201", or an exception's name
+
+
+@dataclass
+class LoadResult:
+    samples: list[Sample]
+    wall: float  # t0 to the last response
+    cpu: float  # the generator's CPU seconds (this process, all threads)
+    bodies: dict[str, list[str]] = field(default_factory=dict)  # a few non-2xx bodies by status
+
+
+class Recorder:
+    """Samples by request index, and a few bodies of what was not 2xx (any thread)."""
+
+    def __init__(self, n: int) -> None:
+        self.samples: list[Sample | None] = [None] * n
+        self.bodies: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, i: int, scheduled: float, queued: float, status: str, body: str) -> None:
+        self.samples[i] = Sample(scheduled, queued, time.perf_counter(), status)
+        if not (status.isdigit() and 200 <= int(status) < 300):
+            with self._lock:
+                kept = self.bodies.setdefault(status, [])
+                if len(kept) < 5:
+                    kept.append(body[:500])
+
+    def result(self, t0: float, cpu: float) -> LoadResult:
+        done = [
+            Sample(s.scheduled - t0, s.queued - t0, s.done - t0, s.status)
+            for s in self.samples
+            if s is not None
+        ]
+        wall = max((s.done for s in done), default=0.0)
+        return LoadResult(done, wall, cpu, self.bodies)
+
+
+def _drive_threads(base: str, requests: Sequence[Request], rate: float, clients: int) -> LoadResult:
+    """A dispatcher thread queues order i at its scheduled time; `clients` threads, each with
+    its own httpx.Client (one keep-alive connection), send what is queued."""
+    import httpx
+
+    url = base + ORDERS_PATH
+    rec = Recorder(len(requests))
+    work: queue.SimpleQueue[tuple[int, float, float] | None] = queue.SimpleQueue()
+    ready = threading.Barrier(clients + 1, timeout=60.0)
+
+    def worker() -> None:
+        with httpx.Client(timeout=60.0) as client:
+            client.get(base + "/api/v1/health")  # connect before the clock starts
+            ready.wait()
+            while (item := work.get()) is not None:
+                i, scheduled, queued = item
+                req = requests[i]
+                try:
+                    r = client.post(url, content=req.body, headers=req.headers)
+                    status, body = str(r.status_code), r.text if r.status_code >= 300 else ""
+                except httpx.HTTPError as err:
+                    status, body = type(err).__name__, repr(err)
+                rec.record(i, scheduled, queued, status, body)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    c0 = time.process_time()
+    t0 = time.perf_counter() + 0.05
+    interval = 1.0 / rate
+    for i in range(len(requests)):
+        at = t0 + i * interval
+        now = time.perf_counter()
+        if at > now:
+            time.sleep(at - now)
+            now = time.perf_counter()
+        work.put((i, at, now))
+    for _ in threads:
+        work.put(None)
+    for t in threads:
+        t.join()
+    return rec.result(t0, time.process_time() - c0)
+
+
+async def _drive_async(
+    base: str, requests: Sequence[Request], rate: float, clients: int, http: str
+) -> LoadResult:
+    """A dispatcher coroutine queues order i at its scheduled time; `clients` worker coroutines
+    share one client with up to `clients` keep-alive connections."""
+    url = base + ORDERS_PATH
+    rec = Recorder(len(requests))
+    work: asyncio.Queue[tuple[int, float, float] | None] = asyncio.Queue()
+    async with contextlib.AsyncExitStack() as stack:
+        if http == "aiohttp":
+            import aiohttp
+
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=clients),
+                    timeout=aiohttp.ClientTimeout(total=60.0),
+                )
+            )
+
+            async def get(u: str) -> None:
+                async with session.get(u) as r:
+                    await r.read()
+
+            async def post(req: Request) -> tuple[str, str]:
+                try:
+                    async with session.post(url, data=req.body, headers=req.headers) as r:
+                        text = await r.text()
+                        return str(r.status), text if r.status >= 300 else ""
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    return type(err).__name__, repr(err)
+
+        else:
+            import httpx
+
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0))
+            )
+
+            async def get(u: str) -> None:
+                await client.get(u)
+
+            async def post(req: Request) -> tuple[str, str]:
+                try:
+                    r = await client.post(url, content=req.body, headers=req.headers)
+                    return str(r.status_code), r.text if r.status_code >= 300 else ""
+                except httpx.HTTPError as err:
+                    return type(err).__name__, repr(err)
+
+        # open the connections before the clock starts
+        await asyncio.gather(*(get(base + "/api/v1/health") for _ in range(clients)))
+
+        async def worker() -> None:
+            while (item := await work.get()) is not None:
+                i, scheduled, queued = item
+                status, body = await post(requests[i])
+                rec.record(i, scheduled, queued, status, body)
+
+        workers = [asyncio.create_task(worker()) for _ in range(clients)]
+        c0 = time.process_time()
+        t0 = time.perf_counter() + 0.05
+        interval = 1.0 / rate
+        for i in range(len(requests)):
+            at = t0 + i * interval
+            now = time.perf_counter()
+            if at > now:
+                await asyncio.sleep(at - now)
+                now = time.perf_counter()
+            work.put_nowait((i, at, now))
+        for _ in workers:
+            work.put_nowait(None)
+        await asyncio.gather(*workers)
+        cpu = time.process_time() - c0
+    return rec.result(t0, cpu)
+
+
+def drive(
+    base: str, requests: Sequence[Request], rate: float, clients: int, http: str
+) -> LoadResult:
+    """Open loop: order i is due at t0 + i / rate; its latency runs from then (see the module
+    docstring). Waiting for a free connection is part of the latency, not of the lag."""
+    if http == "httpx-threads":
+        return _drive_threads(base, requests, rate, clients)
+    coro = _drive_async(base, requests, rate, clients, http)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def event_loop_name() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+# ------------------------------------------------------------------ figures
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of the values at or below it."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def distribution_ms(values: Sequence[float]) -> dict[str, float]:
+    v = sorted(values)
+    return {
+        "p50": round(percentile(v, 0.50) * 1000, 3),
+        "p90": round(percentile(v, 0.90) * 1000, 3),
+        "p99": round(percentile(v, 0.99) * 1000, 3),
+        "p99_9": round(percentile(v, 0.999) * 1000, 3),
+        "max": round(v[-1] * 1000, 3) if v else float("nan"),
+        "mean": round(statistics.fmean(v) * 1000, 3) if v else float("nan"),
+    }
+
+
+def db_counts(db: Database) -> dict[str, Any]:
+    from carbonhub.exchange import store as s
+
+    with db.engine.connect() as c:
+        by_status = {
+            str(r[0]): int(r[1])
+            for r in c.execute(
+                sa.select(s.orders.c.status, sa.func.count()).group_by(s.orders.c.status)
+            )
+        }
+        trades, volume = c.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(s.trades.c.quantity), 0))
+        ).one()
+        crossed = c.execute(
+            sa.select(sa.func.count()).select_from(s.orders).where(s.orders.c.filled > 0)
+        ).scalar_one()
+        t = s.trades.c
+        takers = c.execute(
+            sa.select(
+                sa.func.count(
+                    sa.distinct(sa.case((t.taker_side == "B", t.buy_order), else_=t.sell_order))
+                )
+            )
+        ).scalar_one()
+        stp = c.execute(
+            sa.select(sa.func.count())
+            .select_from(s.orders)
+            .where(s.orders.c.reason == "SELF_TRADE")
+        ).scalar_one()
+    return {
+        "orders": sum(by_status.values()),
+        "orders_by_status": by_status,
+        "orders_with_fills": int(crossed),
+        "orders_crossing_on_arrival": int(takers),
+        "orders_self_trade_cancelled": int(stp),
+        "trades": int(trades),
+        "traded_tonnes": int(volume),
+    }
+
+
+@dataclass
+class Run:
+    figures: dict[str, Any]
+    problems: list[str]
+
+
+def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
+    from carbonhub.verify import verify
+
+    tag = f"r{index}-{uuid.uuid4().hex[:6]}"
+    problems: list[str] = []
+    with fresh_database(base_url) as db, tempfile.TemporaryDirectory() as tmp:
+        t_setup = time.perf_counter()
+        members = setup_market(db, args.members, tag)
+        n = round(args.rate * args.seconds)
+        warm = plan(members, args.warmup, args.seed + 1000 * index + 1, tag, 0)
+        timed = plan(members, n, args.seed + 1000 * index, tag, args.warmup)
+        durability = durability_settings(db)
+        url = db.engine.url.render_as_string(hide_password=False)
+        db.dispose()  # the server process owns the database while it runs
+        log(
+            f"run {index + 1}: setup {time.perf_counter() - t_setup:.1f}s ({args.members} "
+            f"members); server on {db.backend}"
+        )
+        with running_server(url, Path(tmp)) as server:
+            warm_result = (
+                drive(server.base, warm, args.warmup_rate, args.clients, args.http)
+                if warm
+                else None
+            )
+            log(f"run {index + 1}: {n} orders at {args.rate:g}/s for {args.seconds:g}s")
+            server_cpu0 = cpu_seconds_of(server.process.pid)
+            load0 = os.getloadavg()[0]
+            result = drive(server.base, timed, args.rate, args.clients, args.http)
+            server_cpu = cpu_seconds_of(server.process.pid) - server_cpu0
+            load1 = os.getloadavg()[0]
+            server_alive = server.process.poll() is None
+        server_log = [ln for ln in server.log_tail(60) if ln.strip()]
+        t_verify = time.perf_counter()
+        report = verify(db)
+        verify_s = time.perf_counter() - t_verify
+        problems.extend(report.problems)
+        counts = db_counts(db)
+    samples = result.samples
+    statuses = Counter(s.status for s in samples)
+    ok = sum(v for k, v in statuses.items() if k.isdigit() and 200 <= int(k) < 300)
+    non_2xx = {k: v for k, v in statuses.items() if not (k.isdigit() and 200 <= int(k) < 300)}
+    warm_statuses = Counter(s.status for s in warm_result.samples) if warm_result else Counter()
+    warm_ok = sum(v for k, v in warm_statuses.items() if k.isdigit() and 200 <= int(k) < 300)
+    if non_2xx:
+        problems.append(f"non-2xx responses: {non_2xx}")
+    if warm_ok != args.warmup:
+        problems.append(f"warm-up: {dict(warm_statuses)}")
+    if counts["orders"] != ok + warm_ok:
+        problems.append(f"{counts['orders']} orders stored, {ok + warm_ok} accepted (2xx)")
+    if not server_alive:
+        problems.append("the server process died during the run")
+    latencies = [s.done - s.scheduled for s in samples]
+    in_flight = [s.done - s.queued for s in samples]
+    lags = [s.queued - s.scheduled for s in samples]
+    last_done = max((s.done for s in samples), default=float("nan"))
+    last_start = max((s.queued for s in samples), default=float("nan"))
+    lat = distribution_ms(latencies)
+    achieved = ok / last_done if last_done > 0 else 0.0
+    figures: dict[str, Any] = {
+        "orders_sent": len(samples),
+        "orders_2xx": ok,
+        "non_2xx": non_2xx,
+        "latency_ms": lat,
+        "queued_to_done_ms": distribution_ms(in_flight),
+        "generator_lag_ms": distribution_ms(lags),
+        "achieved_orders_per_s": round(achieved, 1),
+        "sent_orders_per_s": round(len(samples) / last_start, 1) if last_start > 0 else 0.0,
+        "seconds_to_last_response": round(last_done, 3),
+        "generator_cpu_s": round(result.cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_ms_per_order": round(server_cpu / max(1, len(samples)) * 1000, 2),
+        "load_avg_1m": [round(load0, 2), round(load1, 2)],
+        "warmup": {"orders": args.warmup, "statuses": dict(warm_statuses)},
+        "database": counts,
+        "taker_share": round(counts["orders_crossing_on_arrival"] / max(1, counts["orders"]), 3),
+        "filled_share": round(counts["orders_with_fills"] / max(1, counts["orders"]), 3),
+        "verified": report.ok,
+        "verify": {"entries": report.entries, "seconds": round(verify_s, 1)},
+        "durability": durability,
+    }
+    if result.bodies:
+        figures["non_2xx_bodies"] = result.bodies
+    if server_log:
+        figures["server_log_tail"] = server_log[-20:]
+    log(
+        f"run {index + 1}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, p99.9 "
+        f"{lat['p99_9']:.1f} ms, max {lat['max']:.1f} ms; {achieved:,.0f} orders/s achieved; "
+        f"non-2xx {non_2xx or 0}; lag p99 {figures['generator_lag_ms']['p99']:.1f} ms; "
+        f"verify {'ok' if report.ok else report.problems[:3]}; {counts['orders']} orders, "
+        f"{counts['trades']} trades in the database"
+    )
+    return Run(figures, problems)
+
+
+# ------------------------------------------------------------------ main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--rate", type=float, default=1000.0, help="orders per second, scheduled")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of the timed phase")
+    p.add_argument("--clients", type=int, default=32, help="keep-alive connections (senders)")
+    p.add_argument(
+        "--http",
+        choices=GENERATORS,
+        default="aiohttp",
+        help="the load generator's HTTP client (see the module docstring)",
+    )
+    p.add_argument("--members", type=int, default=50, help="members sending orders (≥ 2)")
+    p.add_argument("--warmup", type=int, default=200, help="orders before the timed phase")
+    p.add_argument("--warmup-rate", type=float, default=200.0, help="their rate, per second")
+    p.add_argument("--repeat", type=int, default=1, help="runs (fresh database and server each)")
+    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    # the server process (internal): python bench/order_entry.py --serve URL --port N --clock T
+    p.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--clock", default=TRADING_AT.isoformat(), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        return args
+    if args.rate <= 0 or args.seconds <= 0 or args.clients < 1 or args.repeat < 1:
+        p.error("--rate, --seconds, --clients and --repeat must be positive")
+    if args.members < 2 or args.warmup < 0 or args.warmup_rate <= 0:
+        p.error("--members ≥ 2, --warmup ≥ 0 and --warmup-rate > 0")
+    return args
+
+
+def summarise(args: argparse.Namespace, backend: str, runs: list[Run]) -> dict[str, Any]:
+    figs = [r.figures for r in runs]
+
+    def med(path: tuple[str, ...]) -> float:
+        values = []
+        for f in figs:
+            v: Any = f
+            for k in path:
+                v = v[k]
+            values.append(float(v))
+        return round(statistics.median(values), 3)
+
+    latency = {q: med(("latency_ms", q)) for q in ("p50", "p90", "p99", "p99_9", "max")}
+    achieved = med(("achieved_orders_per_s",))
+    non_2xx = sum(sum(f["non_2xx"].values()) for f in figs)
+    verified = all(f["verified"] for f in figs)
+    return {
+        "benchmark": "order_entry",
+        "backend": backend,
+        "parameters": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "clients": args.clients,
+            "members": args.members,
+            "warmup": args.warmup,
+            "repeat": args.repeat,
+            "seed": args.seed,
+            "instrument": f"{INSTRUMENT} (hubei preset, CONTINUOUS, LIMIT)",
+            "server": "uvicorn, 1 process, 127.0.0.1, httptools/uvloop when installed",
+            "generator": args.http
+            + ("" if args.http == "httpx-threads" else f" on {event_loop_name()}")
+            + f", open loop, {args.clients} keep-alive connections",
+        },
+        "latency_ms": latency,
+        "achieved_orders_per_s": achieved,
+        "generator_lag_ms_p99": med(("generator_lag_ms", "p99")),
+        "non_2xx": non_2xx,
+        "verified": verified,
+        "orders_in_db": [f["database"]["orders"] for f in figs],
+        "trades_in_db": [f["database"]["trades"] for f in figs],
+        "target": {
+            "p99_ms_below": TARGET_P99_MS,
+            "rate_at_least": round(args.rate * RATE_TOLERANCE, 1),
+            "non_2xx": 0,
+        },
+        "meets_target": latency["p99"] < TARGET_P99_MS
+        and achieved >= args.rate * RATE_TOLERANCE
+        and non_2xx == 0
+        and verified,
+        "runs": figs,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port, args.clock)
+        return 0
+    # A plain kill still runs the finally blocks that stop the server and drop the database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    host = machine()
+    code = code_version()
+    env_url = os.environ.get("CARBONHUB_DATABASE_URL", "")
+    base_url = env_url if env_url.startswith("postgres") else None
+    runs = [one_run(args, base_url, i) for i in range(args.repeat)]
+    result = {"machine": host, **summarise(args, "postgresql" if base_url else "sqlite", runs)}
+    if code_version()["sources_sha256"] != code["sources_sha256"]:
+        code["changed_during_run"] = True
+    result["code"] = code
+    problems = [p for r in runs for p in r.problems]
+    if problems:
+        result["problems"] = problems[:20]
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        lat = result["latency_ms"]
+        print(
+            f"{result['backend']}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, p99.9 "
+            f"{lat['p99_9']:.1f} ms, max {lat['max']:.1f} ms at {args.rate:g} orders/s "
+            f"scheduled, {result['achieved_orders_per_s']:,.0f} achieved; non-2xx "
+            f"{result['non_2xx']}; verified {result['verified']}; meets target "
+            f"{result['meets_target']}"
+        )
+    if problems:  # a failed verify, a non-2xx answer, a count that does not add up
+        print(f"PROBLEMS: {problems[:10]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
