@@ -282,13 +282,16 @@ class Split:
     kept: list[Block]  # sender's remainders of split blocks
 
 
-def take(blocks: Iterable[Block], quantity: int) -> Split:
-    """Take `quantity` units, lowest blocks first; a split block keeps its lower range (UNDP v2)."""
+def take(blocks: Iterable[Block], quantity: int, *, presorted: bool = False) -> Split:
+    """Take `quantity` units, lowest blocks first; a split block keeps its lower range (UNDP v2).
+
+    `presorted`: the caller keeps its list in order, so only its front is walked (a holding's
+    list grows with every receipt; sorting it again for every movement would be quadratic)."""
     moved: list[Block] = []
     removed: list[Block] = []
     kept: list[Block] = []
     remaining = quantity
-    for b in sorted(blocks):
+    for b in blocks if presorted else sorted(blocks):
         if remaining == 0:
             break
         removed.append(b)
@@ -365,14 +368,20 @@ def subtract(blocks: Iterable[Block], excluded: Iterable[Block]) -> list[Block]:
     return out
 
 
-def take_free(blocks: Iterable[Block], excluded: Iterable[Block], quantity: int) -> Split:
+def take_free(
+    blocks: Sequence[Block],
+    excluded: Sequence[Block],
+    quantity: int,
+    *,
+    presorted: bool = False,
+) -> Split:
     """Take `quantity` units lowest-first from the serials not excluded; split what is held.
 
     Within each free stretch the sender keeps the lower range, as `take` does.
     """
-    held = list(blocks)
+    held = blocks
     if not excluded:
-        return take(held, quantity)
+        return take(held, quantity, presorted=presorted)
     chosen = take(subtract(held, excluded), quantity).moved
     return take_ranges(held, chosen)
 
@@ -726,11 +735,13 @@ def decide_transfer(
         if untrusted_delay:
             book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
             return TransferDecision([], True)
-    split = take_free(held, excluded, quantity)
+    split = take_free(held, excluded, quantity, presorted=True)
     if excluded:
         book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
-    else:  # `take` consumed a prefix of the sorted blocks: keep the rest in order
-        book.blocks[key] = split.kept + held[len(split.removed) :]
+    else:  # `take` consumed a prefix of the sorted blocks: keep the rest in order, in place
+        del held[: len(split.removed)]
+        held[:0] = split.kept
+        book.blocks[key] = held
     book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held)
     to_key = (to_id, uc.code)
     got = book.balances.get(to_key, Balance())
@@ -769,11 +780,13 @@ def decide_delivery(
             "some of these units carry a tainted-serial flag or are reserved",
             "部分单位序列号被标记为可疑或已被预留",
         )
-    split = take_free(held, excluded, quantity)
+    split = take_free(held, excluded, quantity, presorted=True)
     if excluded:
         book.blocks[key] = sorted((set(held) - set(split.removed)) | set(split.kept))
     else:
-        book.blocks[key] = split.kept + held[len(split.removed) :]
+        del held[: len(split.removed)]
+        held[:0] = split.kept
+        book.blocks[key] = held
     book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held - quantity)
     to_key = (to_id, uc.code)
     got = book.balances.get(to_key, Balance())
