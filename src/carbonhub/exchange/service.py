@@ -1097,6 +1097,7 @@ class ExchangeService:
     def _close_book(self, b: _Batch, book_id: str) -> None:
         """Day end for one book: every resting order expires and frees what it froze."""
         book = self._book_for_close(b, book_id)
+        b.preload_open_orders(book_id)
         instrument, mode_name, day = b.books[book_id]
         inst = self._instrument_row(b.uow.conn, instrument)
         mode = m.Mode(mode_name)
@@ -2362,6 +2363,19 @@ class _Batch:
         if r is None and not missing_ok:
             raise NotFound("ORDER_NOT_FOUND", f"no order {oid}", "订单不存在")
         return r
+
+    def preload_open_orders(self, book_id: str) -> None:
+        """Every open order of a book, with its holds and freezes, in a few statements."""
+        o = s.orders.c
+        rows = self.uow.conn.execute(
+            sa.select(s.orders).where(o.book_id == book_id, o.status == "OPEN")
+        ).all()
+        for row in rows:
+            if row.id not in self.orders:
+                self.orders[row.id] = dict(row._mapping)
+                self.loaded[row.id] = tuple(row._mapping[k] for k in _CHANGING)
+        self.units.preload_holds([r.hold_id for r in rows if r.hold_id])
+        self.cash.preload([r.cash_ref for r in rows if r.cash_ref])
 
     def new_order(
         self,

@@ -2444,6 +2444,16 @@ class ReservationBatch:
         )
         return hold_id
 
+    def preload_holds(self, hold_ids: Sequence[str]) -> None:
+        """Loads many holds in a few statements (the day's close frees every open order's)."""
+        ids = sorted({h for h in hold_ids if h not in self.holds})
+        for n in range(0, len(ids), 500):
+            for row in self.uow.conn.execute(
+                sa.select(s.holds).where(s.holds.c.id.in_(ids[n : n + 500]))
+            ):
+                self.holds[row.id] = [row.account_id, row.unit_class, int(row.quantity), row.status]
+                self.loaded_holds[row.id] = tuple(self.holds[row.id])
+
     def release(self, hold_id: str, qty: int, reason: str) -> int:
         """Frees up to `qty` of a reservation; one someone else already released frees nothing."""
         if hold_id not in self.holds:
