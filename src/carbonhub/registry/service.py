@@ -1812,21 +1812,7 @@ class RegistryService:
         row = conn.execute(sa.select(s.accounts).where(s.accounts.c.id == account_id)).first()
         if row is None:
             raise _account_not_found(account_id)
-        if row.entity_id != entity_id or m.AccountType(row.type) not in (
-            m.AccountType.HOLDING,
-            m.AccountType.TRADING,
-        ):
-            raise Conflict(
-                "ACCOUNT_NOT_TRADABLE",
-                "a member trades from a holding or trading account of its own",
-                "会员只能使用本主体的登记或交易账户",
-            )
-        if row.status != m.AccountStatus.OPEN:
-            raise Conflict(
-                "ACCOUNT_NOT_TRADABLE",
-                f"account {account_id} is {row.status}: it cannot trade",
-                f"账户 {account_id} 状态为 {row.status}，不能交易",
-            )
+        _check_tradable(row, entity_id)
 
     def unit_class_code(self, conn: Connection, code: str) -> str:
         """A unit class that exists in the registry."""
@@ -2351,6 +2337,25 @@ class RegistryService:
 # ------------------------------------------------------------ invariants (DESIGN §10: 1–3)
 
 
+def _check_tradable(row: Any, entity_id: str) -> None:
+    """An entity's own holding or trading account, open: the only kind that may trade."""
+    if row.entity_id != entity_id or m.AccountType(row.type) not in (
+        m.AccountType.HOLDING,
+        m.AccountType.TRADING,
+    ):
+        raise Conflict(
+            "ACCOUNT_NOT_TRADABLE",
+            "a member trades from a holding or trading account of its own",
+            "会员只能使用本主体的登记或交易账户",
+        )
+    if row.status != m.AccountStatus.OPEN:
+        raise Conflict(
+            "ACCOUNT_NOT_TRADABLE",
+            f"account {row.id} is {row.status}: it cannot trade",
+            f"账户 {row.id} 状态为 {row.status}，不能交易",
+        )
+
+
 class ReservationBatch:
     """Units reserved for orders and freed again, decided in memory and written in bulk.
 
@@ -2387,21 +2392,7 @@ class ReservationBatch:
     def check_tradable(self, account_id: str, entity_id: str) -> None:
         """An entity's own holding or trading account, open: the only kind that may trade."""
         row = self._account(account_id)
-        if row.entity_id != entity_id or m.AccountType(row.type) not in (
-            m.AccountType.HOLDING,
-            m.AccountType.TRADING,
-        ):
-            raise Conflict(
-                "ACCOUNT_NOT_TRADABLE",
-                "a member trades from a holding or trading account of its own",
-                "会员只能使用本主体的登记或交易账户",
-            )
-        if row.status != m.AccountStatus.OPEN:
-            raise Conflict(
-                "ACCOUNT_NOT_TRADABLE",
-                f"account {account_id} is {row.status}: it cannot trade",
-                f"账户 {account_id} 状态为 {row.status}，不能交易",
-            )
+        _check_tradable(row, entity_id)
 
     def check_reserve(self, account_id: str, entity_id: str, unit_class: str, qty: int) -> None:
         self.check_tradable(account_id, entity_id)

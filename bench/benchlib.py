@@ -1,0 +1,133 @@
+"""What the exchange benchmarks share: a stopped clock, a fresh database per run (a temporary
+SQLite file, or a scratch database on the PostgreSQL server CARBONHUB_DATABASE_URL names, dropped
+afterwards), and the facts a figure must carry: durability settings, machine and code version."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from carbonhub.core.db import Database, normalise_url
+from carbonhub.core.settings import Settings
+
+
+class Clock:
+    """The services' clock: stopped at an instant the bench moves."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# ------------------------------------------------------------------ databases
+
+
+def bench_settings(url: str) -> Settings:
+    # Pinned so the environment cannot turn the run into something else (see registry_transfers).
+    return Settings(database_url=url, check_invariants=False, untrusted_delay_minutes=0)
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str | None) -> Iterator[Database]:
+    """A fresh, empty carbonhub database: a temp SQLite file, or a new PostgreSQL database."""
+    if base_url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="carbonhub-bench-"))
+        db = Database(bench_settings(f"sqlite:///{tmp / 'carbonhub.db'}"))
+        try:
+            yield db
+        finally:
+            db.dispose()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    admin = sa.create_engine(
+        make_url(normalise_url(base_url)).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    name = f"carbonhub_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(normalise_url(base_url)).set(database=name)
+        db = Database(bench_settings(url.render_as_string(hide_password=False)))
+        try:
+            yield db
+        finally:
+            db.dispose()
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def durability_settings(db: Database) -> dict[str, Any]:
+    with db.engine.connect() as c:
+        if db.backend == "sqlite":
+            return {
+                "journal_mode": c.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
+                    int(c.exec_driver_sql("PRAGMA synchronous").scalar() or 0), "?"
+                ),
+                "sqlite_version": c.exec_driver_sql("select sqlite_version()").scalar(),
+            }
+        names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method")
+        return {n: c.exec_driver_sql(f"SHOW {n}").scalar() for n in names}
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit, whether the tree differs from it, and a digest of the carbonhub sources."""
+    import carbonhub
+
+    src = Path(carbonhub.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(src.rglob("*.py")):
+        digest.update(f.relative_to(src).as_posix().encode())
+        digest.update(f.read_bytes())
+    out: dict[str, Any] = {"sources_sha256": digest.hexdigest()[:16]}
+    try:
+
+        def git(*a: str) -> str:
+            return subprocess.run(
+                ["git", "-C", str(src), *a], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+
+        out["commit"] = git("rev-parse", "--short", "HEAD")
+        out["dirty"] = bool(git("status", "--porcelain", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+# ------------------------------------------------------------------ setup (not timed)
