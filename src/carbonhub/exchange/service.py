@@ -690,7 +690,6 @@ class ExchangeService:
             "price": price,
             "quantity": quantity,
             "tif": tif,
-            "_book": f"{instrument}:{mode}",
         }
         return self._submit(actor, key, "place_order", data)
 
@@ -1167,6 +1166,7 @@ class ExchangeService:
                 raise
         day_end = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI) + timedelta(days=1)
         self._finish_auctions(uow, until=day_end)  # the day's auctions; later ones stay open
+        self._published = []  # trades made after the close are not sent to the live feed
         self._expire_deals(uow, day)
         for inst in uow.conn.execute(sa.select(s.instruments)).all():
             self._publish_day(uow, inst, day)
