@@ -2313,11 +2313,16 @@ class _Batch:
 
     def preload_keys(self, commands: Sequence[Command]) -> None:
         ik = idempotency.idempotency
-        wanted = {(c.actor.username, c.key) for c in commands if isinstance(c.key, str)}
-        keys = sorted({k for _, k in wanted})
-        for n in range(0, len(keys), 500):
-            for r in self.uow.conn.execute(sa.select(ik).where(ik.c.key.in_(keys[n : n + 500]))):
-                if (r.actor, r.key) in wanted:
+        by_actor: dict[str, set[str]] = {}
+        for c in commands:
+            if isinstance(c.key, str):
+                by_actor.setdefault(c.actor.username, set()).add(c.key)
+        for actor, wanted in by_actor.items():  # (actor, key) is the primary key: use it
+            keys = sorted(wanted)
+            for n in range(0, len(keys), 500):
+                for r in self.uow.conn.execute(
+                    sa.select(ik).where(ik.c.actor == actor, ik.c.key.in_(keys[n : n + 500]))
+                ):
                     self.keys[(r.actor, r.key)] = (r.request_hash, r.command, json.loads(r.result))
 
     def once(
