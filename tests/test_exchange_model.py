@@ -189,15 +189,7 @@ def test_session_property(naive: dt.datetime, holidays: set[dt.date], rules: m.M
     assert m.trading_day(moment) == here.date()
 
 
-def test_calendar_helpers() -> None:
-    assert m.previous_trading_day(dt.date(2021, 8, 23), []) == dt.date(2021, 8, 20)  # Mon → Fri
-    assert m.previous_trading_day(dt.date(2021, 10, 4), [NATIONAL_DAY]) == dt.date(2021, 9, 30)
-    assert m.previous_trading_day(dt.date(2021, 8, 19), []) == dt.date(2021, 8, 18)
-    assert m.session_bounds(dt.date(2021, 8, 19), LISTING) == (
-        utc(2021, 8, 19, 1, 30),
-        utc(2021, 8, 19, 7, 0),
-    )
-    assert m.session_bounds(dt.date(2021, 8, 19), BLOCK)[0] == utc(2021, 8, 19, 5, 0)
+def test_bar_minute_is_shanghai_time() -> None:
     assert m.bar_minute(utc(2021, 8, 19, 1, 30, 59)) == "2021-08-19T09:30"
 
 

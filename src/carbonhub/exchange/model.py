@@ -244,26 +244,6 @@ def check_session(moment: dt.datetime, rules: ModeRules, holidays: Iterable[dt.d
         )
 
 
-def previous_trading_day(day: dt.date, holidays: Iterable[dt.date]) -> dt.date:
-    hol = set(holidays)
-    d = day - dt.timedelta(days=1)
-    while not is_trading_day(d, hol):
-        d -= dt.timedelta(days=1)
-    return d
-
-
-def session_bounds(day: dt.date, rules: ModeRules) -> tuple[dt.datetime, dt.datetime]:
-    """The first opening and last closing moment (UTC) of a mode's sessions on a day."""
-    first = min(a for a, _ in rules.sessions)
-    last = max(b for _, b in rules.sessions)
-
-    def at(hhmm: str) -> dt.datetime:
-        h, m = map(int, hhmm.split(":"))
-        return dt.datetime(day.year, day.month, day.day, h, m, tzinfo=SHANGHAI).astimezone(dt.UTC)
-
-    return at(first), at(last)
-
-
 # ---------------------------------------------------------------- one-sided auction
 
 

@@ -561,7 +561,7 @@ class ExchangeService:
             )
         if inst.status != "ACTIVE":
             raise Conflict("INSTRUMENT_SUSPENDED", f"{code} is suspended", "该产品已停牌")
-        if self.registry.is_market_suspended(uow.conn):
+        if self._memo(("suspended",), lambda: self.registry.is_market_suspended(uow.conn)):
             raise Conflict("MARKET_SUSPENDED", "the market is suspended", "市场已暂停交易")
         m.check_session(uow.now, rules[mode], self._holidays(uow.conn))
         today = m.trading_day(uow.now)
@@ -2255,9 +2255,6 @@ class ExchangeService:
             "year": view(periods["year"]),
             "cumulative": view(periods["cumulative"]),
         }
-
-
-SYSTEM_EXCHANGE = Actor(EXCHANGE_USER, EXCHANGE_USER, Role.OPERATOR, None)
 
 
 def _trade_id(book_id: str, trade_no: int) -> str:

@@ -299,22 +299,8 @@ class CashService:
 
     # ------------------------------------------------------------ for the exchange, in its transaction
 
-    def cash_account_id(self, conn: Connection, entity_id: str) -> str:
-        row = conn.execute(
-            sa.select(s.cash_accounts.c.id, s.cash_accounts.c.status).where(
-                s.cash_accounts.c.entity_id == entity_id
-            )
-        ).first()
-        if row is None or row.status != "OPEN":
-            raise Conflict(
-                "NO_CASH_ACCOUNT", "this entity has no open cash account", "该主体无可用资金账户"
-            )
-        return str(row.id)
-
-    def freeze(
-        self, uow: UnitOfWork, entity_id: str, amount: int, ref: str, by: str, *, new: bool = True
-    ) -> None:
-        """Freezes `amount` under `ref` (a new reference unless `new` is False), or refuses."""
+    def freeze(self, uow: UnitOfWork, entity_id: str, amount: int, ref: str, by: str) -> None:
+        """Freezes `amount` under a new reference `ref`, or refuses."""
         c = s.cash_accounts.c
         row = uow.conn.execute(
             sa.select(c.id, c.status, c.balance, c.frozen).where(c.entity_id == entity_id)
@@ -324,25 +310,13 @@ class CashService:
                 "NO_CASH_ACCOUNT", "this entity has no open cash account", "该主体无可用资金账户"
             )
         m.check_available_cash(int(row.balance), int(row.frozen), amount)
-        f = s.cash_freezes.c
-        if not new and uow.conn.execute(sa.select(f.ref).where(f.ref == ref)).first():
-            uow.conn.execute(
-                sa.update(s.cash_freezes).where(f.ref == ref).values(amount=f.amount + amount)
+        uow.conn.execute(
+            sa.insert(s.cash_freezes).values(
+                ref=ref, account_id=row.id, amount=amount, created_at=iso(uow.now)
             )
-        else:
-            uow.conn.execute(
-                sa.insert(s.cash_freezes).values(
-                    ref=ref, account_id=row.id, amount=amount, created_at=iso(uow.now)
-                )
-            )
+        )
         if amount:
             self._move(uow, row.id, "FREEZE", 0, amount, ref, by)
-
-    def frozen_under(self, conn: Connection, ref: str) -> int:
-        row = conn.execute(
-            sa.select(s.cash_freezes.c.amount).where(s.cash_freezes.c.ref == ref)
-        ).first()
-        return int(row.amount) if row else 0
 
     def release(self, uow: UnitOfWork, ref: str, amount: int | None, by: str) -> int:
         """Unfreezes `amount` (all, if None) of what `ref` froze; returns what it released."""
@@ -362,16 +336,6 @@ class CashService:
     def batch(self, uow: UnitOfWork) -> CashBatch:
         """Cash moves in memory, written in bulk: order entry and the settlement run."""
         return CashBatch(self, uow)
-
-    def totals(self, conn: Connection) -> dict[str, int]:
-        c = s.cash_accounts.c
-        row = conn.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(c.balance), 0),
-                sa.func.coalesce(sa.func.sum(c.frozen), 0),
-            )
-        ).one()
-        return {"balance": int(row[0]), "frozen": int(row[1])}
 
 
 class CashBatch:
