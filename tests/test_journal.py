@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
+from hypothesis import given
+from hypothesis import strategies as st
 
 from carbonhub.core import journal, merkle
 from carbonhub.core.db import Database
@@ -140,6 +142,24 @@ def test_entry_hash_covers_every_field() -> None:
         changed = list(base)
         changed[i] = changed[i] + "0" if isinstance(changed[i], str) else changed[i] + 1
         assert journal.entry_hash(*changed) != h
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.integers(0, 2**62))
+def test_entry_hash_spells_out_the_canonical_body(
+    actor: str, type_: str, time: str, payload: str, seq: int
+) -> None:
+    """Any text (quotes, control characters, CJK, lone surrogates) hashes as `canonical` says."""
+    body = journal.canonical(
+        {"actor": actor, "payload": payload, "seq": seq, "time": time, "type": type_}
+    )
+    expected = hashlib.sha256(("p" + body).encode(errors="surrogatepass")).hexdigest()
+    try:
+        got = journal.entry_hash("p", seq, type_, actor, time, payload)
+    except UnicodeEncodeError:  # a lone surrogate cannot be stored either way
+        with pytest.raises(UnicodeEncodeError):
+            hashlib.sha256(("p" + body).encode())
+        return
+    assert got == expected
 
 
 def test_append_commits_or_rolls_back_with_its_transaction(db: Database) -> None:

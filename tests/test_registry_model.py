@@ -6,6 +6,7 @@ initiator checks, balances — plus hypothesis properties of `take` and `take_ra
 
 from __future__ import annotations
 
+import random
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,20 +318,38 @@ def test_overlapping_finds_the_first_pair() -> None:
 # ---------------------------------------------------------------- take
 
 
-def test_take_lowest_blocks_first_and_sender_keeps_lower_range() -> None:
-    high, low = blk(11, 20), blk(1, 10)
-    split = m.take([high, low], 15)
-    assert split.moved == [blk(1, 10), blk(16, 20)]
+def test_take_largest_block_first_and_sender_keeps_lower_range() -> None:
+    small, large = blk(1, 10), blk(11, 30)
+    split = m.take([small, large], 15)
+    assert split.moved == [blk(16, 30)]  # one block split, the small one untouched
     assert split.kept == [blk(11, 15)]
-    assert split.removed == [low, high]
+    assert split.removed == [large]
+    both = m.take([small, large], 25)
+    assert both.moved == [large, blk(6, 10)] and both.kept == [blk(1, 5)]
 
 
-def test_take_orders_by_origin_then_batch_then_start() -> None:
-    blocks = [blk(1, 5, batch=2), blk(50, 60, batch=1), blk(1, 3, origin="110000", batch=9)]
+def test_take_breaks_size_ties_by_origin_then_batch_then_start() -> None:
+    blocks = [blk(1, 3, batch=2), blk(58, 60, batch=1), blk(1, 3, origin="110000", batch=9)]
     split = m.take(blocks, 4)
-    # "110000" < "420000": the other province's block goes first, then batch 1
+    # all of size 3: "110000" < "420000", so the other province's block goes first, then batch 1
     assert split.moved == [blk(1, 3, origin="110000", batch=9), blk(60, 60, batch=1)]
-    assert split.kept == [blk(50, 59, batch=1)]
+    assert split.kept == [blk(58, 59, batch=1)]
+
+
+def test_take_order_keeps_holdings_in_few_blocks() -> None:
+    """Fifty holders trading at random: every movement splits at most one block."""
+    rng = random.Random(7)
+    holdings = {i: [blk(i * 1_000_000 + 1, (i + 1) * 1_000_000)] for i in range(50)}
+    moved = 0
+    for _ in range(5_000):
+        seller, buyer = rng.sample(range(50), 2)
+        split = m.take(holdings[seller], rng.randint(1, 100))
+        holdings[seller] = sorted(
+            (set(holdings[seller]) - set(split.removed)) | set(split.kept), key=m.take_order
+        )
+        holdings[buyer] = sorted(holdings[buyer] + split.moved, key=m.take_order)
+        moved += len(split.moved)
+    assert moved == 5_000
 
 
 def test_take_exact_amounts() -> None:
@@ -393,9 +412,9 @@ def test_take_conserves_units(blocks: list[Block], data: st.DataObject) -> None:
     after = serials(untouched) + kept
     assert sorted(after + moved) == sorted(serials(blocks))
     assert sum(b.size for b in untouched) + sum(b.size for b in split.kept) == total - quantity
-    # lowest first: everything taken sorts before everything left whole
+    # take order: everything taken comes before everything left whole
     if split.removed and untouched:
-        assert max(split.removed) < min(untouched)
+        assert max(map(m.take_order, split.removed)) < min(map(m.take_order, untouched))
     # at most one split, and the sender keeps its lower range
     assert len(split.kept) <= 1
     for k in split.kept:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import UnitOfWork, metadata
+from carbonhub.core.db import UnitOfWork, insert_many, metadata
 from carbonhub.core.merkle import inclusion_proof, merkle_root
 from carbonhub.core.timefmt import iso, parse_iso, shanghai_day
 
@@ -62,8 +62,16 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_quote = json.encoder.encode_basestring  # what `canonical` does to a string (ensure_ascii off)
+
+
 def entry_hash(prev_hash: str, seq: int, type_: str, actor: str, time: str, payload: str) -> str:
-    body = canonical({"actor": actor, "payload": payload, "seq": seq, "time": time, "type": type_})
+    """sha256(prev_hash ‖ canonical({actor, payload, seq, time, type})), spelled out: the same
+    text as `canonical` gives, in a third of the time (a settlement run hashes 200,000)."""
+    body = (
+        f'{{"actor":{_quote(actor)},"payload":{_quote(payload)},"seq":{seq:d},'
+        f'"time":{_quote(time)},"type":{_quote(type_)}}}'
+    )
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
@@ -160,7 +168,7 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
             }
         )
         prev_hash = h
-    conn.execute(sa.insert(journal), rows)
+    insert_many(conn, journal, rows)
     conn.execute(
         sa.update(journal_head)
         .where(journal_head.c.id == 1)

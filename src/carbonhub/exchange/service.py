@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork
+from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.groupcommit import GroupCommit
 from carbonhub.core.ids import new_id
@@ -2437,7 +2437,7 @@ class _Batch:
         self.units.write()  # holds first: orders and trades refer to them
         self.cash.write()
         if self.new_orders:
-            conn.execute(sa.insert(s.orders), [self.order(i) for i in self.new_orders])
+            insert_many(conn, s.orders, [self.order(i) for i in self.new_orders])
         fresh = set(self.new_orders)
         changed = []
         for oid, r in self.orders.items():
@@ -2448,18 +2448,20 @@ class _Batch:
                 changed.append({"oid": oid, **{f"v_{k}": r[k] for k in _CHANGING}})
         if changed:
             o = s.orders.c
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.orders)
                 .where(o.id == sa.bindparam("oid"))
                 .values(**{k: sa.bindparam(f"v_{k}") for k in _CHANGING}),
                 changed,
             )
         if self.trades:
-            conn.execute(sa.insert(s.trades), self.trades)
+            insert_many(conn, s.trades, self.trades)
         if self.commands:
-            conn.execute(sa.insert(s.book_commands), self.commands)
+            insert_many(conn, s.book_commands, self.commands)
             books = self.service._books
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.books)
                 .where(s.books.c.id == sa.bindparam("bid"))
                 .values(seq=sa.bindparam("bseq"), trading_day=sa.bindparam("bday")),
@@ -2472,4 +2474,4 @@ class _Batch:
         if self.entries:
             journal.append_many(self.uow, self.entries)
         if self.new_keys:
-            conn.execute(sa.insert(idempotency.idempotency), self.new_keys)
+            insert_many(conn, idempotency.idempotency, self.new_keys)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import SYSTEM, Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork
+from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import tonnes
@@ -697,9 +697,9 @@ class RegistryService:
                 row["journal_seq"] = written[index].seq
             self._write_book(conn, book, loaded, initial)
             if transfer_rows:
-                conn.execute(sa.insert(s.transfers), transfer_rows)
+                insert_many(conn, s.transfers, transfer_rows)
             if block_rows:
-                conn.execute(sa.insert(s.transfer_blocks), block_rows)
+                insert_many(conn, s.transfer_blocks, block_rows)
             if fresh:
                 conn.execute(
                     sa.insert(ik),
@@ -728,9 +728,9 @@ class RegistryService:
     ) -> tuple[m.Book, dict[tuple[str, str], dict[m.Block, int]]]:
         """Accounts, balances, serial blocks, exclusions and trust for these (from, to, class).
 
-        Serial blocks are read for senders only, and only the lowest ones that cover what the
-        batch could take from them (a running sum in SQL): a holder's block list grows with every
-        transfer it ever received, and a batch needs just its front. Where tainted or reserved
+        Serial blocks are read for senders only, and only the first ones in take order that
+        cover what the batch could take from them (a running sum in SQL): a holder's block list
+        grows with every transfer it ever received, and a batch needs just its front. Where tainted or reserved
         serials must be stepped around, all of that sender's blocks are read.
         """
         ids = sorted({a for f, t_, _, _ in moves for a in (f, t_)})
@@ -774,7 +774,7 @@ class RegistryService:
             origin = b.c.origin.collate("C") if conn.dialect.name == "postgresql" else b.c.origin
             before = sa.func.sum(size).over(
                 partition_by=(b.c.account_id, b.c.unit_class),
-                order_by=(origin, b.c.batch, b.c.start),
+                order_by=(b.c.start - b.c.end, origin, b.c.batch, b.c.start),  # take order
                 rows=(None, -1),
             )
             ranked = (
@@ -838,7 +838,7 @@ class RegistryService:
         book = m.Book(
             accounts,
             balances,
-            {k: sorted(v) for k, v in initial.items()},
+            {k: sorted(v, key=m.take_order) for k, v in initial.items()},
             excluded,
             reserved,
             trusted,
@@ -866,7 +866,8 @@ class RegistryService:
             if (a, c) in loaded and loaded[(a, c)] != v
         ]
         if updates:
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(h)
                 .where(h.c.account_id == sa.bindparam("a"), h.c.unit_class == sa.bindparam("c"))
                 .values(
@@ -888,7 +889,7 @@ class RegistryService:
             if (a, c) not in loaded
         ]
         if inserts:
-            conn.execute(sa.insert(h), inserts)
+            insert_many(conn, h, inserts)
         gone: list[int] = []
         new_rows: list[dict[str, Any]] = []
         for (a, c), blocks in book.blocks.items():
@@ -910,7 +911,7 @@ class RegistryService:
         for chunk in range(0, len(gone), 500):
             conn.execute(sa.delete(b).where(b.c.id.in_(gone[chunk : chunk + 500])))
         if new_rows:
-            conn.execute(sa.insert(b), new_rows)
+            insert_many(conn, b, new_rows)
 
     def surrender(
         self,
@@ -2495,7 +2496,8 @@ class ReservationBatch:
         ]
         if changed:
             h = s.holds.c
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.holds)
                 .where(h.id == sa.bindparam("hid"))
                 .values(
@@ -2508,7 +2510,8 @@ class ReservationBatch:
         deltas = [{"a": a, "c": c, "d": d} for (a, c), d in self.held_change.items() if d]
         if deltas:
             hc = s.holdings.c
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.holdings)
                 .where(hc.account_id == sa.bindparam("a"), hc.unit_class == sa.bindparam("c"))
                 .values(held=hc.held + sa.bindparam("d")),
@@ -2662,9 +2665,9 @@ class DeliveryBatch:
             row["journal_seq"] = next(seqs)
         self.registry._write_book(conn, self.book, self.loaded, self.initial)
         if self.transfers:
-            conn.execute(sa.insert(s.transfers), self.transfers)
+            insert_many(conn, s.transfers, self.transfers)
         if self.blocks:
-            conn.execute(sa.insert(s.transfer_blocks), self.blocks)
+            insert_many(conn, s.transfer_blocks, self.blocks)
         now = iso(self.uow.now)
         changed = [
             {"hid": k, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
@@ -2673,7 +2676,8 @@ class DeliveryBatch:
         ]
         if changed:
             h = s.holds.c
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.holds)
                 .where(h.id == sa.bindparam("hid"))
                 .values(

@@ -75,11 +75,18 @@ unit_blocks = sa.Table(
     sa.Column("start", sa.BigInteger, nullable=False),
     sa.Column("end", sa.BigInteger, nullable=False),
     sa.CheckConstraint('start >= 1 AND start <= "end"', name="range"),
-    # take order within an account's holding of a class: the batch engine reads the front of it
-    sa.Index(
-        "ix_unit_blocks_holding_order", "account_id", "unit_class", "origin", "batch", "start"
-    ),
     sa.Index("ix_unit_blocks_serial", "unit_class", "origin", "batch", "start"),
+)
+# take order (model.take_order: largest first) within an account's holding of a class: the
+# batch engine reads just the front of it
+sa.Index(
+    "ix_unit_blocks_take_order",
+    unit_blocks.c.account_id,
+    unit_blocks.c.unit_class,
+    unit_blocks.c.start - unit_blocks.c.end,
+    unit_blocks.c.origin,
+    unit_blocks.c.batch,
+    unit_blocks.c.start,
 )
 
 issuance_batches = sa.Table(

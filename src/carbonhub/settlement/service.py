@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork
+from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
 from carbonhub.core.timefmt import SHANGHAI, iso
@@ -493,14 +493,15 @@ class CashBatch:
                 {"ref": r, "account_id": frozen[0], "amount": frozen[1], "created_at": now}
             )
         if inserts:
-            conn.execute(sa.insert(s.cash_freezes), inserts)
+            insert_many(conn, s.cash_freezes, inserts)
         updates = [
             {"r": k, "a": v[1]}
             for k, v in self.freezes.items()
             if v is not None and k in self.loaded_freezes and v[1] != self.loaded_freezes[k]
         ]
         if updates:
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.cash_freezes)
                 .where(s.cash_freezes.c.ref == sa.bindparam("r"))
                 .values(amount=sa.bindparam("a")),
@@ -512,14 +513,15 @@ class CashBatch:
             if (v[0], v[1]) != self.loaded_accounts[k]
         ]
         if accounts:
-            conn.execute(
+            execute_many(
+                conn,
                 sa.update(s.cash_accounts)
                 .where(s.cash_accounts.c.id == sa.bindparam("i"))
                 .values(balance=sa.bindparam("b"), frozen=sa.bindparam("f")),
                 accounts,
             )
         if self.entries:
-            conn.execute(sa.insert(s.cash_entries), self.entries)
+            insert_many(conn, s.cash_entries, self.entries)
         self.new_freezes.clear()
         self.loaded_freezes = {k: v[1] for k, v in self.freezes.items() if v is not None}
         self.loaded_accounts = {k: (v[0], v[1]) for k, v in self.accounts.items()}
@@ -637,7 +639,7 @@ class SettlementService:
                 t for t in self.trades.trades_to_settle(uow.conn, day) if t["trade_id"] not in done
             ]
             settled, failed = self._settle_trades(uow, actor, todo)
-            all_ids = [t["trade_id"] for t in self.trades.trades_to_settle(uow.conn, day)]
+            all_ids = [*done, *(t["trade_id"] for t in todo)]
             if (
                 todo
                 or not uow.conn.execute(
@@ -767,7 +769,7 @@ class SettlementService:
         units.write()
         money.write()
         if rows:
-            uow.conn.execute(sa.insert(s.settlements), rows)
+            insert_many(uow.conn, s.settlements, rows)
             journal.append_many(uow, entries)
         return settled, failed
 
