@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from carbonhub.core import auth as core_auth
 from carbonhub.core import merkle
 from carbonhub.core.auth import Actor, AuthService
 from carbonhub.core.db import Database, utc_now
+from carbonhub.core.errors import Unauthorized
 from carbonhub.core.settings import Settings
 from carbonhub.registry import model as m
 from carbonhub.tables import metadata
@@ -272,6 +274,21 @@ def test_revoked_token_is_refused(world: World) -> None:
         401,
         "TOKEN_REVOKED",
     )
+
+
+def test_a_token_revoked_by_another_process_stops_working_within_the_cache_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, other_process = AuthService(world.db), AuthService(world.db)
+    tok = server.issue_token(world.bob)
+    assert server.actor_for_token(tok["token"]) == world.bob  # now remembered
+    other_process.revoke_token(world.bob, tok["token_id"])
+    assert server.actor_for_token(tok["token"]) == world.bob  # within TOKEN_CACHE_S
+    later = time.monotonic() + core_auth.TOKEN_CACHE_S + 0.01
+    monkeypatch.setattr(core_auth.time, "monotonic", lambda: later)
+    with pytest.raises(Unauthorized) as refused:
+        server.actor_for_token(tok["token"])
+    assert refused.value.code == "TOKEN_REVOKED"
 
 
 def test_someone_elses_token_cannot_be_revoked(api: Api) -> None:

@@ -38,3 +38,44 @@ def test_migrations_build_the_take_order_index(db: Database) -> None:
         definition = conn.execute(sa.text(query)).scalar_one()
     columns = re.sub(r'[\s"()]', "", definition.split("(", 1)[1])
     assert columns == "account_id,unit_class,start-end,origin,batch,start", definition
+
+
+def test_execute_many_writes_what_conn_execute_would(db: Database) -> None:
+    """Plain values go straight to the driver; a type that converts values (Boolean here) goes
+    through SQLAlchemy; an update with bind parameters works on both paths."""
+    from carbonhub.core.db import execute_many, insert_many
+
+    meta = sa.MetaData()
+    plain = sa.Table(
+        "t_many_plain",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(20)),
+    )
+    typed = sa.Table(
+        "t_many_typed",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("flag", sa.Boolean),
+    )
+    meta.create_all(db.engine)
+    try:
+        with db.uow() as uow:
+            for _ in range(2):  # the second round runs from the compiled-statement cache
+                uow.conn.execute(sa.delete(plain))
+                uow.conn.execute(sa.delete(typed))
+                insert_many(uow.conn, plain, [{"id": i, "name": f"n{i}"} for i in range(3)])
+                insert_many(uow.conn, typed, [{"id": i, "flag": i % 2 == 0} for i in range(3)])
+                execute_many(
+                    uow.conn,
+                    sa.update(plain)
+                    .where(plain.c.id == sa.bindparam("i"))
+                    .values(name=sa.bindparam("n")),
+                    [{"i": 1, "n": "one"}, {"i": 2, "n": "two"}],
+                )
+            names = uow.conn.execute(sa.select(plain.c.name).order_by(plain.c.id)).scalars()
+            flags = uow.conn.execute(sa.select(typed.c.flag).order_by(typed.c.id)).scalars()
+            assert list(names) == ["n0", "one", "two"]
+            assert list(flags) == [True, False, True]
+    finally:
+        meta.drop_all(db.engine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -101,9 +102,16 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+TOKEN_CACHE_S = 2.0  # how long another process's revocation may take to reach this one
+_TOKEN_CACHE_MAX = 10_000
+
+
 class AuthService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # token digest → (actor, expires_at, monotonic time the entry lapses): every API call
+        # names its token, and a read transaction per call costs more than the order it carries
+        self._tokens: dict[str, tuple[Actor, str, float]] = {}
 
     def create_entity(
         self,
@@ -255,14 +263,30 @@ class AuthService:
     def login(self, username: str, password: str) -> dict[str, Any]:
         return self.issue_token(self.authenticate(username, password))
 
+    def cached_actor(self, token: str) -> Actor | None:
+        """The token's actor if it is remembered (no I/O: the API's event loop calls this)."""
+        cached = self._tokens.get(_token_digest(token))
+        if cached is None or time.monotonic() >= cached[2]:
+            return None
+        actor, expires_at, _ = cached
+        if expires_at <= iso(self.db.clock()):
+            raise Unauthorized("TOKEN_EXPIRED", "the bearer token has expired", "令牌已过期")
+        return actor
+
     def actor_for_token(self, token: str) -> Actor:
+        """The token's actor. A valid token is remembered for TOKEN_CACHE_S seconds (its expiry
+        is still checked on every call); revoking it in this process forgets it at once."""
+        actor = self.cached_actor(token)
+        if actor is not None:
+            return actor
+        digest = _token_digest(token)
         with self.db.read() as uow:
             row = uow.conn.execute(
                 sa.select(
                     api_tokens, users.c.username, users.c.role, users.c.entity_id, users.c.active
                 )
                 .join(users, users.c.id == api_tokens.c.user_id)
-                .where(api_tokens.c.token_hash == _token_digest(token))
+                .where(api_tokens.c.token_hash == digest)
             ).first()
             now = iso(uow.now)
         if row is None or not row.active:
@@ -271,7 +295,11 @@ class AuthService:
             raise Unauthorized("TOKEN_REVOKED", "the bearer token was revoked", "令牌已撤销")
         if row.expires_at <= now:
             raise Unauthorized("TOKEN_EXPIRED", "the bearer token has expired", "令牌已过期")
-        return Actor(row.user_id, row.username, Role(row.role), row.entity_id)
+        actor = Actor(row.user_id, row.username, Role(row.role), row.entity_id)
+        if len(self._tokens) >= _TOKEN_CACHE_MAX:
+            self._tokens.clear()
+        self._tokens[digest] = (actor, row.expires_at, time.monotonic() + TOKEN_CACHE_S)
+        return actor
 
     def token_id(self, token: str) -> str:
         with self.db.read() as uow:
@@ -291,6 +319,7 @@ class AuthService:
                 raise Forbidden(
                     "TOKEN_NOT_YOURS", "you may revoke only your own tokens", "只能撤销自己的令牌"
                 )
+            self._tokens.pop(row.token_hash, None)
             if row.revoked_at is None:
                 uow.conn.execute(
                     sa.update(api_tokens)

@@ -85,15 +85,30 @@ def execute_many(
     """
     if not rows:
         return
-    keys = list(rows[0]) if isinstance(statement, sa.Insert) else None
-    compiled = statement.compile(dialect=conn.dialect, column_keys=keys)
-    if compiled._bind_processors:  # a type that converts values: let SQLAlchemy do it
+    keys = tuple(rows[0]) if isinstance(statement, sa.Insert) else None
+    # SQLAlchemy's own compiled-cache key; its structure part identifies the SQL, and every
+    # value comes from `rows` (a literal in the statement would be a missing parameter: loud)
+    statement_key = statement._generate_cache_key()
+    cache_key = (conn.dialect.name, statement_key and statement_key.key, keys)
+    found = _compiled_many.get(cache_key) if statement_key is not None else None
+    if found is None:
+        compiled = statement.compile(dialect=conn.dialect, column_keys=keys and list(keys))
+        names = None if compiled._bind_processors else compiled.positiontup
+        found = (compiled.string, bool(compiled._bind_processors), names)
+        if len(_compiled_many) > 1000:
+            _compiled_many.clear()
+        _compiled_many[cache_key] = found
+    sql, converts, names = found
+    if converts:  # a type that converts values: let SQLAlchemy do it
         conn.execute(statement, list(rows))
-    elif compiled.positiontup is not None:
-        names = compiled.positiontup
-        conn.exec_driver_sql(compiled.string, [tuple(r[n] for n in names) for r in rows])
+    elif names is not None:
+        conn.exec_driver_sql(sql, [tuple(r[n] for n in names) for r in rows])
     else:
-        conn.exec_driver_sql(compiled.string, list(rows))
+        conn.exec_driver_sql(sql, list(rows))
+
+
+# (dialect, statement's cache key, insert's columns) → (SQL, converts values, positional names)
+_compiled_many: dict[tuple[Any, ...], tuple[str, bool, list[str] | None]] = {}
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -31,12 +31,17 @@ class GroupCommit(Generic[T]):
 
     def submit(self, item: T) -> Any:
         """Blocks until the batch holding `item` committed; re-raises its error."""
-        fut: Future[Any] = Future()
-        self._queue.put((item, fut))
-        result = fut.result()
+        result = self.enqueue(item).result()
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def enqueue(self, item: T) -> Future[Any]:
+        """Queues `item`; the future holds its result (or its error) once its batch committed.
+        An event loop awaits it (asyncio.wrap_future) without holding a thread."""
+        fut: Future[Any] = Future()
+        self._queue.put((item, fut))
+        return fut
 
     def close(self) -> None:
         self._queue.put(None)

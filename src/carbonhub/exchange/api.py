@@ -182,9 +182,14 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------- orders
 
 
+# Order commands are async: they wait on the exchange's writer without holding a thread.
+
+
 @router.post("/orders", status_code=201, summary="Place an order (listing or continuous)")
-def place_order(body: OrderBody, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
-    return svc(request).place_order(actor, key, **body.model_dump())
+async def place_order(
+    body: OrderBody, actor: ActorDep, key: KeyDep, request: Request
+) -> dict[str, Any]:
+    return await svc(request).submit_async(actor, key, "place_order", body.model_dump())
 
 
 @router.get("/orders", summary="My orders (operators: all)")
@@ -207,20 +212,23 @@ def order(order_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
 
 
 @router.post("/orders/{order_id}/cancel", summary="Cancel an open order")
-def cancel_order(order_id: str, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
-    return svc(request).cancel_order(actor, key, order_id)
+async def cancel_order(
+    order_id: str, actor: ActorDep, key: KeyDep, request: Request
+) -> dict[str, Any]:
+    return await svc(request).submit_async(actor, key, "cancel_order", {"order_id": order_id})
 
 
 @router.post("/orders/{order_id}/amend", summary="Lower an open order's quantity")
-def amend_order(
+async def amend_order(
     order_id: str, body: AmendBody, actor: ActorDep, key: KeyDep, request: Request
 ) -> dict[str, Any]:
-    return svc(request).amend_order(actor, key, order_id, quantity=body.quantity)
+    data = {"order_id": order_id, "quantity": body.quantity}
+    return await svc(request).submit_async(actor, key, "amend_order", data)
 
 
 @router.post("/takes", status_code=201, summary="Take a listing (摘牌) at its price")
-def take(body: TakeBody, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
-    return svc(request).take(actor, key, order_id=body.order_id, quantity=body.quantity)
+async def take(body: TakeBody, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
+    return await svc(request).submit_async(actor, key, "take", body.model_dump())
 
 
 # ---------------------------------------------------------------- block deals

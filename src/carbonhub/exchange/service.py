@@ -12,6 +12,7 @@ may be ahead (a rolled-back batch) is rebuilt. So the log, not the memory, is th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -105,8 +106,13 @@ def trade_dict(r: Any, *, private: bool = False) -> dict[str, Any]:
     return out
 
 
+ORDER_COMMANDS = frozenset({"place_order", "take", "cancel_order", "amend_order"})
+
+
 @dataclass(frozen=True)
 class Command:
+    """One order command for the writer; `name` is one of ORDER_COMMANDS."""
+
     actor: Actor
     key: str
     name: str
@@ -149,6 +155,7 @@ class ExchangeService:
         self._mem = threading.RLock()  # books in memory: one thread at a time
         self._published: list[dict[str, Any]] = []  # block and auction trades, sent after commit
         self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
+        self._prev_closes: dict[tuple[str, date, int], int] = {}
         self._batch = threading.local()  # per-batch memo of what order commands only read
 
     # ------------------------------------------------------------ the writer
@@ -173,6 +180,22 @@ class ExchangeService:
             raise out
         return out
 
+    async def submit_async(
+        self, actor: Actor, key: str, name: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`place_order`, `take`, `cancel_order` or `amend_order` (by `name`, with the same
+        fields) for an event loop: the API awaits the writer's commit instead of parking a
+        thread-pool thread on it for every order."""
+        if name not in ORDER_COMMANDS:
+            raise ValueError(f"not an order command: {name}")
+        if self._writer is None:
+            return await asyncio.to_thread(self._submit, actor, key, name, data)
+        result = await asyncio.wrap_future(self._writer.enqueue(Command(actor, key, name, data)))
+        if isinstance(result, BaseException):
+            raise result
+        out: dict[str, Any] = result
+        return out
+
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
         """One transaction for many order commands. Each is decided against the batch's memory
         (checks first, then the book, then the freezes, which cannot fail after their checks),
@@ -190,7 +213,7 @@ class ExchangeService:
                 with self.db.uow() as uow:
                     journal.lock_head(uow)
                     batch = _Batch(self, uow)
-                    batch.preload_keys(commands)
+                    batch.prepare(commands)
                     for c in commands:
                         try:
                             results.append(batch.once(c, handlers[c.name]))
@@ -396,19 +419,26 @@ class ExchangeService:
         return idempotency.run(self.db, actor.username, key, "member_status", data, body)
 
     def _member(self, conn: Connection, entity_id: str | None) -> dict[str, Any]:
-        row = conn.execute(
+        found = self._members(conn, [entity_id]) if entity_id else {}
+        if entity_id not in found:
+            raise NotFound("MEMBER_NOT_FOUND", "not an exchange member", "非交易会员")
+        return found[entity_id]
+
+    def _members(self, conn: Connection, entity_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows = conn.execute(
             sa.select(s.members, entities.c.name)
             .join(entities, entities.c.id == s.members.c.entity_id)
-            .where(s.members.c.entity_id == entity_id)
-        ).first()
-        if row is None:
-            raise NotFound("MEMBER_NOT_FOUND", "not an exchange member", "非交易会员")
+            .where(s.members.c.entity_id.in_(entity_ids))
+        )
         return {
-            "entity_id": row.entity_id,
-            "name": row.name,
-            "account_id": row.account_id,
-            "status": row.status,
-            "created_at": row.created_at,
+            row.entity_id: {
+                "entity_id": row.entity_id,
+                "name": row.name,
+                "account_id": row.account_id,
+                "status": row.status,
+                "created_at": row.created_at,
+            }
+            for row in rows
         }
 
     def members(self) -> list[dict[str, Any]]:
@@ -488,9 +518,15 @@ class ExchangeService:
         return holidays
 
     def _prev_close(self, conn: Connection, inst: Any, day: date) -> int:
-        close: int = self._memo(
-            ("prev_close", inst.code, day), lambda: self._load_prev_close(conn, inst, day)
-        )
+        """Kept across batches: it follows from days that are over (their trades, the close
+        published for them), which nothing changes afterwards."""
+        key = (inst.code, day, int(inst.reference_price))
+        close = self._prev_closes.get(key)
+        if close is None:
+            close = self._load_prev_close(conn, inst, day)
+            if len(self._prev_closes) > 10_000:
+                self._prev_closes.clear()
+            self._prev_closes[key] = close
         return close
 
     def _load_prev_close(self, conn: Connection, inst: Any, day: date) -> int:
@@ -2308,19 +2344,37 @@ class _Batch:
 
     # -------------------------------------------------------- idempotency
 
-    def preload_keys(self, commands: Sequence[Command]) -> None:
+    def prepare(self, commands: Sequence[Command]) -> None:
+        """What the batch's commands will read, loaded with a few statements instead of a few
+        per command: their idempotency keys, members, registry accounts and balances, and cash
+        accounts. What is not found here is looked up (and refused) as before."""
+        conn = self.uow.conn
         ik = idempotency.idempotency
-        by_actor: dict[str, set[str]] = {}
-        for c in commands:
-            if isinstance(c.key, str):
-                by_actor.setdefault(c.actor.username, set()).add(c.key)
-        for actor, wanted in by_actor.items():  # (actor, key) is the primary key: use it
-            keys = sorted(wanted)
-            for n in range(0, len(keys), 500):
-                for r in self.uow.conn.execute(
-                    sa.select(ik).where(ik.c.actor == actor, ik.c.key.in_(keys[n : n + 500]))
-                ):
+        pairs = {(c.actor.username, c.key) for c in commands if isinstance(c.key, str)}
+        actors = sorted({a for a, _ in pairs})
+        keys = sorted({k for _, k in pairs})
+        for n in range(0, len(keys), 500):
+            # actor IN … AND key IN … searches the primary key (actor, key); SQLite scans the
+            # whole table for a row-value IN
+            found = sa.select(ik).where(ik.c.actor.in_(actors), ik.c.key.in_(keys[n : n + 500]))
+            for r in conn.execute(found):
+                if (r.actor, r.key) in pairs:
                     self.keys[(r.actor, r.key)] = (r.request_hash, r.command, json.loads(r.result))
+        traders = sorted(
+            {
+                c.actor.entity_id
+                for c in commands
+                if c.actor.entity_id and c.actor.role in TRADER_ROLES
+            }
+        )
+        if not traders:
+            return
+        members = self.service._members(conn, traders)
+        memo = getattr(self.service._batch, "memo", None)
+        if memo is not None:
+            memo.update({("member", entity_id): mb for entity_id, mb in members.items()})
+        self.units.preload([mb["account_id"] for mb in members.values()])
+        self.cash.preload_entities(traders)
 
     def once(
         self,

@@ -2373,6 +2373,21 @@ class ReservationBatch:
         self.loaded_holds: dict[str, tuple[Any, ...]] = {}
         self.new_holds: dict[str, dict[str, Any]] = {}
 
+    def preload(self, account_ids: Sequence[str]) -> None:
+        """These accounts and all their balances, in two statements."""
+        ids = sorted(set(account_ids) - set(self.accounts))
+        if not ids:
+            return
+        for row in self.uow.conn.execute(sa.select(s.accounts).where(s.accounts.c.id.in_(ids))):
+            self.accounts[row.id] = row
+        h = s.holdings.c
+        for r in self.uow.conn.execute(
+            sa.select(h.account_id, h.unit_class, h.posted, h.pending, h.held).where(
+                h.account_id.in_(ids)
+            )
+        ):
+            self.balances.setdefault((r.account_id, r.unit_class), [r.posted, r.pending, r.held])
+
     def _account(self, account_id: str) -> Any:
         if account_id not in self.accounts:
             row = self.uow.conn.execute(

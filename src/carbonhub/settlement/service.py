@@ -370,6 +370,18 @@ class CashBatch:
                 self.freezes[r.ref] = [r.account_id, int(r.amount)]
                 self.loaded_freezes[r.ref] = int(r.amount)
 
+    def preload_entities(self, entity_ids: Sequence[str]) -> None:
+        """These entities' cash accounts in one statement (an order batch)."""
+        wanted = sorted(set(entity_ids) - set(self.by_entity))
+        if not wanted:
+            return
+        for entity_id in wanted:
+            self.by_entity[entity_id] = None
+        for r in self.uow.conn.execute(
+            sa.select(s.cash_accounts).where(s.cash_accounts.c.entity_id.in_(wanted))
+        ):
+            self._keep_account(r)
+
     def _keep_account(self, r: Any) -> None:
         if r.id not in self.accounts:
             self.accounts[r.id] = [int(r.balance), int(r.frozen), r.status]
