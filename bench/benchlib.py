@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from carbonhub.core import migrate
+from carbonhub.core.auth import Actor, AuthService, Role
 from carbonhub.core.db import Database, normalise_url
+from carbonhub.core.quantities import yuan_from_fen
 from carbonhub.core.settings import Settings
+from carbonhub.exchange.service import ExchangeService
+from carbonhub.registry.service import RegistryService
+from carbonhub.settlement.service import CashService, SettlementService
 
 
 class Clock:
@@ -131,3 +138,84 @@ def code_version() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ setup (not timed)
+
+HUBEI_UNIT_CLASS = "CEA-2023"
+HUBEI_INSTRUMENT = "HBEA2023"
+HUBEI_REFERENCE_FEN = 8000
+
+
+@dataclass
+class BenchMarket:
+    db: Database
+    clock: Clock
+    exchange: ExchangeService
+    settlement: SettlementService
+    auth: AuthService
+    operator: Actor
+    members: list[Actor]
+
+
+def setup_hubei_market(
+    db: Database, members: int, *, units_each: int, cash_each: str, tag: str, at: datetime
+) -> BenchMarket:
+    """Operators, a bank, `members` enterprise members with an open holding account holding
+    `units_each` units and a cash account funded with `cash_each` yuan, and HBEA2023 listed
+    under the "hubei" preset (reference price 80.00); everything through the services, on a
+    settable clock at `at`."""
+    clock = Clock(at)
+    db.clock = clock
+    migrate.upgrade(db)
+    reg, auth, cash = RegistryService(db), AuthService(db), CashService(db)
+    exchange = ExchangeService(db, reg, cash)
+    reg.bootstrap()
+    serial = iter(range(1_000_000))
+
+    def key() -> str:
+        return f"bench-setup-{tag}-{next(serial):07d}"
+
+    bank_entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
+    for name, role, entity in (
+        ("bench-op1", "operator", None),
+        ("bench-op2", "operator", None),
+        ("bench-bank", "bank", bank_entity),
+    ):
+        auth.create_user(name, f"password-{name}", role, entity)
+    op1 = auth.authenticate("bench-op1", "password-bench-op1")
+    op2 = auth.authenticate("bench-op2", "password-bench-op2")
+    bank = auth.authenticate("bench-bank", "password-bench-bank")
+    actors: list[Actor] = []
+    accounts: list[str] = []
+    for i in range(members):
+        ent = auth.create_entity(
+            f"基准会员 {i:03d}",
+            "enterprise",
+            f"91420100MA{i:08d}",
+            name_en=f"Bench member {i:03d}",
+            sector="power",
+        )
+        user = auth.create_user(f"bench-m{i:03d}", f"password-m{i:03d}", "enterprise", ent["id"])
+        # The Actor authenticate() would return, without a second Argon2 round per user.
+        actor = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
+        acc = reg.request_account(actor, key(), type="HOLDING", name=f"基准会员 {i:03d} 持有账户")
+        reg.decide_account(op1, key(), acc["id"], approve=True)
+        ca = cash.open_account(bank, key(), entity_id=ent["id"])["id"]
+        cash.fund(bank, key(), account_id=ca, amount=cash_each)
+        exchange.admit_member(op1, key(), entity_id=ent["id"], account_id=acc["id"])
+        actors.append(actor)
+        accounts.append(acc["id"])
+    uc = HUBEI_UNIT_CLASS
+    issued = reg.issue(op1, key(), unit_class=uc, quantity=units_each * members)
+    reg.approve(op2, key(), issued["id"])
+    bulk = reg.allocate_bulk(op1, key(), [(a, uc, units_each) for a in accounts])
+    reg.approve_batch(op2, key(), bulk["batch_ref"])
+    exchange.create_instrument(
+        op1,
+        key(),
+        code=HUBEI_INSTRUMENT,
+        unit_class=uc,
+        name="湖北碳排放权 HBEA2023",
+        reference_price=yuan_from_fen(HUBEI_REFERENCE_FEN),
+        preset="hubei",
+    )
+    settlement = SettlementService(db, reg, cash, exchange)
+    return BenchMarket(db, clock, exchange, settlement, auth, op1, actors)

@@ -75,21 +75,22 @@ from typing import Any
 
 import sqlalchemy as sa
 from benchlib import (
+    HUBEI_INSTRUMENT,
+    HUBEI_REFERENCE_FEN,
     Clock,
     bench_settings,
     code_version,
     durability_settings,
     fresh_database,
     machine,
+    setup_hubei_market,
 )
 
-from carbonhub.core import migrate
-from carbonhub.core.auth import Actor, AuthService, Role
+from carbonhub.core.auth import Actor
 from carbonhub.core.db import Database
 
-UNIT_CLASS = "CEA-2023"
-INSTRUMENT = "HBEA2023"
-REFERENCE_FEN = 8000
+INSTRUMENT = HUBEI_INSTRUMENT
+REFERENCE_FEN = HUBEI_REFERENCE_FEN
 TRADING_AT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 Asia/Shanghai
 ORDERS_PATH = "/api/v1/exchange/orders"
 TARGET_P99_MS = 20.0
@@ -108,66 +109,14 @@ class Member:
 
 
 def setup_market(db: Database, members: int, tag: str) -> list[Member]:
-    """Operators, a bank, `members` enterprise members with units, cash and a token; HBEA2023."""
-    from carbonhub.exchange.service import ExchangeService
-    from carbonhub.registry.service import RegistryService
-    from carbonhub.settlement.service import CashService
-
-    db.clock = Clock(TRADING_AT)
-    migrate.upgrade(db)
-    reg, auth, cash = RegistryService(db), AuthService(db), CashService(db)
-    exchange = ExchangeService(db, reg, cash)
-    reg.bootstrap()
-    serial = iter(range(1_000_000))
-
-    def key() -> str:
-        return f"bench-setup-{tag}-{next(serial):07d}"
-
-    for name in ("bench-op1", "bench-op2", "bench-bank"):
-        role = "bank" if name == "bench-bank" else "operator"
-        entity = None
-        if role == "bank":
-            entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
-        auth.create_user(name, f"password-{name}", role, entity)
-    op1 = auth.authenticate("bench-op1", "password-bench-op1")
-    op2 = auth.authenticate("bench-op2", "password-bench-op2")
-    bank = auth.authenticate("bench-bank", "password-bench-bank")
-    units_each = 10_000_000
-    accounts: list[tuple[Actor, str]] = []
-    for i in range(members):
-        ent = auth.create_entity(
-            f"基准会员 {i:03d}",
-            "enterprise",
-            f"91420100MA{i:08d}",
-            name_en=f"Bench member {i:03d}",
-            sector="power",
-        )
-        user = auth.create_user(f"bench-m{i:03d}", f"password-m{i:03d}", "enterprise", ent["id"])
-        # The Actor authenticate() would return, without a second Argon2 round per user.
-        actor = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
-        acc = reg.request_account(actor, key(), type="HOLDING", name=f"基准会员 {i:03d} 持有账户")
-        reg.decide_account(op1, key(), acc["id"], approve=True)
-        ca = cash.open_account(bank, key(), entity_id=ent["id"])["id"]
-        cash.fund(bank, key(), account_id=ca, amount="1000000000.00")
-        exchange.admit_member(op1, key(), entity_id=ent["id"], account_id=acc["id"])
-        accounts.append((actor, acc["id"]))
-    issued = reg.issue(op1, key(), unit_class=UNIT_CLASS, quantity=units_each * members)
-    reg.approve(op2, key(), issued["id"])
-    bulk = reg.allocate_bulk(op1, key(), [(a, UNIT_CLASS, units_each) for _, a in accounts])
-    reg.approve_batch(op2, key(), bulk["batch_ref"])
-    exchange.create_instrument(
-        op1,
-        key(),
-        code=INSTRUMENT,
-        unit_class=UNIT_CLASS,
-        name="湖北碳排放权 HBEA2023",
-        reference_price=f"{REFERENCE_FEN // 100}.{REFERENCE_FEN % 100:02d}",
-        preset="hubei",
+    """benchlib's Hubei market; a bearer token per member; the first half buy, the rest sell."""
+    market = setup_hubei_market(
+        db, members, units_each=10_000_000, cash_each="1000000000.00", tag=tag, at=TRADING_AT
     )
     half = members // 2
     return [
-        Member(actor, auth.issue_token(actor)["token"], "B" if i < half else "S")
-        for i, (actor, _) in enumerate(accounts)
+        Member(actor, market.auth.issue_token(actor)["token"], "B" if i < half else "S")
+        for i, actor in enumerate(market.members)
     ]
 
 

@@ -55,7 +55,6 @@ import importlib.metadata
 import inspect
 import json
 import os
-import platform
 import pstats
 import random
 import statistics
@@ -70,6 +69,8 @@ from decimal import Decimal
 from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine
 
 from carbonhub.exchange.engine import (
     BUY,
@@ -874,25 +875,6 @@ def time_liquibook(
 
 
 # ------------------------------------------------------------------ report
-
-
-def machine() -> dict[str, Any]:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "platform": platform.platform(),
-    }
 
 
 def code_version() -> dict[str, Any]:

@@ -49,27 +49,25 @@ from typing import Any
 
 import sqlalchemy as sa
 from benchlib import (
-    Clock,
+    HUBEI_INSTRUMENT,
+    HUBEI_REFERENCE_FEN,
+    BenchMarket,
     code_version,
     durability_settings,
     fresh_database,
     machine,
+    setup_hubei_market,
 )
 
-from carbonhub.core import migrate
-from carbonhub.core.auth import Actor, AuthService, Role
+from carbonhub.core.auth import Actor
 from carbonhub.core.db import Database
 from carbonhub.core.errors import DomainError
 from carbonhub.exchange import store as xs
-from carbonhub.exchange.service import Command, ExchangeService
-from carbonhub.registry.service import RegistryService
-from carbonhub.settlement.service import CashService, SettlementService
+from carbonhub.exchange.service import Command
 from carbonhub.verify import verify
 
-UNIT_CLASS = "CEA-2023"
-INSTRUMENT = "HBEA2023"
-BOOK = f"{INSTRUMENT}:CONTINUOUS"
-REFERENCE_FEN = 8000
+INSTRUMENT = HUBEI_INSTRUMENT
+REFERENCE_FEN = HUBEI_REFERENCE_FEN
 DAY = date(2026, 11, 23)  # a Monday
 TRADING_AT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 Asia/Shanghai
 SETTLING_AT = datetime(2026, 11, 23, 7, 30, tzinfo=UTC)  # 15:30, after the close
@@ -79,76 +77,6 @@ TARGET_TRADES = 100_000
 
 def log(message: str) -> None:
     print(f"[settlement] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Market:
-    db: Database
-    clock: Clock
-    exchange: ExchangeService
-    settlement: SettlementService
-    operator: Actor
-    members: list[Actor]
-
-
-def setup_market(db: Database, members: int, units_each: int, tag: str) -> Market:
-    """Operators, a bank, `members` enterprise members with units and cash; HBEA2023 listed."""
-    clock = Clock(TRADING_AT)
-    db.clock = clock
-    migrate.upgrade(db)
-    reg, auth, cash = RegistryService(db), AuthService(db), CashService(db)
-    exchange = ExchangeService(db, reg, cash)
-    settlement = SettlementService(db, reg, cash, exchange)
-    reg.bootstrap()
-    serial = iter(range(1_000_000))
-
-    def key() -> str:
-        return f"bench-setup-{tag}-{next(serial):07d}"
-
-    bank_entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
-    for name, role, entity in (
-        ("bench-op1", "operator", None),
-        ("bench-op2", "operator", None),
-        ("bench-bank", "bank", bank_entity),
-    ):
-        auth.create_user(name, f"password-{name}", role, entity)
-    op1 = auth.authenticate("bench-op1", "password-bench-op1")
-    op2 = auth.authenticate("bench-op2", "password-bench-op2")
-    bank = auth.authenticate("bench-bank", "password-bench-bank")
-    actors: list[Actor] = []
-    accounts: list[str] = []
-    for i in range(members):
-        ent = auth.create_entity(
-            f"基准会员 {i:03d}",
-            "enterprise",
-            f"91420100MA{i:08d}",
-            name_en=f"Bench member {i:03d}",
-            sector="power",
-        )
-        user = auth.create_user(f"bench-m{i:03d}", f"password-m{i:03d}", "enterprise", ent["id"])
-        # The Actor authenticate() would return, without a second Argon2 round per user.
-        actor = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
-        acc = reg.request_account(actor, key(), type="HOLDING", name=f"基准会员 {i:03d} 持有账户")
-        reg.decide_account(op1, key(), acc["id"], approve=True)
-        ca = cash.open_account(bank, key(), entity_id=ent["id"])["id"]
-        cash.fund(bank, key(), account_id=ca, amount="10000000000.00")
-        exchange.admit_member(op1, key(), entity_id=ent["id"], account_id=acc["id"])
-        actors.append(actor)
-        accounts.append(acc["id"])
-    issued = reg.issue(op1, key(), unit_class=UNIT_CLASS, quantity=units_each * members)
-    reg.approve(op2, key(), issued["id"])
-    bulk = reg.allocate_bulk(op1, key(), [(a, UNIT_CLASS, units_each) for a in accounts])
-    reg.approve_batch(op2, key(), bulk["batch_ref"])
-    exchange.create_instrument(
-        op1,
-        key(),
-        code=INSTRUMENT,
-        unit_class=UNIT_CLASS,
-        name="湖北碳排放权 HBEA2023",
-        reference_price=f"{REFERENCE_FEN // 100}.{REFERENCE_FEN % 100:02d}",
-        preset="hubei",
-    )
-    return Market(db, clock, exchange, settlement, op1, actors)
 
 
 def pair_commands(members: Sequence[Actor], trades: int, seed: int, tag: str) -> list[Command]:
@@ -168,13 +96,12 @@ def pair_commands(members: Sequence[Actor], trades: int, seed: int, tag: str) ->
                 "price": price,
                 "quantity": qty,
                 "tif": "LIMIT",
-                "_book": BOOK,
             }
             out.append(Command(actor, f"bench-st-{tag}-{i:07d}-{side}", "place_order", data))
     return out
 
 
-def produce_trades(market: Market, commands: Sequence[Command], batch: int) -> float:
+def produce_trades(market: BenchMarket, commands: Sequence[Command], batch: int) -> float:
     """Runs the commands through the exchange's batch path; returns wall seconds."""
     t0 = time.perf_counter()
     step = max(1, len(commands) // 10)
@@ -222,7 +149,14 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
     problems: list[str] = []
     with fresh_database(base_url) as db:
         t_setup = time.perf_counter()
-        market = setup_market(db, args.members, args.units_each, tag)
+        market = setup_hubei_market(
+            db,
+            args.members,
+            units_each=args.units_each,
+            cash_each="10000000000.00",
+            tag=tag,
+            at=TRADING_AT,
+        )
         commands = pair_commands(market.members, args.trades, args.seed + index, tag)
         log(
             f"run {index + 1}: setup {time.perf_counter() - t_setup:.1f}s ({args.members} "

@@ -96,7 +96,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(url: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, workdir: Path, module: str = "tests.console_support", *args: str
+) -> subprocess.Popen[bytes]:
+    """`python -m module url port *args` on the console's database, its output in server.log."""
     env = dict(os.environ)
     env.update(
         CARBONHUB_DATABASE_URL=url,
@@ -106,7 +109,7 @@ def start_server(url: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
     )
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - handed to the child process
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.console_support", url, str(port)],
+        [sys.executable, "-m", module, url, str(port), *args],
         cwd=workdir,
         env=env,
         stdout=log,

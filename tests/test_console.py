@@ -87,11 +87,14 @@ class Console:
         page.goto(f"{self.base}/login")
         ready(page)
         page.get_by_test_id("login-username").fill(username)
-        page.get_by_test_id("login-password").fill(PASSWORDS[username])
+        page.get_by_test_id("login-password").fill(self.password(username))
         page.get_by_test_id("login-submit").click()
         page.wait_for_url(f"{self.base}/")
         ready(page)
         return page
+
+    def password(self, username: str) -> str:
+        return PASSWORDS[username]
 
     def user(self, username: str, path: str = "/") -> Page:
         """A signed-in page for `username`, shared by the tests (one login per user), at `path`."""

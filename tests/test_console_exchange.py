@@ -13,7 +13,6 @@ orders and an open auction. Screenshots go to tests/screenshots/.
 from __future__ import annotations
 
 import ast
-import os
 import random
 import re
 import subprocess
@@ -21,7 +20,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -33,12 +31,12 @@ from carbonhub.core.timefmt import SHANGHAI, iso, parse_iso
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.service import RegistryService
 from carbonhub.settlement.service import CashService, SettlementService
-from tests.console_support import ROOT, free_port, key, prepare, wait_ready
+from tests import test_console
+from tests.conftest import Clock
+from tests.console_support import ROOT, free_port, key, prepare, start_server, wait_ready
 from tests.test_console import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    NO_ANIMATIONS,
-    TIMEOUT_MS,
     notification,
     pick,
     ready,
@@ -61,17 +59,6 @@ def shanghai(day: str, hhmm: str) -> datetime:
     h, m = map(int, hhmm.split(":"))
     y, mo, d = map(int, day.split("-"))
     return datetime(y, mo, d, h, m, tzinfo=SHANGHAI).astimezone(UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, day: str, hhmm: str) -> None:
-        self.now = shanghai(day, hhmm)
 
 
 # ------------------------------------------------------------------ the market
@@ -282,76 +269,19 @@ def serve(url: str, port: int, now: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_server(url: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        CARBONHUB_DATABASE_URL=url,
-        CARBONHUB_CONSOLE_SECRET="console-test-secret",
-        NICEGUI_STORAGE_PATH=str(workdir / "nicegui"),
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")]),
-    )
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - handed to the child process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.test_console_exchange",
-            url,
-            str(port),
-            iso(shanghai(TODAY, NOW)),
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
 # ------------------------------------------------------------------ the browser
 
 
-class Console:
+class Console(test_console.Console):
+    """The registry console's browser harness, on this module's market and clock."""
+
     def __init__(self, base: str, seeded: Seeded, browser: Browser) -> None:
-        self.base = base
-        self.seeded = seeded
-        self.browser = browser
-        self.external: list[str] = []
-        self._sessions: dict[str, Page] = {}
+        super().__init__(base, seeded, browser)  # type: ignore[arg-type]  # its own Seeded
         self.clock = Clock(shanghai(TODAY, NOW))
         self.svc = backend(seeded.url, self.clock)
 
-    def page(self) -> Page:
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        context.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        context.add_init_script(NO_ANIMATIONS)
-        page = context.new_page()
-        page.on("request", self._watch)
-        return page
-
-    def _watch(self, request: object) -> None:
-        url = str(getattr(request, "url", ""))
-        if not (url.startswith(self.base) or url.startswith(("data:", "blob:"))):
-            self.external.append(url)
-
-    def user(self, username: str, path: str = "/") -> Page:
-        """A signed-in page for `username` (one login per user for the module), at `path`."""
-        if username not in self._sessions:
-            page = self.page()
-            page.goto(f"{self.base}/login")
-            ready(page)
-            page.get_by_test_id("login-username").fill(username)
-            page.get_by_test_id("login-password").fill(password(username))
-            page.get_by_test_id("login-submit").click()
-            page.wait_for_url(f"{self.base}/")
-            self._sessions[username] = page
-        page = self._sessions[username]
-        self.goto(page, path)
-        return page
-
-    def goto(self, page: Page, path: str) -> None:
-        page.goto(self.base + path)
-        ready(page)
+    def password(self, username: str) -> str:
+        return password(username)
 
     def actor(self, username: str) -> Actor:
         return self.seeded.actors[username]
@@ -363,7 +293,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     url = f"sqlite:///{work / 'carbonhub.db'}"
     prepare(url)
     port = free_port()
-    proc = start_server(url, port, work)  # starts while the test seeds the market
+    proc = start_server(  # starts while the test seeds the market
+        url, port, work, "tests.test_console_exchange", iso(shanghai(TODAY, NOW))
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         seeded = seed(url)

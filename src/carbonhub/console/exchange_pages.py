@@ -10,7 +10,7 @@ changed.
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, ParamSpec, TypeVar
@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import run, ui
 
 from carbonhub.console.i18n import error_text, t
+from carbonhub.console.registry_forms import Submit, form_dialog, quantity_field, text_field
 from carbonhub.console.shell import (
     Services,
     add_nav,
@@ -213,68 +214,6 @@ def error_label(err: DomainError, testid: str) -> None:
 
 def members_by_id(mk: Market) -> dict[str, str]:
     return {m["entity_id"]: m["name"] for m in mk.exchange.members()}
-
-
-Done = Callable[[], Awaitable[None]]
-Submit = Callable[[str], Awaitable[dict[str, Any] | None]]
-
-
-def form_dialog(
-    title_key: str,
-    testid: str,
-    fields: Callable[[], Submit],
-    done: Done,
-    message: Callable[[dict[str, Any]], str],
-) -> None:
-    """A dialog form with its idempotency key chosen when it opens (as the registry's forms do):
-    a double click or a retry cannot act twice; an error leaves it open for a correction."""
-    key = new_id()
-    busy = False
-    with ui.dialog() as dialog, ui.card().classes("w-[28rem]").props(f'data-testid="{testid}"'):
-        ui.label(t(title_key)).classes("text-h6")
-        submit = fields()
-        ui.label(f"{t('form.key')}: {key}").classes("text-caption text-grey-7")
-
-        async def on_submit() -> None:
-            nonlocal busy
-            if busy:
-                return
-            busy = True
-            button.disable()
-            try:
-                result = await submit(key)
-            finally:
-                busy = False
-                button.enable()
-            if result is None:
-                return
-            dialog.close()
-            notify_ok(message(result))
-            await done()
-
-        with ui.row().classes("w-full justify-end"):
-            ui.button(t("common.cancel"), on_click=dialog.close).props("flat no-caps")
-            button = ui.button(t("common.submit"), on_click=on_submit).props(
-                f'unelevated no-caps color=primary data-testid="{testid}-submit"'
-            )
-    dialog.on("hide", dialog.delete)
-    dialog.open()
-
-
-def text_field(label_key: str, testid: str, value: str = "") -> ui.input:
-    return (
-        ui.input(t(label_key), value=value)
-        .props(f'outlined dense data-testid="{testid}"')
-        .classes("w-full")
-    )
-
-
-def quantity_field(value: int | None = None) -> ui.number:
-    return (
-        ui.number(t("form.quantity"), value=value, min=1, step=1, format="%d")
-        .props('outlined dense data-testid="f-quantity"')
-        .classes("w-full")
-    )
 
 
 def side_toggle(value: str = "B", labels: tuple[str, str] = ("side.B", "side.S")) -> ui.toggle:

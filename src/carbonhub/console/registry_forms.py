@@ -31,7 +31,7 @@ def transfer_message(result: dict[str, Any]) -> str:
     )
 
 
-def _dialog(
+def form_dialog(
     title_key: str,
     testid: str,
     fields: Callable[[], Submit],
@@ -39,7 +39,7 @@ def _dialog(
     message: Callable[[dict[str, Any]], str],
 ) -> None:
     """Open a dialog: `fields()` builds the inputs and returns the submit function, which gets
-    the key chosen now, at opening time."""
+    the key chosen now, at opening time (every console form: registry, exchange, settlement)."""
     key = new_id()
     busy = False
     with ui.dialog() as dialog, ui.card().classes("w-[28rem]").props(f'data-testid="{testid}"'):
@@ -86,15 +86,15 @@ def _class_select(classes: list[str]) -> ui.select:
     )
 
 
-def _quantity() -> ui.number:
+def quantity_field(value: int | None = None) -> ui.number:
     return (
-        ui.number(t("form.quantity"), min=1, step=1, format="%d")
+        ui.number(t("form.quantity"), value=value, min=1, step=1, format="%d")
         .props('outlined dense data-testid="f-quantity"')
         .classes("w-full")
     )
 
 
-def _text(label_key: str, testid: str, value: str = "") -> ui.input:
+def text_field(label_key: str, testid: str, value: str = "") -> ui.input:
     return (
         ui.input(t(label_key), value=value)
         .props(f'outlined dense data-testid="{testid}"')
@@ -106,10 +106,10 @@ def open_transfer(
     svc: Services, actor: Actor, account_id: str, classes: list[str], done: Done
 ) -> None:
     def fields() -> Submit:
-        to = _text("form.to_account", "f-to-account")
+        to = text_field("form.to_account", "f-to-account")
         uc = _class_select(classes)
-        qty = _quantity()
-        reason = _text("common.reason_optional", "f-reason")
+        qty = quantity_field()
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -125,7 +125,7 @@ def open_transfer(
 
         return submit
 
-    _dialog("form.transfer", "form-transfer", fields, done, transfer_message)
+    form_dialog("form.transfer", "form-transfer", fields, done, transfer_message)
 
 
 def open_surrender(
@@ -133,7 +133,7 @@ def open_surrender(
 ) -> None:
     def fields() -> Submit:
         uc = _class_select(classes)
-        qty = _quantity()
+        qty = quantity_field()
         year = (
             ui.number(t("form.compliance_year"), value=date.today().year - 1, step=1, format="%d")
             .props('outlined dense data-testid="f-year"')
@@ -153,7 +153,7 @@ def open_surrender(
 
         return submit
 
-    _dialog("form.surrender", "form-surrender", fields, done, transfer_message)
+    form_dialog("form.surrender", "form-surrender", fields, done, transfer_message)
 
 
 def open_cancel(
@@ -161,9 +161,9 @@ def open_cancel(
 ) -> None:
     def fields() -> Submit:
         uc = _class_select(classes)
-        qty = _quantity()
-        beneficiary = _text("form.beneficiary", "f-beneficiary")
-        reason = _text("common.reason_optional", "f-reason")
+        qty = quantity_field()
+        beneficiary = text_field("form.beneficiary", "f-beneficiary")
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -179,7 +179,7 @@ def open_cancel(
 
         return submit
 
-    _dialog("form.cancel", "form-cancel", fields, done, transfer_message)
+    form_dialog("form.cancel", "form-cancel", fields, done, transfer_message)
 
 
 def open_hold(
@@ -201,14 +201,14 @@ def open_hold(
             .classes("w-full")
         )
         uc = _class_select(classes)
-        qty = _quantity()
+        qty = quantity_field()
         lien = (
             ui.select(entities, label=t("form.lien_holder"), clearable=True)
             .props('outlined dense data-testid="f-lien-holder"')
             .classes("w-full")
         )
-        basis = _text("form.legal_basis", "f-legal-basis")
-        reason = _text("common.reason_optional", "f-reason")
+        basis = text_field("form.legal_basis", "f-legal-basis")
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -226,7 +226,7 @@ def open_hold(
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.hold",
         "form-hold",
         fields,
@@ -238,7 +238,7 @@ def open_hold(
 def open_release(svc: Services, actor: Actor, hold_id: str, done: Done) -> None:
     def fields() -> Submit:
         ui.label(hold_id).classes("text-caption")
-        reason = _text("common.reason_optional", "f-reason")
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -247,17 +247,17 @@ def open_release(svc: Services, actor: Actor, hold_id: str, done: Done) -> None:
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.release", "form-release", fields, done, lambda r: t("result.released", id=r["id"])
     )
 
 
 def open_issue(svc: Services, actor: Actor, done: Done) -> None:
     def fields() -> Submit:
-        uc = _text("form.unit_class", "f-unit-class", "CEA-2024")
-        qty = _quantity()
-        origin = _text("form.origin", "f-origin", "420000")
-        reason = _text("common.reason_optional", "f-reason")
+        uc = text_field("form.unit_class", "f-unit-class", "CEA-2024")
+        qty = quantity_field()
+        origin = text_field("form.origin", "f-origin", "420000")
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -272,15 +272,15 @@ def open_issue(svc: Services, actor: Actor, done: Done) -> None:
 
         return submit
 
-    _dialog("form.issue", "form-issue", fields, done, transfer_message)
+    form_dialog("form.issue", "form-issue", fields, done, transfer_message)
 
 
 def open_allocate(svc: Services, actor: Actor, done: Done) -> None:
     def fields() -> Submit:
-        to = _text("form.to_account", "f-to-account")
-        uc = _text("form.unit_class", "f-unit-class", "CEA-2024")
-        qty = _quantity()
-        reason = _text("common.reason_optional", "f-reason")
+        to = text_field("form.to_account", "f-to-account")
+        uc = text_field("form.unit_class", "f-unit-class", "CEA-2024")
+        qty = quantity_field()
+        reason = text_field("common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -295,20 +295,20 @@ def open_allocate(svc: Services, actor: Actor, done: Done) -> None:
 
         return submit
 
-    _dialog("form.allocate", "form-allocate", fields, done, transfer_message)
+    form_dialog("form.allocate", "form-allocate", fields, done, transfer_message)
 
 
 def open_void(svc: Services, actor: Actor, transfer_id: str, done: Done) -> None:
     def fields() -> Submit:
         ui.label(transfer_id).classes("text-caption")
-        reason = _text("common.reason", "f-reason")
+        reason = text_field("common.reason", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(svc.registry.void, actor, key, transfer_id, reason=reason.value or "")
 
         return submit
 
-    _dialog("appr.void", "form-void", fields, done, lambda r: t("appr.voided", id=r["id"]))
+    form_dialog("appr.void", "form-void", fields, done, lambda r: t("appr.voided", id=r["id"]))
 
 
 # ------------------------------------------------------------------ accounts
@@ -329,7 +329,7 @@ def open_request_account(svc: Services, actor: Actor, entities: dict[str, str], 
             .props('outlined dense data-testid="f-account-type"')
             .classes("w-full")
         )
-        name = _text("form.account_name", "f-account-name")
+        name = text_field("form.account_name", "f-account-name")
         entity: ui.select | None = None
         if actor.is_operator:
             entity = (
@@ -350,7 +350,7 @@ def open_request_account(svc: Services, actor: Actor, entities: dict[str, str], 
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.request_account",
         "form-request",
         fields,
@@ -381,7 +381,7 @@ def open_status(svc: Services, actor: Actor, account_id: str, current: str, done
         )
         if not targets:
             ui.label(t("form.status_final")).classes("text-negative text-caption")
-        reason = _text("common.reason", "f-reason")
+        reason = text_field("common.reason", "f-reason")
         ui.label(t("form.status_hint")).classes("text-caption text-grey-8")
 
         async def submit(key: str) -> dict[str, Any] | None:
@@ -396,7 +396,7 @@ def open_status(svc: Services, actor: Actor, account_id: str, current: str, done
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.status",
         "form-status",
         fields,
@@ -407,7 +407,7 @@ def open_status(svc: Services, actor: Actor, account_id: str, current: str, done
 
 def open_trust(svc: Services, actor: Actor, account_id: str, done: Done) -> None:
     def fields() -> Submit:
-        trusted = _text("form.trusted_account", "f-trusted-account")
+        trusted = text_field("form.trusted_account", "f-trusted-account")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -421,7 +421,7 @@ def open_trust(svc: Services, actor: Actor, account_id: str, done: Done) -> None
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.trust", "form-trust", fields, done, lambda r: t("result.trusted", id=r["trusted_id"])
     )
 
@@ -433,7 +433,7 @@ def open_market(svc: Services, actor: Actor, suspended_now: bool, done: Done) ->
     """Suspend the market when it is open, resume it when it is suspended."""
 
     def fields() -> Submit:
-        reason = _text("common.reason", "f-reason")
+        reason = text_field("common.reason", "f-reason")
         ui.label(t("ops.market.hint")).classes("text-caption text-grey-8")
 
         async def submit(key: str) -> dict[str, Any] | None:
@@ -447,7 +447,7 @@ def open_market(svc: Services, actor: Actor, suspended_now: bool, done: Done) ->
 
         return submit
 
-    _dialog(
+    form_dialog(
         "ops.resume" if suspended_now else "ops.suspend",
         "form-market",
         fields,
@@ -460,8 +460,8 @@ def open_flag(svc: Services, actor: Actor, tainted: bool, done: Done) -> None:
     """Flag a serial range as tainted, or clear the flag on exactly that range."""
 
     def fields() -> Submit:
-        serial = _text("form.serial", "f-serial")
-        reason = _text("common.reason" if tainted else "common.reason_optional", "f-reason")
+        serial = text_field("form.serial", "f-serial")
+        reason = text_field("common.reason" if tainted else "common.reason_optional", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -475,7 +475,7 @@ def open_flag(svc: Services, actor: Actor, tainted: bool, done: Done) -> None:
 
         return submit
 
-    _dialog(
+    form_dialog(
         "form.flag" if tainted else "form.unflag",
         "form-flag" if tainted else "form-unflag",
         fields,
@@ -497,16 +497,16 @@ def open_court(
     freezes, offered once the sending account is known (`holds`, or read when it is entered)."""
 
     def fields() -> Submit:
-        frm = _text("form.from_account", "f-from-account", account_id)
+        frm = text_field("form.from_account", "f-from-account", account_id)
         freeze = (
             ui.select({}, label=t("form.freeze"), clearable=True)
             .props('outlined dense data-testid="f-freeze"')
             .classes("w-full")
         )
-        to = _text("form.to_account", "f-to-account")
-        uc = _text("form.unit_class", "f-unit-class", classes[0] if classes else "")
-        qty = _quantity()
-        basis = _text("form.court_basis", "f-legal-basis")
+        to = text_field("form.to_account", "f-to-account")
+        uc = text_field("form.unit_class", "f-unit-class", classes[0] if classes else "")
+        qty = quantity_field()
+        basis = text_field("form.court_basis", "f-legal-basis")
         freezes: dict[str, dict[str, Any]] = {}
         loaded = ""
 
@@ -569,13 +569,13 @@ def open_court(
 
         return submit
 
-    _dialog("form.court", "form-court", fields, done, transfer_message)
+    form_dialog("form.court", "form-court", fields, done, transfer_message)
 
 
 def open_reverse(svc: Services, actor: Actor, done: Done, transfer_id: str = "") -> None:
     def fields() -> Submit:
-        tid = _text("form.transfer_id", "f-transfer-id", transfer_id)
-        reason = _text("common.reason", "f-reason")
+        tid = text_field("form.transfer_id", "f-transfer-id", transfer_id)
+        reason = text_field("common.reason", "f-reason")
 
         async def submit(key: str) -> dict[str, Any] | None:
             return await call(
@@ -588,4 +588,4 @@ def open_reverse(svc: Services, actor: Actor, done: Done, transfer_id: str = "")
 
         return submit
 
-    _dialog("form.reverse", "form-reverse", fields, done, transfer_message)
+    form_dialog("form.reverse", "form-reverse", fields, done, transfer_message)

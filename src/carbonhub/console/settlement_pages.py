@@ -16,20 +16,18 @@ from fastapi.responses import RedirectResponse
 from nicegui import run, ui
 
 from carbonhub.console.exchange_pages import (
+    MODE_ORDER,
     TOTAL_ROW,
-    Done,
     Market,
-    Submit,
     error_label,
     fen,
-    form_dialog,
-    text_field,
     today,
     trade_ref,
     traders_and_operators,
     yuan,
 )
 from carbonhub.console.i18n import t
+from carbonhub.console.registry_forms import Done, Submit, form_dialog, text_field
 from carbonhub.console.shell import (
     Services,
     add_nav,
@@ -45,14 +43,14 @@ from carbonhub.console.shell import (
     tonnes,
     when,
 )
+from carbonhub.core import timefmt
 from carbonhub.core.auth import Actor, Role
-from carbonhub.core.errors import DomainError, InvalidInput
+from carbonhub.core.errors import DomainError
 
 CASH_PATH: Final = "/cash"
 STATEMENT_PATH: Final = "/settlement/statement"
 REPORT_PATH: Final = "/settlement/report"
 PAGE_SIZE: Final = 100
-REPORT_MODES: Final = ("LISTING", "CONTINUOUS", "BLOCK", "AUCTION")
 
 
 def cash_users(actor: Actor) -> bool:
@@ -61,10 +59,7 @@ def cash_users(actor: Actor) -> bool:
 
 def parse_day(text: str | None, svc: Services) -> date:
     """The day asked for, today by default."""
-    try:
-        return date.fromisoformat((text or today(svc)).strip())
-    except ValueError:
-        raise InvalidInput("DAY_INVALID", "day: YYYY-MM-DD", "日期格式须为 YYYY-MM-DD") from None
+    return timefmt.parse_day(text or today(svc))
 
 
 def day_picker(
@@ -519,7 +514,7 @@ class ReportView:
             hint("stl.report_hint")
             rows = [
                 _report_row(t("mode." + mode), mode, report["modes"][mode])
-                for mode in REPORT_MODES
+                for mode in MODE_ORDER
                 if mode in report["modes"]
             ]
             rows.append(_report_row(t("mkt.total"), "TOTAL", report["total"]))

@@ -197,6 +197,7 @@ async def idempotency_key(
     return idempotency_key
 
 
+Limit = Annotated[int, Query(ge=1, le=500)]  # a page of a list
 ActorDep = Annotated[Actor, Depends(current_actor)]
 OptionalActorDep = Annotated[Actor, Depends(optional_actor)]
 KeyDep = Annotated[str, Depends(idempotency_key)]
@@ -245,7 +246,7 @@ def journal_entries(
     actor: ActorDep,
     db: DbDep,
     before: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
 ) -> dict[str, Any]:
     if actor.role is not Role.OPERATOR:
         raise Forbidden(

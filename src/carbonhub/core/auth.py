@@ -265,7 +265,10 @@ class AuthService:
 
     def cached_actor(self, token: str) -> Actor | None:
         """The token's actor if it is remembered (no I/O: the API's event loop calls this)."""
-        cached = self._tokens.get(_token_digest(token))
+        return self._remembered(_token_digest(token))
+
+    def _remembered(self, digest: str) -> Actor | None:
+        cached = self._tokens.get(digest)
         if cached is None or time.monotonic() >= cached[2]:
             return None
         actor, expires_at, _ = cached
@@ -276,10 +279,10 @@ class AuthService:
     def actor_for_token(self, token: str) -> Actor:
         """The token's actor. A valid token is remembered for TOKEN_CACHE_S seconds (its expiry
         is still checked on every call); revoking it in this process forgets it at once."""
-        actor = self.cached_actor(token)
+        digest = _token_digest(token)
+        actor = self._remembered(digest)
         if actor is not None:
             return actor
-        digest = _token_digest(token)
         with self.db.read() as uow:
             row = uow.conn.execute(
                 sa.select(

@@ -51,6 +51,28 @@ def check_key(key: object) -> str:
     return key
 
 
+def key_reused() -> Conflict:
+    return Conflict(
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was used before with different input",
+        "该幂等键已用于不同的请求",
+    )
+
+
+def key_row(
+    actor: str, key: str, command: str, digest: str, result: Any, now: str
+) -> dict[str, Any]:
+    """The stored answer to (actor, key): a retry gets `result` back."""
+    return {
+        "actor": actor,
+        "key": key,
+        "command": command,
+        "request_hash": digest,
+        "result": json.dumps(result, sort_keys=True, default=str),
+        "created_at": now,
+    }
+
+
 def run(
     db: Database,
     actor: str,
@@ -69,11 +91,7 @@ def run(
             ).first()
             if prior is not None:
                 if prior.request_hash != digest or prior.command != command:
-                    raise Conflict(
-                        "IDEMPOTENCY_KEY_REUSED",
-                        "this Idempotency-Key was used before with different input",
-                        "该幂等键已用于不同的请求",
-                    )
+                    raise key_reused()
                 stored: dict[str, Any] = json.loads(prior.result)
                 return stored
             journal.lock_head(uow)
@@ -81,12 +99,7 @@ def run(
             try:
                 uow.conn.execute(
                     sa.insert(idempotency).values(
-                        actor=actor,
-                        key=key,
-                        command=command,
-                        request_hash=digest,
-                        result=json.dumps(result, sort_keys=True, default=str),
-                        created_at=iso(uow.now),
+                        key_row(actor, key, command, digest, result, iso(uow.now))
                     )
                 )
                 uow.commit()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from carbonhub.core.errors import InvalidInput
+
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
@@ -14,6 +16,16 @@ def iso(dt: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def parse_day(text: object, field: str = "day") -> date:
+    """A calendar day given as YYYY-MM-DD (API, CLI, console, service all read days this way)."""
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InvalidInput(
+            "DAY_INVALID", f"{field}: YYYY-MM-DD", "日期格式须为 YYYY-MM-DD"
+        ) from None
 
 
 def shanghai_day(dt: datetime) -> date:

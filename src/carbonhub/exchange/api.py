@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import Field
 
-from carbonhub.core.api import ActorDep, KeyDep, OptionalActorDep, Strict
+from carbonhub.core.api import ActorDep, KeyDep, Limit, OptionalActorDep, Strict
+from carbonhub.core.timefmt import parse_day
 from carbonhub.exchange.service import ExchangeService
 
 router = APIRouter(prefix="/api/v1/exchange", tags=["exchange"])
 
-Limit = Annotated[int, Query(ge=1, le=500)]
 Price = Field(description="yuan per tonne on the 0.01 tick", examples=["80.25"], max_length=16)
 Quantity = Field(description="whole tonnes, lot 1 t")
 Day = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", examples=["2026-11-23"])]
@@ -137,13 +136,7 @@ def calendar(
     start: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")],
     days: Annotated[int, Query(ge=1, le=400)] = 31,
 ) -> list[dict[str, Any]]:
-    try:
-        first = date.fromisoformat(start)
-    except ValueError:
-        from carbonhub.core.errors import InvalidInput
-
-        raise InvalidInput("DAY_INVALID", "start: YYYY-MM-DD", "日期格式错误") from None
-    return svc(request).calendar(first, days)
+    return svc(request).calendar(parse_day(start, "start"), days)
 
 
 @router.post("/holidays", status_code=201, summary="Announce a closed day (operator)")

@@ -19,6 +19,7 @@ from carbonhub.core.cli_support import (
     fail,
     key_or_new,
 )
+from carbonhub.core.timefmt import parse_day
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.service import RegistryService
 from carbonhub.settlement.service import CashService
@@ -109,10 +110,7 @@ def calendar(
     as_json: bool = JsonOpt,
 ) -> None:
     """Trading days and holidays."""
-    try:
-        first = date.fromisoformat(start) if start else date.today()
-    except ValueError:
-        fail("DAY_INVALID: start: YYYY-MM-DD")
+    first = call(lambda: parse_day(start, "start")) if start else date.today()
     emit(ex().calendar(first, days), as_json, ["day", "trading", "holiday"], title="calendar")
 
 

@@ -17,6 +17,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
@@ -32,7 +33,7 @@ from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput
 from carbonhub.core.groupcommit import GroupCommit
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import yuan_from_fen
-from carbonhub.core.timefmt import SHANGHAI, iso, parse_iso
+from carbonhub.core.timefmt import SHANGHAI, iso, parse_day, parse_iso
 from carbonhub.exchange import engine as e
 from carbonhub.exchange import model as m
 from carbonhub.exchange import store as s
@@ -330,7 +331,7 @@ class ExchangeService:
     def add_holiday(self, actor: Actor, key: str, *, day: str, name: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
-            d = _parse_day(day)
+            d = parse_day(day)
             if not isinstance(name, str) or not name.strip() or len(name) > 100:
                 raise InvalidInput("NAME_INVALID", "name: 1–100 characters", "名称须为1–100个字符")
             if uow.conn.execute(
@@ -347,13 +348,12 @@ class ExchangeService:
         return idempotency.run(self.db, actor.username, key, "add_holiday", data, body)
 
     def calendar(self, start: date, days: int) -> list[dict[str, Any]]:
-        with self.db.read() as ro:
-            conn = ro.conn
-            hol = self._holidays(conn)
-            names = {r.day: r.name for r in conn.execute(sa.select(s.holidays))}
-        out = []
         if start > date.max - timedelta(days=400):
             raise InvalidInput("DAY_INVALID", "start is too far in the future", "日期超出范围")
+        with self.db.read() as ro:
+            names = {r.day: r.name for r in ro.conn.execute(sa.select(s.holidays))}
+        hol = {date.fromisoformat(d) for d in names}
+        out = []
         for n in range(min(max(days, 1), 400)):
             d = start + timedelta(days=n)
             out.append(
@@ -616,18 +616,7 @@ class ExchangeService:
         row = uow.conn.execute(q).first()
         if row is None:
             raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
-        book = self._books.get(book_id)
-        if book is None or book.seq > int(row.seq):
-            book = self._fresh_book(uow.conn, row)
-        if book.seq < int(row.seq):
-            bc = s.book_commands.c
-            for r in uow.conn.execute(
-                sa.select(bc.command)
-                .where(bc.book_id == book_id, bc.seq > book.seq)
-                .order_by(bc.seq)
-            ):
-                e.apply(book, json.loads(r.command))
-        self._books[book_id] = book
+        book = self._caught_up(uow.conn, row)
         b.books[book_id] = [row.instrument, row.mode, row.trading_day]
         today = m.trading_day(uow.now).isoformat()
         if row.trading_day != today:
@@ -637,6 +626,23 @@ class ExchangeService:
             prev = self._prev_close(uow.conn, inst, date.fromisoformat(today))
             self._log(b, book_id, book, {"k": "reference", "price": prev})
             b.books[book_id][2] = today
+        return book
+
+    def _caught_up(self, conn: Connection, row: Any) -> e._Book:
+        """The book in memory brought up to its log as `row` (a `books` row) has it; rebuilt
+        from the log when memory is ahead of it (a rolled-back batch) or empty."""
+        book = self._books.get(row.id)
+        if book is None or book.seq > int(row.seq):
+            book = self._fresh_book(conn, row)
+        if book.seq < int(row.seq):
+            bc = s.book_commands.c
+            for r in conn.execute(
+                sa.select(bc.command)
+                .where(bc.book_id == row.id, bc.seq > book.seq, bc.seq <= int(row.seq))
+                .order_by(bc.seq)
+            ):
+                e.apply(book, json.loads(r.command))
+        self._books[row.id] = book
         return book
 
     def _fresh_book(self, conn: Connection, row: Any) -> e._Book:
@@ -1113,20 +1119,6 @@ class ExchangeService:
             {"type": "depth", "instrument": code, "mode": mode.value, **_depth_view(book)}
         )
 
-    def _order(self, conn: Connection, oid: str) -> dict[str, Any]:
-        r = conn.execute(sa.select(s.orders).where(s.orders.c.id == oid)).one()
-        out = order_dict(r)
-        t = s.trades.c
-        out["trades"] = [
-            trade_dict(x)
-            for x in conn.execute(
-                sa.select(s.trades)
-                .where(sa.or_(t.buy_order == oid, t.sell_order == oid))
-                .order_by(t.id)
-            )
-        ]
-        return out
-
     # ------------------------------------------------------------ day close (for settlement)
 
     def _close_book(self, b: _Batch, book_id: str) -> None:
@@ -1151,17 +1143,7 @@ class ExchangeService:
         """The book as its log has it, without opening a new day (which `_book` would do)."""
         if book_id not in b.books:
             row = b.uow.conn.execute(sa.select(s.books).where(s.books.c.id == book_id)).one()
-            book = self._books.get(book_id)
-            if book is None or book.seq > int(row.seq):
-                book = self._fresh_book(b.uow.conn, row)
-            bc = s.book_commands.c
-            for r in b.uow.conn.execute(
-                sa.select(bc.command)
-                .where(bc.book_id == book_id, bc.seq > book.seq)
-                .order_by(bc.seq)
-            ):
-                e.apply(book, json.loads(r.command))
-            self._books[book_id] = book
+            self._caught_up(b.uow.conn, row)
             b.books[book_id] = [row.instrument, row.mode, row.trading_day]
         return self._books[book_id]
 
@@ -1169,7 +1151,7 @@ class ExchangeService:
         """A duty: every book still open for a past day closes (its orders expire) and that day
         is published, without waiting for the settlement run or the next order."""
         closed: list[str] = []
-        with self.db.uow() as uow:
+        with self.books_lock(), self.db.uow() as uow:
             journal.lock_head(uow)
             today = m.trading_day(uow.now).isoformat()
             days = sorted(
@@ -1186,15 +1168,21 @@ class ExchangeService:
             uow.commit()
         return closed
 
+    def books_lock(self) -> AbstractContextManager[Any]:
+        """Held while the books in memory change. Take it *before* opening the transaction
+        that changes them, as the order writer does: the other order deadlocks against it
+        (the writer holds this lock and waits for the database's)."""
+        return self._mem
+
     def close_day(self, uow: UnitOfWork, day: date) -> None:
-        """After the close: books expire their orders, auctions finish, the day is published."""
+        """After the close: books expire their orders, auctions finish, the day is published.
+        The caller holds `books_lock` from before it opened `uow`."""
         with self._mem:
             try:
                 b = _Batch(self, uow)
                 for row in uow.conn.execute(
                     sa.select(s.books.c.id).where(s.books.c.trading_day <= day.isoformat())
                 ).all():
-                    self._book_for_close(b, row.id)
                     self._close_book(b, row.id)
                 b.write()
             except BaseException:
@@ -2033,20 +2021,7 @@ class ExchangeService:
                 raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
             if row.trading_day is not None and row.trading_day < m.trading_day(ro.now).isoformat():
                 return e.new_book(row.mode)  # a past day's orders have expired, closed or not
-            book = self._books.get(book_id)
-            if book is not None and book.seq == int(row.seq):
-                return book
-            if book is None or book.seq > int(row.seq):
-                book = self._fresh_book(conn, row)
-            bc = s.book_commands.c
-            for r in conn.execute(
-                sa.select(bc.command)
-                .where(bc.book_id == book_id, bc.seq > book.seq, bc.seq <= int(row.seq))
-                .order_by(bc.seq)
-            ):
-                e.apply(book, json.loads(r.command))
-            self._books[book_id] = book
-            return book
+            return self._caught_up(conn, row)
 
     def listings(self, instrument: str, side: str, levels: int = 5) -> list[dict[str, Any]]:
         """The orders a taker may choose from: every listing at the best five levels."""
@@ -2081,7 +2056,7 @@ class ExchangeService:
         if instrument:
             q = q.where(t.instrument == instrument)
         if day:
-            q = q.where(t.trading_day == _parse_day(day).isoformat())
+            q = q.where(t.trading_day == parse_day(day).isoformat())
         if before:
             q = q.where(t.at < before)
         if mine:
@@ -2130,7 +2105,17 @@ class ExchangeService:
                 raise NotFound("ORDER_NOT_FOUND", f"no order {order_id}", "订单不存在")
             if not (actor.is_operator or r.entity_id == actor.entity_id):
                 raise Forbidden("NOT_YOUR_ORDER", "not your order", "非本方订单")
-            return self._order(conn, order_id)
+            out = order_dict(r)
+            t = s.trades.c
+            out["trades"] = [
+                trade_dict(x)
+                for x in conn.execute(
+                    sa.select(s.trades)
+                    .where(sa.or_(t.buy_order == order_id, t.sell_order == order_id))
+                    .order_by(t.id)
+                )
+            ]
+            return out
 
     def bars(
         self, instrument: str, *, interval: str, day: str | None = None, limit: int = 400
@@ -2162,7 +2147,7 @@ class ExchangeService:
                 ]
             if interval != "1m":
                 raise InvalidInput("INTERVAL_INVALID", "interval is 1m or 1d", "周期须为 1m 或 1d")
-            d = _parse_day(day) if day else m.trading_day(self.db.clock())
+            d = parse_day(day) if day else m.trading_day(self.db.clock())
             t = s.trades.c
             rows = conn.execute(
                 sa.select(t.at, t.price, t.quantity)
@@ -2189,7 +2174,7 @@ class ExchangeService:
         with self.db.read() as ro:
             conn = ro.conn
             inst = self._instrument_row(conn, instrument)
-            d = _parse_day(day) if day else m.trading_day(self.db.clock())
+            d = parse_day(day) if day else m.trading_day(self.db.clock())
             t = s.trades.c
             rows = conn.execute(
                 sa.select(t.mode, t.price, t.quantity)
@@ -2235,7 +2220,7 @@ class ExchangeService:
         cumulative volume (t) and value (yuan), from the published market days."""
         with self.db.read() as ro:
             conn = ro.conn
-            d = _parse_day(day) if day else m.trading_day(self.db.clock())
+            d = parse_day(day) if day else m.trading_day(self.db.clock())
             rows = conn.execute(
                 sa.select(s.market_days.c.day, s.market_days.c.volume, s.market_days.c.value).where(
                     s.market_days.c.day <= d.isoformat()
@@ -2309,14 +2294,6 @@ def _depth_view(book: e._Book, levels: int = 5) -> dict[str, Any]:
     }
 
 
-def _parse_day(text: object) -> date:
-    try:
-        return date.fromisoformat(str(text))
-    except ValueError:
-        raise InvalidInput("DAY_INVALID", "day: YYYY-MM-DD", "日期格式须为 YYYY-MM-DD") from None
-
-
-_ORDER_COLUMNS = tuple(c.name for c in s.orders.columns)
 _CHANGING = ("open", "filled", "status", "reason", "updated_at")
 
 
@@ -2387,23 +2364,12 @@ class _Batch:
         prior = self.keys.get((c.actor.username, c.key))
         if prior is not None:
             if prior[0] != digest or prior[1] != c.name:
-                raise Conflict(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used before with different input",
-                    "该幂等键已用于不同的请求",
-                )
+                raise idempotency.key_reused()
             return prior[2]
         result = handler(self, c.actor, c.data)
         self.keys[(c.actor.username, c.key)] = (digest, c.name, result)
         self.new_keys.append(
-            {
-                "actor": c.actor.username,
-                "key": c.key,
-                "command": c.name,
-                "request_hash": digest,
-                "result": json.dumps(result, sort_keys=True, default=str),
-                "created_at": iso(self.uow.now),
-            }
+            idempotency.key_row(c.actor.username, c.key, c.name, digest, result, iso(self.uow.now))
         )
         return result
 
@@ -2431,7 +2397,7 @@ class _Batch:
                 self.orders[row.id] = dict(row._mapping)
                 self.loaded[row.id] = tuple(row._mapping[k] for k in _CHANGING)
         self.units.preload_holds([r.hold_id for r in rows if r.hold_id])
-        self.cash.preload([r.cash_ref for r in rows if r.cash_ref])
+        self.cash.preload_freezes([r.cash_ref for r in rows if r.cash_ref])
 
     def new_order(
         self,

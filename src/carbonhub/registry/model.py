@@ -692,6 +692,48 @@ class TransferDecision:
     delayed: bool
 
 
+def _check_free(book: Book, key: tuple[str, str], bal: Balance, quantity: int) -> None:
+    """Enough of the sender's serials are neither tainted nor reserved for a pending reversal."""
+    excluded = book.excluded.get(key, [])
+    if excluded:
+        free = sum(b.size for b in subtract(book.blocks.get(key, []), excluded))
+    else:
+        free = bal.posted
+    if free - (bal.pending - book.reserved_by_reversals.get(key, 0)) < quantity:
+        raise Conflict(
+            "UNITS_TAINTED",
+            "some of these units carry a tainted-serial flag or are reserved",
+            "部分单位序列号被标记为可疑或已被预留",
+        )
+
+
+def _move_blocks(
+    book: Book, key: tuple[str, str], to_key: tuple[str, str], quantity: int, *, from_held: int
+) -> list[Block]:
+    """Moves `quantity` from `key` to `to_key` in the book (balances and blocks, both kept in
+    take order); `from_held` of it was held (an exchange reservation being delivered)."""
+    held = book.blocks.get(key, [])
+    excluded = book.excluded.get(key, [])
+    split = take_free(held, excluded, quantity, presorted=True)
+    if excluded:
+        book.blocks[key] = sorted(
+            (set(held) - set(split.removed)) | set(split.kept), key=take_order
+        )
+    else:  # `take` consumed a prefix of the blocks in take order: keep the rest in order
+        del held[: len(split.removed)]
+        for b in split.kept:
+            bisect.insort(held, b, key=take_order)
+        book.blocks[key] = held
+    bal = book.balances.get(key, Balance())
+    book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held - from_held)
+    got = book.balances.get(to_key, Balance())
+    book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
+    received = book.blocks.setdefault(to_key, [])
+    for b in split.moved:
+        bisect.insort(received, b, key=take_order)
+    return split.moved
+
+
 def decide_transfer(
     book: Book,
     role: str,
@@ -727,39 +769,14 @@ def decide_transfer(
     key = (from_id, uc.code)
     bal = book.balances.get(key, Balance())
     check_available(bal, quantity)
-    held = book.blocks.get(key, [])
-    excluded = book.excluded.get(key, [])
-    free = sum(b.size for b in subtract(held, excluded)) if excluded else bal.posted
-    if free - (bal.pending - book.reserved_by_reversals.get(key, 0)) < quantity:
-        raise Conflict(
-            "UNITS_TAINTED",
-            "some of these units carry a tainted-serial flag or are reserved",
-            "部分单位序列号被标记为可疑或已被预留",
-        )
+    _check_free(book, key, bal, quantity)
     trusted = sender.entity_id == receiver.entity_id or (from_id, to_id) in book.trusted
     if op.trusted_list_applies and not trusted:
         check_untrusted(untrusted_limit_t, quantity)
         if untrusted_delay:
             book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
             return TransferDecision([], True)
-    split = take_free(held, excluded, quantity, presorted=True)
-    if excluded:
-        book.blocks[key] = sorted(
-            (set(held) - set(split.removed)) | set(split.kept), key=take_order
-        )
-    else:  # `take` consumed a prefix of the blocks in take order: keep the rest in order
-        del held[: len(split.removed)]
-        for b in split.kept:
-            bisect.insort(held, b, key=take_order)
-        book.blocks[key] = held
-    book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held)
-    to_key = (to_id, uc.code)
-    got = book.balances.get(to_key, Balance())
-    book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
-    received = book.blocks.setdefault(to_key, [])
-    for b in split.moved:
-        bisect.insort(received, b, key=take_order)
-    return TransferDecision(split.moved, False)
+    return TransferDecision(_move_blocks(book, key, (to_id, uc.code), quantity, from_held=0), False)
 
 
 def decide_delivery(
@@ -781,33 +798,8 @@ def decide_delivery(
     if bal.held < quantity:
         raise Conflict("HOLD_TOO_SMALL", f"only {bal.held} t are held", f"冻结数量仅 {bal.held} 吨")
     check_available(bal, quantity, extra_t=quantity)
-    held = book.blocks.get(key, [])
-    excluded = book.excluded.get(key, [])
-    free = sum(b.size for b in subtract(held, excluded)) if excluded else bal.posted
-    if free - (bal.pending - book.reserved_by_reversals.get(key, 0)) < quantity:
-        raise Conflict(
-            "UNITS_TAINTED",
-            "some of these units carry a tainted-serial flag or are reserved",
-            "部分单位序列号被标记为可疑或已被预留",
-        )
-    split = take_free(held, excluded, quantity, presorted=True)
-    if excluded:
-        book.blocks[key] = sorted(
-            (set(held) - set(split.removed)) | set(split.kept), key=take_order
-        )
-    else:
-        del held[: len(split.removed)]
-        for b in split.kept:
-            bisect.insort(held, b, key=take_order)
-        book.blocks[key] = held
-    book.balances[key] = Balance(bal.posted - quantity, bal.pending, bal.held - quantity)
-    to_key = (to_id, uc.code)
-    got = book.balances.get(to_key, Balance())
-    book.balances[to_key] = Balance(got.posted + quantity, got.pending, got.held)
-    received = book.blocks.setdefault(to_key, [])
-    for b in split.moved:
-        bisect.insort(received, b, key=take_order)
-    return split.moved
+    _check_free(book, key, bal, quantity)
+    return _move_blocks(book, key, (to_id, uc.code), quantity, from_held=quantity)
 
 
 # ---------------------------------------------------------------- replay (invariant 6)

@@ -594,15 +594,7 @@ class RegistryService:
                     else None
                 )
                 if seen is not None:
-                    outcomes[n] = (
-                        seen[1]
-                        if seen[0] == digest
-                        else Conflict(
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "this Idempotency-Key was used before with different input",
-                            "该幂等键已用于不同的请求",
-                        )
-                    )
+                    outcomes[n] = seen[1] if seen[0] == digest else idempotency.key_reused()
                     continue
                 try:
                     decision = m.decide_transfer(
@@ -704,14 +696,7 @@ class RegistryService:
                 conn.execute(
                     sa.insert(ik),
                     [
-                        {
-                            "actor": actor.username,
-                            "key": k,
-                            "command": "transfer",
-                            "request_hash": d,
-                            "result": json.dumps(r, sort_keys=True, default=str),
-                            "created_at": now,
-                        }
+                        idempotency.key_row(actor.username, k, "transfer", d, r, now)
                         for k, (d, r) in fresh.items()
                     ],
                 )
@@ -2357,6 +2342,34 @@ def _check_tradable(row: Any, entity_id: str) -> None:
         )
 
 
+def _write_hold_changes(
+    conn: Connection,
+    holds: dict[str, list[Any]],
+    loaded: dict[str, tuple[Any, ...]],
+    now: str,
+) -> None:
+    """The quantity and status of every loaded hold a batch changed (`[account, class,
+    quantity, status, …]` per hold id), in one statement."""
+    changed = [
+        {"hid": i, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
+        for i, v in holds.items()
+        if i in loaded and tuple(v) != loaded[i]
+    ]
+    if changed:
+        h = s.holds.c
+        execute_many(
+            conn,
+            sa.update(s.holds)
+            .where(h.id == sa.bindparam("hid"))
+            .values(
+                quantity=sa.bindparam("q"),
+                status=sa.bindparam("st"),
+                released_at=sa.bindparam("at"),
+            ),
+            changed,
+        )
+
+
 class ReservationBatch:
     """Units reserved for orders and freed again, decided in memory and written in bulk.
 
@@ -2504,24 +2517,7 @@ class ReservationBatch:
                     for i, row in self.new_holds.items()
                 ],
             )
-        changed = [
-            {"hid": i, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
-            for i, v in self.holds.items()
-            if i in self.loaded_holds and tuple(v) != self.loaded_holds[i]
-        ]
-        if changed:
-            h = s.holds.c
-            execute_many(
-                conn,
-                sa.update(s.holds)
-                .where(h.id == sa.bindparam("hid"))
-                .values(
-                    quantity=sa.bindparam("q"),
-                    status=sa.bindparam("st"),
-                    released_at=sa.bindparam("at"),
-                ),
-                changed,
-            )
+        _write_hold_changes(conn, self.holds, self.loaded_holds, now)
         deltas = [{"a": a, "c": c, "d": d} for (a, c), d in self.held_change.items() if d]
         if deltas:
             hc = s.holdings.c
@@ -2683,25 +2679,7 @@ class DeliveryBatch:
             insert_many(conn, s.transfers, self.transfers)
         if self.blocks:
             insert_many(conn, s.transfer_blocks, self.blocks)
-        now = iso(self.uow.now)
-        changed = [
-            {"hid": k, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
-            for k, v in self.holds.items()
-            if tuple(v) != self.loaded_holds[k]
-        ]
-        if changed:
-            h = s.holds.c
-            execute_many(
-                conn,
-                sa.update(s.holds)
-                .where(h.id == sa.bindparam("hid"))
-                .values(
-                    quantity=sa.bindparam("q"),
-                    status=sa.bindparam("st"),
-                    released_at=sa.bindparam("at"),
-                ),
-                changed,
-            )
+        _write_hold_changes(conn, self.holds, self.loaded_holds, iso(self.uow.now))
 
 
 def ledger_problems(conn: Connection) -> list[str]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
-from carbonhub.core.api import ActorDep, KeyDep, Strict
-from carbonhub.core.errors import InvalidInput
+from carbonhub.core.api import ActorDep, KeyDep, Limit, Strict
+from carbonhub.core.timefmt import parse_day
 from carbonhub.settlement.service import CashService, SettlementService
 
 router = APIRouter(prefix="/api/v1/settlement", tags=["settlement"])
 
 DayPath = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", examples=["2026-11-23"])]
-Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def cash(request: Request) -> CashService:
@@ -26,13 +24,6 @@ def cash(request: Request) -> CashService:
 def settlement(request: Request) -> SettlementService:
     service: SettlementService = request.app.state.settlement
     return service
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput("DAY_INVALID", "day: YYYY-MM-DD", "日期格式错误") from None
 
 
 class CashAccountBody(Strict):
@@ -98,21 +89,21 @@ def defund(
 @router.post("/days/{day}/settle", summary="Close the day and settle its trades DvP (operator)")
 def settle(day: DayPath, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
     del key  # settling is idempotent by trade: a second run changes nothing
-    return settlement(request).settle_day(actor, _day(day))
+    return settlement(request).settle_day(actor, parse_day(day))
 
 
 @router.get("/days/{day}/report", summary="The daily clearing report by mode (public)")
 def report(day: DayPath, request: Request) -> dict[str, Any]:
-    return settlement(request).report(_day(day))
+    return settlement(request).report(parse_day(day))
 
 
 @router.get("/days/{day}/statement", summary="My settlement statement for a day")
 def statement(
     day: DayPath, actor: ActorDep, request: Request, entity_id: str | None = None
 ) -> dict[str, Any]:
-    return settlement(request).statement(actor, entity_id or actor.entity_id or "", _day(day))
+    return settlement(request).statement(actor, entity_id or actor.entity_id or "", parse_day(day))
 
 
 @router.get("/days/{day}/failures", summary="Trades that failed to settle (operator)")
 def failures(day: DayPath, actor: ActorDep, request: Request) -> list[dict[str, Any]]:
-    return settlement(request).failures(actor, _day(day))
+    return settlement(request).failures(actor, parse_day(day))

@@ -6,6 +6,7 @@ from datetime import date
 
 import typer
 
+from carbonhub.core import timefmt
 from carbonhub.core.cli_support import (
     JsonOpt,
     KeyOpt,
@@ -13,7 +14,6 @@ from carbonhub.core.cli_support import (
     call,
     database,
     emit,
-    fail,
     key_or_new,
 )
 from carbonhub.exchange.service import ExchangeService
@@ -41,10 +41,7 @@ def settlement() -> SettlementService:
 
 
 def parse_day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        fail(f"DAY_INVALID: not a date (YYYY-MM-DD): {text!r}")
+    return call(lambda: timefmt.parse_day(text))
 
 
 @cash_app.command("open")

@@ -3,13 +3,14 @@
 `CashService` owns every cash movement. The exchange calls its in-transaction methods
 (`freeze`, `release`) from its own unit of work; no other context writes these tables.
 `SettlementService` settles a trading day trade by trade, delivery versus payment: the units
-legs through the registry's `DeliveryBatch`, the cash legs through `PaymentBatch`, decided in
+legs through the registry's `DeliveryBatch`, the cash legs through `CashBatch`, decided in
 memory per trade (both legs or neither) and written together in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Protocol
 
@@ -356,11 +357,15 @@ class CashBatch:
         self.entries: list[dict[str, Any]] = []
 
     def preload(self, refs: Sequence[str]) -> None:
-        """Every account and the named freezes in a few statements (the settlement run)."""
-        conn = self.uow.conn
+        """Every account (the fee account too) and the named freezes (the settlement run)."""
         self.cash.ensure_fee_account(self.uow)
-        for r in conn.execute(sa.select(s.cash_accounts)):
+        for r in self.uow.conn.execute(sa.select(s.cash_accounts)):
             self._keep_account(r)
+        self.preload_freezes(refs)
+
+    def preload_freezes(self, refs: Sequence[str]) -> None:
+        """The named freezes and their accounts, in a few statements (a book's day close)."""
+        conn = self.uow.conn
         unique = sorted({r for r in refs if r not in self.freezes})
         for n in range(0, len(unique), 500):
             part = unique[n : n + 500]
@@ -369,6 +374,11 @@ class CashBatch:
             for r in conn.execute(sa.select(s.cash_freezes).where(s.cash_freezes.c.ref.in_(part))):
                 self.freezes[r.ref] = [r.account_id, int(r.amount)]
                 self.loaded_freezes[r.ref] = int(r.amount)
+        missing = sorted({f[0] for f in self.freezes.values() if f} - set(self.accounts))
+        for n in range(0, len(missing), 500):
+            ids = missing[n : n + 500]
+            for r in conn.execute(sa.select(s.cash_accounts).where(s.cash_accounts.c.id.in_(ids))):
+                self._keep_account(r)
 
     def preload_entities(self, entity_ids: Sequence[str]) -> None:
         """These entities' cash accounts in one statement (an order batch)."""
@@ -609,6 +619,8 @@ def settlement_problems(conn: Connection, trades: TradeSource) -> list[str]:
 class TradeSource(Protocol):
     """What settlement needs from the exchange (injected, so neither module imports the other)."""
 
+    def books_lock(self) -> AbstractContextManager[Any]: ...
+
     def close_day(self, uow: UnitOfWork, day: date) -> None: ...
 
     def trades_to_settle(self, conn: Connection, day: date) -> list[dict[str, Any]]: ...
@@ -629,7 +641,7 @@ class SettlementService:
         Idempotent by construction: a trade with a settlement row is never touched again, so a
         second run finds nothing to do and changes nothing."""
         require_role(actor, Role.OPERATOR)
-        with self.db.uow() as uow:
+        with self.trades.books_lock(), self.db.uow() as uow:
             journal.lock_head(uow)
             here = uow.now.astimezone(SHANGHAI)
             if here.date() < day or (here.date() == day and here.strftime("%H:%M") < DAY_CLOSE):
@@ -652,14 +664,11 @@ class SettlementService:
             ]
             settled, failed = self._settle_trades(uow, actor, todo)
             all_ids = [*done, *(t["trade_id"] for t in todo)]
-            if (
-                todo
-                or not uow.conn.execute(
-                    sa.select(s.settlement_runs.c.trading_day).where(
-                        s.settlement_runs.c.trading_day == day.isoformat()
-                    )
-                ).first()
-            ):
+            r = s.settlement_runs
+            ran_before = uow.conn.execute(
+                sa.select(r.c.trading_day).where(r.c.trading_day == day.isoformat())
+            ).first()
+            if todo or not ran_before:
                 counts = self._counts(uow.conn, day)
                 values = dict(
                     trades=len(all_ids),
@@ -669,10 +678,7 @@ class SettlementService:
                     run_by=actor.username,
                     run_at=iso(uow.now),
                 )
-                r = s.settlement_runs
-                if uow.conn.execute(
-                    sa.select(r.c.trading_day).where(r.c.trading_day == day.isoformat())
-                ).first():
+                if ran_before:
                     uow.conn.execute(
                         sa.update(r).where(r.c.trading_day == day.isoformat()).values(**values)
                     )
@@ -788,10 +794,12 @@ class SettlementService:
     # ------------------------------------------------------------ reports
 
     def _rows(
-        self, conn: Connection, day: date, entity_id: str | None = None
+        self, conn: Connection, day: date, entity_id: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
         c = s.settlements.c
         q = sa.select(s.settlements).where(c.trading_day == day.isoformat())
+        if status is not None:
+            q = q.where(c.status == status)
         if entity_id is not None:
             q = q.where(sa.or_(c.buyer_entity == entity_id, c.seller_entity == entity_id))
         return [
@@ -832,4 +840,4 @@ class SettlementService:
         require_role(actor, Role.OPERATOR)
         with self.db.read() as ro:
             conn = ro.conn
-            return [r for r in self._rows(conn, day) if r["status"] == "FAILED"]
+            return self._rows(conn, day, status="FAILED")
