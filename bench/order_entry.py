@@ -189,6 +189,22 @@ def cpu_seconds_of(pid: int) -> float:
         return float("nan")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (the order writer's process under the server)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def server_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the server process and of each child (the writer), by pid."""
+    return {str(p): cpu_seconds_of(p) for p in [pid, *child_pids(pid)]}
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -540,10 +556,10 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
                 else None
             )
             log(f"run {index + 1}: {n} orders at {args.rate:g}/s for {args.seconds:g}s")
-            server_cpu0 = cpu_seconds_of(server.process.pid)
+            cpu0 = server_cpu(server.process.pid)
             load0 = os.getloadavg()[0]
             result = drive(server.base, timed, args.rate, args.clients, args.http)
-            server_cpu = cpu_seconds_of(server.process.pid) - server_cpu0
+            cpu1 = server_cpu(server.process.pid)
             load1 = os.getloadavg()[0]
             server_alive = server.process.poll() is None
         server_log = [ln for ln in server.log_tail(60) if ln.strip()]
@@ -566,6 +582,7 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
         problems.append(f"{counts['orders']} orders stored, {ok + warm_ok} accepted (2xx)")
     if not server_alive:
         problems.append("the server process died during the run")
+    server_seconds = sum(cpu1[p] - cpu0.get(p, 0.0) for p in cpu1)
     latencies = [s.done - s.scheduled for s in samples]
     in_flight = [s.done - s.queued for s in samples]
     lags = [s.queued - s.scheduled for s in samples]
@@ -584,8 +601,12 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
         "sent_orders_per_s": round(len(samples) / last_start, 1) if last_start > 0 else 0.0,
         "seconds_to_last_response": round(last_done, 3),
         "generator_cpu_s": round(result.cpu, 2),
-        "server_cpu_s": round(server_cpu, 2),
-        "server_cpu_ms_per_order": round(server_cpu / max(1, len(samples)) * 1000, 2),
+        "server_cpu_s": round(server_seconds, 2),
+        "server_cpu_ms_per_order": round(server_seconds / max(1, len(samples)) * 1000, 2),
+        # the web process first, then the order writer's process when it runs in one
+        "server_cpu_ms_per_order_by_process": [
+            round((cpu1[p] - cpu0.get(p, 0.0)) / max(1, len(samples)) * 1000, 3) for p in cpu1
+        ],
         "load_avg_1m": [round(load0, 2), round(load1, 2)],
         "warmup": {"orders": args.warmup, "statuses": dict(warm_statuses)},
         "database": counts,

@@ -41,6 +41,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def is_memory_url(url: str) -> bool:
+    """An SQLite database in this process's memory: no other process can open it."""
+    url = normalise_url(url)
+    return url.startswith("sqlite") and (
+        url.rstrip("/") in ("sqlite:", "sqlite") or ":memory:" in url or "mode=memory" in url
+    )
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):

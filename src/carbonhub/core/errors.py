@@ -22,6 +22,17 @@ class DomainError(Exception):
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles whole (code, both messages, context): the order writer's process sends
+        refusals back to the API's."""
+        return (_rebuild, (type(self), self.code, self.message, self.message_zh, self.context))
+
+
+def _rebuild(
+    cls: type[DomainError], code: str, message: str, message_zh: str, context: dict[str, Any]
+) -> DomainError:
+    return cls(code, message, message_zh, **context)
+
 
 class NotFound(DomainError):
     status = 404
@@ -41,3 +52,7 @@ class Unauthorized(DomainError):
 
 class InvalidInput(DomainError):
     status = 422
+
+
+class Unavailable(DomainError):
+    status = 503

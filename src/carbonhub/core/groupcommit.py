@@ -1,22 +1,37 @@
-"""Group commit: callers on many threads, one writer thread, one transaction per batch.
+"""Group commit: callers on many threads, one writer, one transaction per batch.
 
 A durable commit costs an fsync; one per request caps a database at a few hundred writes a
 second. Here each caller queues its command and waits; the writer takes everything queued,
 runs it in one transaction (each command still with its own result), commits once and wakes
 every caller. A caller is answered only after the commit holding its command.
+
+The writer is a thread (`GroupCommit`) or a child process (`WriterProcess`). In a thread it
+shares the interpreter lock with the web server's event loop, and at a thousand orders a second
+the two together need more than one core's worth of it; in its own process each has a core.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import multiprocessing
 import queue
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
 
+from carbonhub.core.errors import DomainError, Unavailable
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 RunBatch = Callable[[Sequence[T]], Sequence[Any]]
+# in a child process: the results, and what the parent should do after the commit (`after`)
+RunBatchWithAfter = Callable[[Sequence[T]], tuple[Sequence[Any], Any]]
 
 
 class GroupCommit(Generic[T]):
@@ -71,3 +86,160 @@ class GroupCommit(Generic[T]):
                 fut.set_result(res)
             if stop:
                 return
+
+
+def writer_lost() -> Unavailable:
+    return Unavailable(
+        "WRITER_RESTARTED",
+        "the order writer stopped before answering; the command may have been committed: "
+        "send it again with the same Idempotency-Key to learn its result",
+        "撮合写入进程中断, 该指令可能已生效: 请用同一 Idempotency-Key 重发以获取结果",
+    )
+
+
+class WriterProcess(Generic[T]):
+    """`GroupCommit` with the writer in a child process that `start(*args)` sets up there.
+
+    Commands and results cross a pipe (pickled); the child batches whatever is waiting in the
+    pipe, so batching works as in the thread. After each batch the parent runs `after` with
+    the batch's second value (the market-data messages, say) and then answers the callers. If
+    the child dies, its callers get WRITER_RESTARTED (their commands may have committed: a
+    retry with the same idempotency key tells) and the next command starts a new child."""
+
+    def __init__(
+        self,
+        start: Callable[..., RunBatchWithAfter[T]],
+        args: tuple[Any, ...],
+        *,
+        after: Callable[[Any], None],
+        max_batch: int = 256,
+        name: str = "writer",
+    ) -> None:
+        self._start, self._args, self._after = start, args, after
+        self._max, self._name = max_batch, name
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._lock = threading.Lock()
+        self._pending: dict[int, Future[Any]] = {}
+        self._next = 0
+        self._conn: Connection | None = None
+        self._proc: BaseProcess | None = None
+        self._reader: threading.Thread | None = None
+        with self._lock:
+            self._spawn()
+
+    def _spawn(self) -> Connection:
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_serve_batches,
+            args=(self._start, self._args, theirs, self._max),
+            name=self._name,
+            daemon=True,
+        )
+        proc.start()
+        theirs.close()
+        self._conn, self._proc = ours, proc
+        self._reader = threading.Thread(
+            target=self._read, args=(ours, proc), name=f"{self._name}-replies", daemon=True
+        )
+        self._reader.start()
+        return ours
+
+    def submit(self, item: T) -> Any:
+        result = self.enqueue(item).result()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def enqueue(self, item: T) -> Future[Any]:
+        fut: Future[Any] = Future()
+        with self._lock:
+            conn = self._conn or self._spawn()
+            self._next += 1
+            self._pending[self._next] = fut
+            try:
+                conn.send((self._next, item))
+            except OSError:  # the child is gone; the reader fails what it had
+                self._pending.pop(self._next)
+                fut.set_result(writer_lost())
+        return fut
+
+    def _read(self, conn: Connection, proc: BaseProcess) -> None:
+        try:
+            while True:
+                tickets, results, after = conn.recv()
+                if after is not None:
+                    try:
+                        self._after(after)
+                    except Exception:  # a subscriber's fault must not lose the answers
+                        log.exception("%s: after-commit step failed", self._name)
+                with self._lock:
+                    futures = [self._pending.pop(t) for t in tickets]
+                for fut, result in zip(futures, results, strict=True):
+                    fut.set_result(result)
+        except (EOFError, OSError):
+            pass
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+            lost = list(self._pending.values())  # every pending command went to this child
+            self._pending.clear()
+        for fut in lost:
+            fut.set_result(writer_lost())
+        conn.close()
+        proc.join(timeout=10)
+
+    def close(self) -> None:
+        with self._lock:
+            conn, proc, reader = self._conn, self._proc, self._reader
+            self._conn = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(None)  # the child finishes what it has, answers, and exits
+        if reader is not None:
+            reader.join(timeout=30)
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+
+
+def _serve_batches(
+    start: Callable[..., RunBatchWithAfter[Any]],
+    args: tuple[Any, ...],
+    conn: Connection,
+    max_batch: int,
+) -> None:
+    """The child process: batches of (ticket, command) from the pipe, answers back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
+    run = start(*args)
+    while True:
+        try:
+            first = conn.recv()
+        except EOFError:
+            return
+        if first is None:
+            return
+        batch = [first]
+        stop = False
+        while len(batch) < max_batch and conn.poll():
+            nxt = conn.recv()
+            if nxt is None:
+                stop = True
+                break
+            batch.append(nxt)
+        try:
+            results, after = run([item for _, item in batch])
+        except BaseException as exc:  # the whole transaction failed: every caller hears it
+            results, after = [exc] * len(batch), None
+        try:
+            conn.send(([t for t, _ in batch], [_portable(r) for r in results], after))
+        except OSError:  # the parent is gone
+            return
+        if stop:
+            return
+
+
+def _portable(result: Any) -> Any:
+    """Domain errors pickle whole; any other error crosses as its type and text."""
+    if isinstance(result, BaseException) and not isinstance(result, DomainError):
+        return RuntimeError(f"{type(result).__name__}: {result}")
+    return result

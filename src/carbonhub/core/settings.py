@@ -42,6 +42,11 @@ class Settings:
     console_secret: str = field(
         default_factory=lambda: os.environ.get("CARBONHUB_CONSOLE_SECRET", "carbonhub-dev-secret")
     )
+    # Order entry under the API: "process" runs the exchange's writer in a child process (the
+    # web server and the writer each get a core), "thread" keeps it in the server's process.
+    order_writer: str = field(
+        default_factory=lambda: os.environ.get("CARBONHUB_ORDER_WRITER", "process")
+    )
     # Debug mode re-checks ledger invariants at the end of every ledger-changing command.
     check_invariants: bool = field(
         default_factory=lambda: os.environ.get("CARBONHUB_CHECK_INVARIANTS", "") == "1"

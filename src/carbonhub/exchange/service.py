@@ -1,7 +1,8 @@
 """Exchange use cases: instruments, members, the four trading modes, market data.
 
-Order commands go through one writer (`GroupCommit`): each batch is one transaction, each
-command in its own savepoint with its own idempotency key and result. Per command: check the
+Order commands go through one writer with group commit: each batch is one transaction, each
+command with its own idempotency key and result. Under the API the writer is a child process
+(`order_writer`, settings.order_writer = "process"); elsewhere a thread or the caller itself. Per command: check the
 rules (model), freeze what it needs (units through the registry, cash through settlement),
 apply it to the book (engine), write the order, trades and the command log, journal it.
 
@@ -28,11 +29,12 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
+from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many, is_memory_url
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from carbonhub.core.groupcommit import GroupCommit
+from carbonhub.core.groupcommit import GroupCommit, WriterProcess
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import yuan_from_fen
+from carbonhub.core.settings import Settings
 from carbonhub.core.timefmt import SHANGHAI, iso, parse_day, parse_iso
 from carbonhub.exchange import engine as e
 from carbonhub.exchange import model as m
@@ -118,6 +120,7 @@ class Command:
     key: str
     name: str
     data: dict[str, Any]
+    at: datetime | None = None  # the API's clock when it took the command (a writer process)
 
 
 class Feed:
@@ -152,7 +155,7 @@ class ExchangeService:
         self.cash = cash
         self.feed = Feed()
         self._books: dict[str, e._Book] = {}
-        self._writer: GroupCommit[Command] | None = None
+        self._writer: GroupCommit[Command] | WriterProcess[Command] | None = None
         self._mem = threading.RLock()  # books in memory: one thread at a time
         self._published: list[dict[str, Any]] = []  # block and auction trades, sent after commit
         self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
@@ -162,8 +165,16 @@ class ExchangeService:
     # ------------------------------------------------------------ the writer
 
     def start_writer(self) -> None:
-        """Order entry through one writer thread with group commit (the API does this)."""
-        if self._writer is None:
+        """Order entry through one writer with group commit (the API does this): a child
+        process unless settings say "thread" or the database lives in this process's memory."""
+        if self._writer is not None:
+            return
+        settings = self.db.settings
+        if settings.order_writer == "process" and not is_memory_url(settings.database_url):
+            self._writer = WriterProcess(
+                order_writer, (settings,), after=self._publish_all, name="exchange-writer"
+            )
+        else:
             self._writer = GroupCommit(self._run_batch, name="exchange-writer")
 
     def stop_writer(self) -> None:
@@ -172,7 +183,7 @@ class ExchangeService:
             self._writer = None
 
     def _submit(self, actor: Actor, key: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
-        cmd = Command(actor, key, name, data)
+        cmd = Command(actor, key, name, data, self.db.clock())
         if self._writer is not None:
             result: dict[str, Any] = self._writer.submit(cmd)
             return result
@@ -191,16 +202,29 @@ class ExchangeService:
             raise ValueError(f"not an order command: {name}")
         if self._writer is None:
             return await asyncio.to_thread(self._submit, actor, key, name, data)
-        result = await asyncio.wrap_future(self._writer.enqueue(Command(actor, key, name, data)))
+        cmd = Command(actor, key, name, data, self.db.clock())
+        result = await asyncio.wrap_future(self._writer.enqueue(cmd))
         if isinstance(result, BaseException):
             raise result
         out: dict[str, Any] = result
         return out
 
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
+        results, outbox = self._write_batch(commands)
+        self._publish_all(outbox)
+        return results
+
+    def _publish_all(self, messages: Sequence[dict[str, Any]]) -> None:
+        for message in messages:
+            self.feed.publish(message)
+
+    def _write_batch(
+        self, commands: Sequence[Command]
+    ) -> tuple[list[dict[str, Any] | DomainError], list[dict[str, Any]]]:
         """One transaction for many order commands. Each is decided against the batch's memory
         (checks first, then the book, then the freezes, which cannot fail after their checks),
-        so a refused command changes nothing; the batch writes everything at the end."""
+        so a refused command changes nothing; the batch writes everything at the end. Returns
+        the results and the market-data messages to publish now that it has committed."""
         handlers: dict[str, Callable[[_Batch, Actor, dict[str, Any]], dict[str, Any]]] = {
             "place_order": self._place,
             "take": self._take,
@@ -227,9 +251,7 @@ class ExchangeService:
                 raise
             finally:
                 self._batch.memo = None
-        for message in batch.outbox:
-            self.feed.publish(message)
-        return results
+        return results, batch.outbox
 
     # ------------------------------------------------------------ instruments, calendar, members
 
@@ -2276,6 +2298,36 @@ class ExchangeService:
             "year": view(periods["year"]),
             "cumulative": view(periods["cumulative"]),
         }
+
+
+class _CommandClock:
+    """A writer process's clock: each batch runs at the time the API stamped on its last
+    command, so both processes agree on sessions and trading days (and tests' clocks hold)."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        if self.at is None:
+            raise RuntimeError("the order writer runs only stamped commands")
+        return self.at
+
+
+def order_writer(
+    settings: Settings,
+) -> Callable[[Sequence[Command]], tuple[list[dict[str, Any] | DomainError], list[dict[str, Any]]]]:
+    """Set-up inside the writer process (`WriterProcess`): its own engine and services."""
+    clock = _CommandClock()
+    db = Database(settings, clock)
+    exchange = ExchangeService(db, RegistryService(db), CashService(db))
+
+    def run(
+        commands: Sequence[Command],
+    ) -> tuple[list[dict[str, Any] | DomainError], list[dict[str, Any]]]:
+        clock.at = max(c.at for c in commands if c.at is not None)
+        return exchange._write_batch(commands)
+
+    return run
 
 
 def _trade_id(book_id: str, trade_no: int) -> str:
