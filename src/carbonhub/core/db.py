@@ -7,6 +7,7 @@ READ COMMITTED; services lock rows with SELECT ... FOR UPDATE in a fixed order.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +83,80 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+class _Prepared:
+    """A statement compiled once for a dialect, with what running it on the driver needs."""
+
+    __slots__ = ("compiled", "expanding", "names", "plain", "row", "statement")
+
+    def __init__(self, statement: Any, dialect: Any, keys: Sequence[str] | None) -> None:
+        self.statement = statement
+        compiled: Any = statement.compile(dialect=dialect, column_keys=keys and list(keys))
+        self.compiled = compiled
+        self.expanding = bool(compiled._post_compile_expanded_state or compiled.post_compile_params)
+        self.names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+        results = compiled._result_columns
+        # a type that converts values on the way in or out: SQLAlchemy runs it, not the driver
+        self.plain = not compiled._bind_processors and all(
+            rc[3]._cached_result_processor(dialect, None) is None for rc in results
+        )
+        self.row: Any = (
+            collections.namedtuple("Row", [rc[0] for rc in results], rename=True)
+            if results
+            else None
+        )
+
+    def bind(self, params: dict[str, Any]) -> tuple[str, Any]:
+        c = self.compiled
+        if self.expanding:
+            state = c.construct_expanded_state(params)
+            return state.statement, (
+                state.positional_parameters if self.names is not None else state.parameters
+            )
+        values = {**c.params, **params} if c.params else params
+        if self.names is not None:
+            return c.string, tuple(values[n] for n in self.names)
+        return c.string, values
+
+
+# (dialect, id of the statement, insert's columns) → compiled; the entry keeps the statement
+# alive, so its id cannot be reused while cached
+_prepared: dict[tuple[str, int, tuple[str, ...] | None], _Prepared] = {}
+
+
+def _prepare(conn: Connection, statement: Any, keys: tuple[str, ...] | None = None) -> _Prepared:
+    key = (conn.dialect.name, id(statement), keys)
+    found = _prepared.get(key)
+    if found is None or found.statement is not statement:
+        if len(_prepared) > 2000:
+            _prepared.clear()
+        found = _prepared[key] = _Prepared(statement, conn.dialect, keys)
+    return found
+
+
+def fetch(conn: Connection, statement: sa.Select[Any], **params: Any) -> list[Any]:
+    """The rows of a statement built once (a module constant with bind parameters), run on the
+    driver's cursor: SQLAlchemy spends about 25 µs per execution even on a cached statement,
+    the driver about 2. Rows read like SQLAlchemy's (attributes, `_asdict()`)."""
+    p = _prepare(conn, statement)
+    if not p.plain or p.row is None:
+        return list(conn.execute(statement, params).all())
+    sql, args = p.bind(params)
+    make = p.row._make
+    return [make(r) for r in conn.connection.driver_connection.execute(sql, args).fetchall()]  # type: ignore[union-attr]
+
+
+def run(conn: Connection, statement: sa.Executable, **params: Any) -> None:
+    """`fetch` for a statement that returns none (an update by key, say)."""
+    p = _prepare(conn, statement)
+    if not p.plain:
+        conn.execute(statement, params)
+        return
+    sql, args = p.bind(params)
+    conn.connection.driver_connection.execute(sql, args)  # type: ignore[union-attr]
+
+
 def execute_many(
     conn: Connection, statement: sa.Insert | sa.Update, rows: Sequence[dict[str, Any]]
 ) -> None:
@@ -90,37 +165,54 @@ def execute_many(
     That processing is most of the Python cost of writing a hundred thousand rows (the
     settlement run). It is skipped only where no column needs a bind conversion (strings,
     integers); otherwise `conn.execute` runs as usual. Every row must have the same keys.
+    A statement built once (a module constant) is compiled once; a fresh one is recognised
+    by SQLAlchemy's cache key.
     """
     if not rows:
         return
     keys = tuple(rows[0]) if isinstance(statement, sa.Insert) else None
-    # SQLAlchemy's own compiled-cache key; its structure part identifies the SQL, and every
-    # value comes from `rows` (a literal in the statement would be a missing parameter: loud)
-    statement_key = statement._generate_cache_key()
-    cache_key = (conn.dialect.name, statement_key and statement_key.key, keys)
-    found = _compiled_many.get(cache_key) if statement_key is not None else None
-    if found is None:
-        compiled = statement.compile(dialect=conn.dialect, column_keys=keys and list(keys))
-        names = None if compiled._bind_processors else compiled.positiontup
-        found = (compiled.string, bool(compiled._bind_processors), names)
-        if len(_compiled_many) > 1000:
-            _compiled_many.clear()
-        _compiled_many[cache_key] = found
-    sql, converts, names = found
-    if converts:  # a type that converts values: let SQLAlchemy do it
-        conn.execute(statement, list(rows))
-    elif names is not None:
-        conn.exec_driver_sql(sql, [tuple(r[n] for n in names) for r in rows])
+    found = _prepared.get((conn.dialect.name, id(statement), keys))
+    if found is not None and found.statement is statement:
+        p = found
     else:
-        conn.exec_driver_sql(sql, list(rows))
+        # SQLAlchemy's own compiled-cache key; its structure part identifies the SQL, and every
+        # value comes from `rows` (a literal in the statement would be a missing parameter: loud)
+        statement_key = statement._generate_cache_key()
+        cache_key = (conn.dialect.name, statement_key and statement_key.key, keys)
+        cached = _compiled_many.get(cache_key) if statement_key is not None else None
+        if cached is None:
+            cached = _Prepared(statement, conn.dialect, keys)
+            if len(_compiled_many) > 1000:
+                _compiled_many.clear()
+            _compiled_many[cache_key] = cached
+        p = cached
+    if not p.plain:  # a type that converts values: let SQLAlchemy do it
+        conn.execute(statement, list(rows))
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if p.names is not None:
+        names = p.names
+        cursor.executemany(p.compiled.string, [tuple(r[n] for n in names) for r in rows])
+    else:
+        cursor.executemany(p.compiled.string, list(rows))
+    cursor.close()
 
 
-# (dialect, statement's cache key, insert's columns) → (SQL, converts values, positional names)
-_compiled_many: dict[tuple[Any, ...], tuple[str, bool, list[str] | None]] = {}
+# (dialect, statement's cache key, insert's columns) → compiled
+_compiled_many: dict[tuple[Any, ...], _Prepared] = {}
+
+
+_inserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    execute_many(conn, sa.insert(table), rows)
+    if not rows:
+        return
+    key = (table.name, tuple(rows[0]))
+    statement = _inserts.get(key)
+    if statement is None:
+        statement = _inserts[key] = sa.insert(table)
+    execute_many(conn, statement, rows)
 
 
 class UnitOfWork:

@@ -32,6 +32,12 @@ idempotency = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
 )
 
+# a batch's keys: actor IN … AND key IN … searches the primary key (actor, key); SQLite scans
+# the whole table for a row-value IN
+KEYS_OF_ACTORS = sa.select(idempotency).where(
+    idempotency.c.actor.in_(sa.bindparam("actors", expanding=True)),
+    idempotency.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
 _KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 T = TypeVar("T")
 

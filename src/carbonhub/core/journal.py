@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import UnitOfWork, insert_many, metadata
+from carbonhub.core.db import UnitOfWork, fetch, insert_many, metadata, run
 from carbonhub.core.merkle import inclusion_proof, merkle_root
 from carbonhub.core.timefmt import iso, parse_iso, shanghai_day
 
@@ -87,11 +87,18 @@ class Entry:
     hash: str
 
 
-def _lock_head(conn: Connection) -> sa.Row[Any] | None:
-    q = sa.select(journal_head).where(journal_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    return conn.execute(q).first()
+# FOR UPDATE on PostgreSQL; SQLite renders none (BEGIN IMMEDIATE already holds the write lock)
+_HEAD = sa.select(journal_head).where(journal_head.c.id == 1).with_for_update()
+_MOVE_HEAD = (
+    sa.update(journal_head)
+    .where(journal_head.c.id == 1)
+    .values(seq=sa.bindparam("h_seq"), hash=sa.bindparam("h_hash"), time=sa.bindparam("h_time"))
+)
+
+
+def _lock_head(conn: Connection) -> Any:
+    found = fetch(conn, _HEAD)
+    return found[0] if found else None
 
 
 def lock_head(uow: UnitOfWork) -> None:
@@ -149,13 +156,13 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
     time = max(iso(uow.now), head.time)
     day = shanghai_day(parse_iso(time)).isoformat()
     out: list[Entry] = []
-    rows: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
     for type_, actor, payload in items:
         seq += 1
         body = canonical(payload)
         h = entry_hash(prev_hash, seq, type_, actor, time, body)
         out.append(Entry(seq, type_, actor, time, day, payload, prev_hash, h))
-        rows.append(
+        new_rows.append(
             {
                 "seq": seq,
                 "type": type_,
@@ -168,12 +175,8 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
             }
         )
         prev_hash = h
-    insert_many(conn, journal, rows)
-    conn.execute(
-        sa.update(journal_head)
-        .where(journal_head.c.id == 1)
-        .values(seq=seq, hash=prev_hash, time=time)
-    )
+    insert_many(conn, journal, new_rows)
+    run(conn, _MOVE_HEAD, h_seq=seq, h_hash=prev_hash, h_time=time)
     return out
 
 

@@ -29,7 +29,14 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many, is_memory_url
+from carbonhub.core.db import (
+    Database,
+    UnitOfWork,
+    execute_many,
+    fetch,
+    insert_many,
+    is_memory_url,
+)
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.groupcommit import GroupCommit, WriterProcess
 from carbonhub.core.ids import new_id
@@ -447,11 +454,7 @@ class ExchangeService:
         return found[entity_id]
 
     def _members(self, conn: Connection, entity_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        rows = conn.execute(
-            sa.select(s.members, entities.c.name)
-            .join(entities, entities.c.id == s.members.c.entity_id)
-            .where(s.members.c.entity_id.in_(entity_ids))
-        )
+        rows = fetch(conn, s.MEMBERS_BY_ENTITY, ids=list(entity_ids))
         return {
             row.entity_id: {
                 "entity_id": row.entity_id,
@@ -485,8 +488,8 @@ class ExchangeService:
 
     def _instrument_row(self, conn: Connection, code: str) -> Any:
         def load() -> Any:
-            q = sa.select(s.instruments).where(s.instruments.c.code == code)
-            row = conn.execute(q).first()
+            found = fetch(conn, s.INSTRUMENT_BY_CODE, code=code)
+            row = found[0] if found else None
             if row is None:
                 raise NotFound("INSTRUMENT_NOT_FOUND", f"no instrument {code}", "交易产品不存在")
             return row
@@ -534,7 +537,7 @@ class ExchangeService:
 
     def _holidays(self, conn: Connection) -> set[date]:
         def load() -> set[date]:
-            return {date.fromisoformat(r.day) for r in conn.execute(sa.select(s.holidays.c.day))}
+            return {date.fromisoformat(r.day) for r in fetch(conn, s.HOLIDAY_DAYS)}
 
         holidays: set[date] = self._memo(("holidays",), load)
         return holidays
@@ -632,10 +635,8 @@ class ExchangeService:
         if book_id in b.books:
             return self._books[book_id]
         uow = b.uow
-        q = sa.select(s.books).where(s.books.c.id == book_id)
-        if uow.is_postgres:
-            q = q.with_for_update()
-        row = uow.conn.execute(q).first()
+        found = fetch(uow.conn, s.BOOK_FOR_UPDATE, id=book_id)
+        row = found[0] if found else None
         if row is None:
             raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
         book = self._caught_up(uow.conn, row)
@@ -683,7 +684,7 @@ class ExchangeService:
                 "book_id": book_id,
                 "seq": book.seq,
                 "command": json.dumps(cmd, sort_keys=True, separators=(",", ":")),
-                "at": iso(b.uow.now),
+                "at": b.at,
             }
         )
         return events
@@ -930,8 +931,11 @@ class ExchangeService:
         events: list[e.Event],
     ) -> list[dict[str, Any]]:
         """What the book decided, in the batch: trades, fills, cancels, and the freezes they free."""
-        now = iso(b.uow.now)
-        day = m.trading_day(b.uow.now).isoformat()
+        now, day = b.at, b.day
+        # the orders these events touch (makers, mostly), with their holds and freezes, at once
+        b.preload_orders(
+            [str(x) for ev in events for x in (ev[4:6] if ev[0] == e.TRADE else ev[1:2])]
+        )
         trades: list[dict[str, Any]] = []
         for ev in events:
             kind = ev[0]
@@ -1137,9 +1141,9 @@ class ExchangeService:
         return b.result(oid, trades)
 
     def _queue_depth(self, b: _Batch, code: str, mode: m.Mode, book: e._Book) -> None:
-        b.outbox.append(
-            {"type": "depth", "instrument": code, "mode": mode.value, **_depth_view(book)}
-        )
+        """The book's depth goes out once, after the batch's trades: a snapshot per command
+        would describe states that no one could trade against any more (a conflated feed)."""
+        b.depth_due[(code, mode.value)] = book
 
     # ------------------------------------------------------------ day close (for settlement)
 
@@ -2358,6 +2362,8 @@ class _Batch:
 
     def __init__(self, service: ExchangeService, uow: UnitOfWork) -> None:
         self.service, self.uow = service, uow
+        self.at = iso(uow.now)  # one time for the whole batch, as text
+        self.day = m.trading_day(uow.now).isoformat()
         self.entries: list[tuple[str, str, dict[str, Any]]] = []
         self.units = service.registry.reservation_batch(uow, self.entries)
         self.cash = service.cash.batch(uow)
@@ -2370,6 +2376,7 @@ class _Batch:
         self.keys: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
         self.new_keys: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
+        self.depth_due: dict[tuple[str, str], e._Book] = {}
 
     # -------------------------------------------------------- idempotency
 
@@ -2378,15 +2385,12 @@ class _Batch:
         per command: their idempotency keys, members, registry accounts and balances, and cash
         accounts. What is not found here is looked up (and refused) as before."""
         conn = self.uow.conn
-        ik = idempotency.idempotency
         pairs = {(c.actor.username, c.key) for c in commands if isinstance(c.key, str)}
         actors = sorted({a for a, _ in pairs})
         keys = sorted({k for _, k in pairs})
         for n in range(0, len(keys), 500):
-            # actor IN … AND key IN … searches the primary key (actor, key); SQLite scans the
-            # whole table for a row-value IN
-            found = sa.select(ik).where(ik.c.actor.in_(actors), ik.c.key.in_(keys[n : n + 500]))
-            for r in conn.execute(found):
+            part = keys[n : n + 500]
+            for r in fetch(conn, idempotency.KEYS_OF_ACTORS, actors=actors, keys=part):
                 if (r.actor, r.key) in pairs:
                     self.keys[(r.actor, r.key)] = (r.request_hash, r.command, json.loads(r.result))
         traders = sorted(
@@ -2421,7 +2425,7 @@ class _Batch:
         result = handler(self, c.actor, c.data)
         self.keys[(c.actor.username, c.key)] = (digest, c.name, result)
         self.new_keys.append(
-            idempotency.key_row(c.actor.username, c.key, c.name, digest, result, iso(self.uow.now))
+            idempotency.key_row(c.actor.username, c.key, c.name, digest, result, self.at)
         )
         return result
 
@@ -2429,25 +2433,30 @@ class _Batch:
 
     def order(self, oid: str, *, missing_ok: bool = False) -> Any:
         if oid not in self.orders:
-            row = self.uow.conn.execute(sa.select(s.orders).where(s.orders.c.id == oid)).first()
-            self.orders[oid] = dict(row._mapping) if row is not None else None
-            if row is not None:
-                self.loaded[oid] = tuple(row._mapping[k] for k in _CHANGING)
+            self.preload_orders([oid])
         r = self.orders[oid]
         if r is None and not missing_ok:
             raise NotFound("ORDER_NOT_FOUND", f"no order {oid}", "订单不存在")
         return r
 
+    def preload_orders(self, oids: Sequence[str]) -> None:
+        """These orders (the makers a command traded with), with their holds and freezes, in
+        a few statements; an id not found is remembered as missing."""
+        wanted = [oid for oid in dict.fromkeys(oids) if oid not in self.orders]
+        if wanted:
+            for oid in wanted:
+                self.orders[oid] = None
+            self._keep_orders(fetch(self.uow.conn, s.ORDERS_BY_ID, ids=wanted))
+
     def preload_open_orders(self, book_id: str) -> None:
         """Every open order of a book, with its holds and freezes, in a few statements."""
-        o = s.orders.c
-        rows = self.uow.conn.execute(
-            sa.select(s.orders).where(o.book_id == book_id, o.status == "OPEN")
-        ).all()
+        self._keep_orders(fetch(self.uow.conn, s.OPEN_ORDERS_OF_BOOK, book_id=book_id))
+
+    def _keep_orders(self, rows: Sequence[Any]) -> None:
         for row in rows:
-            if row.id not in self.orders:
-                self.orders[row.id] = dict(row._mapping)
-                self.loaded[row.id] = tuple(row._mapping[k] for k in _CHANGING)
+            if self.orders.get(row.id) is None:
+                self.orders[row.id] = r = row._asdict()
+                self.loaded[row.id] = tuple(r[k] for k in _CHANGING)
         self.units.preload_holds([r.hold_id for r in rows if r.hold_id])
         self.cash.preload_freezes([r.cash_ref for r in rows if r.cash_ref])
 
@@ -2468,7 +2477,7 @@ class _Batch:
         cash_ref: str | None,
         target: str | None,
     ) -> None:
-        now = iso(self.uow.now)
+        now = self.at
         self.orders[oid] = {
             "id": oid,
             "book_id": book_id,
@@ -2488,7 +2497,7 @@ class _Batch:
             "target": target,
             "hold_id": hold_id,
             "cash_ref": cash_ref,
-            "trading_day": m.trading_day(self.uow.now).isoformat(),
+            "trading_day": self.day,
             "seq": 0,
             "created_by": actor.username,
             "created_at": now,
@@ -2519,14 +2528,7 @@ class _Batch:
             if now != self.loaded[oid]:
                 changed.append({"oid": oid, **{f"v_{k}": r[k] for k in _CHANGING}})
         if changed:
-            o = s.orders.c
-            execute_many(
-                conn,
-                sa.update(s.orders)
-                .where(o.id == sa.bindparam("oid"))
-                .values(**{k: sa.bindparam(f"v_{k}") for k in _CHANGING}),
-                changed,
-            )
+            execute_many(conn, s.ORDER_CHANGES, changed)
         if self.trades:
             insert_many(conn, s.trades, self.trades)
         if self.commands:
@@ -2534,9 +2536,7 @@ class _Batch:
             books = self.service._books
             execute_many(
                 conn,
-                sa.update(s.books)
-                .where(s.books.c.id == sa.bindparam("bid"))
-                .values(seq=sa.bindparam("bseq"), trading_day=sa.bindparam("bday")),
+                s.BOOK_POSITION,
                 [
                     {"bid": i, "bseq": books[i].seq, "bday": v[2]}
                     for i, v in self.books.items()
@@ -2547,3 +2547,7 @@ class _Batch:
             journal.append_many(self.uow, self.entries)
         if self.new_keys:
             insert_many(conn, idempotency.idempotency, self.new_keys)
+        for (code, mode), book in self.depth_due.items():
+            self.outbox.append(
+                {"type": "depth", "instrument": code, "mode": mode, **_depth_view(book)}
+            )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from carbonhub.core.auth import entities
 from carbonhub.core.db import metadata
 
 _BIGINT = sa.BigInteger().with_variant(sa.Integer, "sqlite")
@@ -205,4 +206,42 @@ index_days = sa.Table(
     sa.Column("price", sa.BigInteger, nullable=False),
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("weights", sa.Text, nullable=False),  # JSON {instrument: window volume}
+)
+
+
+# ---------------------------------------------------------------- the order writer's statements
+# Built once: `core.db.fetch`/`run`/`execute_many` compile each a single time per dialect.
+
+
+def _ids(name: str) -> sa.BindParameter[str]:
+    return sa.bindparam(name, expanding=True)
+
+
+ORDERS_BY_ID = sa.select(orders).where(orders.c.id.in_(_ids("ids")))
+OPEN_ORDERS_OF_BOOK = sa.select(orders).where(
+    orders.c.book_id == sa.bindparam("book_id"), orders.c.status == "OPEN"
+)
+BOOK_FOR_UPDATE = sa.select(books).where(books.c.id == sa.bindparam("id")).with_for_update()
+INSTRUMENT_BY_CODE = sa.select(instruments).where(instruments.c.code == sa.bindparam("code"))
+HOLIDAY_DAYS = sa.select(holidays.c.day)
+ORDER_CHANGES = (
+    sa.update(orders)
+    .where(orders.c.id == sa.bindparam("oid"))
+    .values(
+        open=sa.bindparam("v_open"),
+        filled=sa.bindparam("v_filled"),
+        status=sa.bindparam("v_status"),
+        reason=sa.bindparam("v_reason"),
+        updated_at=sa.bindparam("v_updated_at"),
+    )
+)
+BOOK_POSITION = (
+    sa.update(books)
+    .where(books.c.id == sa.bindparam("bid"))
+    .values(seq=sa.bindparam("bseq"), trading_day=sa.bindparam("bday"))
+)
+MEMBERS_BY_ENTITY = (
+    sa.select(members, entities.c.name)
+    .join(entities, entities.c.id == members.c.entity_id)
+    .where(members.c.entity_id.in_(_ids("ids")))
 )

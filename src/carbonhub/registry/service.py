@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import SYSTEM, Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
+from carbonhub.core.db import Database, UnitOfWork, execute_many, fetch, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import tonnes
@@ -2342,6 +2342,32 @@ def _check_tradable(row: Any, entity_id: str) -> None:
         )
 
 
+_HOLD_CHANGES = (
+    sa.update(s.holds)
+    .where(s.holds.c.id == sa.bindparam("hid"))
+    .values(quantity=sa.bindparam("q"), status=sa.bindparam("st"), released_at=sa.bindparam("at"))
+)
+_ACCOUNTS_BY_ID = sa.select(s.accounts).where(
+    s.accounts.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_BALANCES_OF = sa.select(
+    s.holdings.c.account_id,
+    s.holdings.c.unit_class,
+    s.holdings.c.posted,
+    s.holdings.c.pending,
+    s.holdings.c.held,
+).where(s.holdings.c.account_id.in_(sa.bindparam("ids", expanding=True)))
+_HOLDS_BY_ID = sa.select(s.holds).where(s.holds.c.id.in_(sa.bindparam("ids", expanding=True)))
+_ADD_HELD = (
+    sa.update(s.holdings)
+    .where(
+        s.holdings.c.account_id == sa.bindparam("a"),
+        s.holdings.c.unit_class == sa.bindparam("c"),
+    )
+    .values(held=s.holdings.c.held + sa.bindparam("d"))
+)
+
+
 def _write_hold_changes(
     conn: Connection,
     holds: dict[str, list[Any]],
@@ -2356,18 +2382,7 @@ def _write_hold_changes(
         if i in loaded and tuple(v) != loaded[i]
     ]
     if changed:
-        h = s.holds.c
-        execute_many(
-            conn,
-            sa.update(s.holds)
-            .where(h.id == sa.bindparam("hid"))
-            .values(
-                quantity=sa.bindparam("q"),
-                status=sa.bindparam("st"),
-                released_at=sa.bindparam("at"),
-            ),
-            changed,
-        )
+        execute_many(conn, _HOLD_CHANGES, changed)
 
 
 class ReservationBatch:
@@ -2379,6 +2394,7 @@ class ReservationBatch:
 
     def __init__(self, uow: UnitOfWork, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
         self.uow, self.entries = uow, entries
+        self.at = iso(uow.now)
         self.accounts: dict[str, Any] = {}
         self.balances: dict[tuple[str, str], list[int]] = {}  # posted, pending, held
         self.held_change: dict[tuple[str, str], int] = {}
@@ -2391,14 +2407,9 @@ class ReservationBatch:
         ids = sorted(set(account_ids) - set(self.accounts))
         if not ids:
             return
-        for row in self.uow.conn.execute(sa.select(s.accounts).where(s.accounts.c.id.in_(ids))):
+        for row in fetch(self.uow.conn, _ACCOUNTS_BY_ID, ids=ids):
             self.accounts[row.id] = row
-        h = s.holdings.c
-        for r in self.uow.conn.execute(
-            sa.select(h.account_id, h.unit_class, h.posted, h.pending, h.held).where(
-                h.account_id.in_(ids)
-            )
-        ):
+        for r in fetch(self.uow.conn, _BALANCES_OF, ids=ids):
             self.balances.setdefault((r.account_id, r.unit_class), [r.posted, r.pending, r.held])
 
     def _account(self, account_id: str) -> Any:
@@ -2446,7 +2457,7 @@ class ReservationBatch:
             "legal_basis": "",
             "reason": reason[:500],
             "created_by": EXCHANGE_USER,
-            "created_at": iso(self.uow.now),
+            "created_at": self.at,
             "expires_at": None,
         }
         self.entries.append(
@@ -2468,20 +2479,16 @@ class ReservationBatch:
         """Loads many holds in a few statements (the day's close frees every open order's)."""
         ids = sorted({h for h in hold_ids if h not in self.holds})
         for n in range(0, len(ids), 500):
-            for row in self.uow.conn.execute(
-                sa.select(s.holds).where(s.holds.c.id.in_(ids[n : n + 500]))
-            ):
+            for row in fetch(self.uow.conn, _HOLDS_BY_ID, ids=ids[n : n + 500]):
                 self.holds[row.id] = [row.account_id, row.unit_class, int(row.quantity), row.status]
                 self.loaded_holds[row.id] = tuple(self.holds[row.id])
 
     def release(self, hold_id: str, qty: int, reason: str) -> int:
         """Frees up to `qty` of a reservation; one someone else already released frees nothing."""
         if hold_id not in self.holds:
-            row = self.uow.conn.execute(sa.select(s.holds).where(s.holds.c.id == hold_id)).first()
-            if row is None:
+            self.preload_holds([hold_id])
+            if hold_id not in self.holds:
                 return 0
-            self.holds[hold_id] = [row.account_id, row.unit_class, int(row.quantity), row.status]
-            self.loaded_holds[hold_id] = tuple(self.holds[hold_id])
         hold = self.holds[hold_id]
         if hold[3] != "ACTIVE" or qty <= 0:
             return 0
@@ -2510,8 +2517,9 @@ class ReservationBatch:
     def write(self) -> None:
         conn, now = self.uow.conn, iso(self.uow.now)
         if self.new_holds:
-            conn.execute(
-                sa.insert(s.holds),
+            insert_many(
+                conn,
+                s.holds,
                 [
                     dict(row, quantity=self.holds[i][2], status=self.holds[i][3])
                     for i, row in self.new_holds.items()
@@ -2520,14 +2528,7 @@ class ReservationBatch:
         _write_hold_changes(conn, self.holds, self.loaded_holds, now)
         deltas = [{"a": a, "c": c, "d": d} for (a, c), d in self.held_change.items() if d]
         if deltas:
-            hc = s.holdings.c
-            execute_many(
-                conn,
-                sa.update(s.holdings)
-                .where(hc.account_id == sa.bindparam("a"), hc.unit_class == sa.bindparam("c"))
-                .values(held=hc.held + sa.bindparam("d")),
-                deltas,
-            )
+            execute_many(conn, _ADD_HELD, deltas)
         self.new_holds.clear()
         self.held_change.clear()
         self.loaded_holds = {i: tuple(v) for i, v in self.holds.items()}

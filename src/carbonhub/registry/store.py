@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import metadata
+from carbonhub.core.db import fetch, metadata
 from carbonhub.registry.model import Balance, Block
 
 accounts = sa.Table(
@@ -293,9 +293,12 @@ def active_taints(conn: Connection, unit_class: str) -> list[Block]:
     return [Block(r.unit_class, r.origin, r.batch, r.start, r.end) for r in rows]
 
 
+_FLAG = sa.select(registry_flags.c.value).where(registry_flags.c.key == sa.bindparam("key"))
+
+
 def flag(conn: Connection, key: str) -> str | None:
-    row = conn.execute(sa.select(registry_flags.c.value).where(registry_flags.c.key == key)).first()
-    return row.value if row else None
+    found = fetch(conn, _FLAG, key=key)
+    return found[0].value if found else None
 
 
 def set_flag(conn: Connection, key: str, value: str) -> None:

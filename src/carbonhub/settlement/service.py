@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, execute_many, insert_many
+from carbonhub.core.db import Database, UnitOfWork, execute_many, fetch, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
 from carbonhub.core.timefmt import SHANGHAI, iso
@@ -339,6 +339,27 @@ class CashService:
         return CashBatch(self, uow)
 
 
+_FREEZES_BY_REF = sa.select(s.cash_freezes).where(
+    s.cash_freezes.c.ref.in_(sa.bindparam("refs", expanding=True))
+)
+_ACCOUNTS_BY_ID = sa.select(s.cash_accounts).where(
+    s.cash_accounts.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_ACCOUNTS_OF_ENTITIES = sa.select(s.cash_accounts).where(
+    s.cash_accounts.c.entity_id.in_(sa.bindparam("ids", expanding=True))
+)
+_FREEZE_AMOUNT = (
+    sa.update(s.cash_freezes)
+    .where(s.cash_freezes.c.ref == sa.bindparam("r"))
+    .values(amount=sa.bindparam("a"))
+)
+_ACCOUNT_BALANCES = (
+    sa.update(s.cash_accounts)
+    .where(s.cash_accounts.c.id == sa.bindparam("i"))
+    .values(balance=sa.bindparam("b"), frozen=sa.bindparam("f"))
+)
+
+
 class CashBatch:
     """Cash moves decided in memory and written in bulk, for order entry and the settlement run.
 
@@ -348,6 +369,7 @@ class CashBatch:
 
     def __init__(self, cash: CashService, uow: UnitOfWork) -> None:
         self.cash, self.uow = cash, uow
+        self.at = iso(uow.now)
         self.freezes: dict[str, list[Any] | None] = {}  # ref → [account, amount], None = absent
         self.loaded_freezes: dict[str, int] = {}
         self.new_freezes: set[str] = set()
@@ -371,13 +393,13 @@ class CashBatch:
             part = unique[n : n + 500]
             for ref in part:
                 self.freezes[ref] = None
-            for r in conn.execute(sa.select(s.cash_freezes).where(s.cash_freezes.c.ref.in_(part))):
+            for r in fetch(conn, _FREEZES_BY_REF, refs=part):
                 self.freezes[r.ref] = [r.account_id, int(r.amount)]
                 self.loaded_freezes[r.ref] = int(r.amount)
         missing = sorted({f[0] for f in self.freezes.values() if f} - set(self.accounts))
         for n in range(0, len(missing), 500):
             ids = missing[n : n + 500]
-            for r in conn.execute(sa.select(s.cash_accounts).where(s.cash_accounts.c.id.in_(ids))):
+            for r in fetch(conn, _ACCOUNTS_BY_ID, ids=ids):
                 self._keep_account(r)
 
     def preload_entities(self, entity_ids: Sequence[str]) -> None:
@@ -387,9 +409,7 @@ class CashBatch:
             return
         for entity_id in wanted:
             self.by_entity[entity_id] = None
-        for r in self.uow.conn.execute(
-            sa.select(s.cash_accounts).where(s.cash_accounts.c.entity_id.in_(wanted))
-        ):
+        for r in fetch(self.uow.conn, _ACCOUNTS_OF_ENTITIES, ids=wanted):
             self._keep_account(r)
 
     def _keep_account(self, r: Any) -> None:
@@ -416,17 +436,7 @@ class CashBatch:
 
     def _freeze(self, ref: str) -> list[Any] | None:
         if ref not in self.freezes:
-            row = self.uow.conn.execute(
-                sa.select(s.cash_freezes).where(s.cash_freezes.c.ref == ref)
-            ).first()
-            self.freezes[ref] = [row.account_id, int(row.amount)] if row else None
-            if row is not None:
-                self.loaded_freezes[ref] = int(row.amount)
-                if row.account_id not in self.accounts:
-                    acct = self.uow.conn.execute(
-                        sa.select(s.cash_accounts).where(s.cash_accounts.c.id == row.account_id)
-                    ).one()
-                    self._keep_account(acct)
+            self.preload_freezes([ref])
         return self.freezes[ref]
 
     def _move(
@@ -444,7 +454,7 @@ class CashBatch:
                 "balance_after": acct[0],
                 "ref": ref,
                 "by": by,
-                "at": iso(self.uow.now),
+                "at": self.at,
             }
         )
 
@@ -522,26 +532,14 @@ class CashBatch:
             if v is not None and k in self.loaded_freezes and v[1] != self.loaded_freezes[k]
         ]
         if updates:
-            execute_many(
-                conn,
-                sa.update(s.cash_freezes)
-                .where(s.cash_freezes.c.ref == sa.bindparam("r"))
-                .values(amount=sa.bindparam("a")),
-                updates,
-            )
+            execute_many(conn, _FREEZE_AMOUNT, updates)
         accounts = [
             {"i": k, "b": v[0], "f": v[1]}
             for k, v in self.accounts.items()
             if (v[0], v[1]) != self.loaded_accounts[k]
         ]
         if accounts:
-            execute_many(
-                conn,
-                sa.update(s.cash_accounts)
-                .where(s.cash_accounts.c.id == sa.bindparam("i"))
-                .values(balance=sa.bindparam("b"), frozen=sa.bindparam("f")),
-                accounts,
-            )
+            execute_many(conn, _ACCOUNT_BALANCES, accounts)
         if self.entries:
             insert_many(conn, s.cash_entries, self.entries)
         self.new_freezes.clear()
