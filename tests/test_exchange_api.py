@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from carbonhub.api import create_app
+from carbonhub.core.groupcommit import WriterProcess
 from carbonhub.core.db import Database
 from carbonhub.settlement.service import settlement_problems
 from carbonhub.tables import metadata
@@ -535,10 +536,12 @@ def test_a_replayed_order_is_placed_once(http: Http) -> None:
 
 
 def test_concurrent_orders_through_the_group_commit_writer(market: Market) -> None:
-    """Under the lifespan, order commands from many threads share group-commit batches: each
+    """Under the lifespan (the writer in its own process), order commands from many threads
+    share group-commit batches: each
     is still decided against what the ones before it in its batch reserved and froze."""
     app = create_app(market.w.db, console=False, duties_every_s=0)
     with TestClient(app, raise_server_exceptions=False) as client:
+        assert isinstance(app.state.exchange._writer, WriterProcess)  # settings' default
         h = Http(market, client)
         ok(h.post("bank", f"{ST}/cash-accounts/{market.cash_b}/defund", {"amount": "99999000.00"}))
         sells = [lambda: h.order("alice", side="S", price="80.50", quantity=99_999)] * 8

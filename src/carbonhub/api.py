@@ -84,6 +84,8 @@ def create_app(
             task.cancel()
 
     app = FastAPI(
+        # no OpenTelemetry here: FastAPI would otherwise ask it about every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="carbonhub",
         version=__version__,
         lifespan=lifespan,

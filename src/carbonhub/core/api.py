@@ -3,15 +3,16 @@ cursor pages; plus the auth and journal endpoints."""
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -195,6 +196,65 @@ async def idempotency_key(
             "每个写操作都需要 Idempotency-Key",
         )
     return idempotency_key
+
+
+# ---------------------------------------------------------------- lean endpoints
+# The order endpoints take the bare Request and do by hand what FastAPI's dependency solving and
+# response serialisation would: at a thousand orders a second those cost a third of the web
+# process's time. The checks are the same functions, and the OpenAPI document says the same.
+
+M = TypeVar("M", bound=BaseModel)
+
+_HEADER = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+LEAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+}
+
+
+def lean_openapi(body: type[BaseModel] | None = None) -> dict[str, Any]:
+    """What FastAPI would document for `body`, ActorDep and KeyDep (`openapi_extra`)."""
+    extra: dict[str, Any] = {
+        "parameters": [
+            {"name": "authorization", "in": "header", "required": False, "schema": _HEADER},
+            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": _HEADER},
+        ]
+    }
+    if body is not None:
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body.model_json_schema()}},
+        }
+    return extra
+
+
+async def caller_and_key(request: Request) -> tuple[Actor, str]:
+    """ActorDep and KeyDep for a lean endpoint."""
+    headers = request.headers
+    actor = await current_actor(request, headers.get("authorization"))
+    return actor, await idempotency_key(headers.get("idempotency-key"))
+
+
+async def lean_body(request: Request, model: type[M]) -> M:
+    """The JSON body as `model`; invalid input is the same 422 as FastAPI's."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+        ) from None
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]  # a page of a list

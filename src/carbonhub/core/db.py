@@ -86,13 +86,24 @@ def make_engine(url: str) -> Engine:
 class _Prepared:
     """A statement compiled once for a dialect, with what running it on the driver needs."""
 
-    __slots__ = ("compiled", "expanding", "names", "plain", "row", "statement")
+    __slots__ = ("compiled", "expanded", "expanding", "names", "plain", "row", "statement")
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str] | None) -> None:
         self.statement = statement
         compiled: Any = statement.compile(dialect=dialect, column_keys=keys and list(keys))
         self.compiled = compiled
-        self.expanding = bool(compiled._post_compile_expanded_state or compiled.post_compile_params)
+        lists = compiled.post_compile_params
+        # the expanding parameters' names (positional); empty: SQLAlchemy expands each time
+        self.expanding: frozenset[str] | None = (
+            (
+                frozenset(compiled.bind_names[b] for b in lists)
+                if compiled.positional
+                else frozenset()
+            )
+            if lists
+            else None
+        )
+        self.expanded: dict[tuple[int, ...], str] = {}  # list lengths → SQL (positional)
         self.names: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
         )
@@ -109,12 +120,26 @@ class _Prepared:
 
     def bind(self, params: dict[str, Any]) -> tuple[str, Any]:
         c = self.compiled
-        if self.expanding:
-            state = c.construct_expanded_state(params)
-            return state.statement, (
-                state.positional_parameters if self.names is not None else state.parameters
-            )
         values = {**c.params, **params} if c.params else params
+        if self.expanding is not None:
+            if self.names is None or not self.expanding:
+                state = c.construct_expanded_state(params)
+                return state.statement, (
+                    state.positional_parameters if self.names is not None else state.parameters
+                )
+            # positional: the SQL depends only on the lists' lengths; the values go in order
+            lists = self.expanding
+            shape = tuple(len(values[n]) for n in self.names if n in lists)
+            sql = self.expanded.get(shape)
+            if sql is None:
+                sql = self.expanded[shape] = c.construct_expanded_state(params).statement
+            args: list[Any] = []
+            for n in self.names:
+                if n in lists:
+                    args.extend(values[n])
+                else:
+                    args.append(values[n])
+            return sql, tuple(args)
         if self.names is not None:
             return c.string, tuple(values[n] for n in self.names)
         return c.string, values

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import queue
 import signal
 import threading
@@ -157,7 +158,7 @@ class WriterProcess(Generic[T]):
             self._next += 1
             self._pending[self._next] = fut
             try:
-                conn.send((self._next, item))
+                _send(conn, (self._next, item))
             except OSError:  # the child is gone; the reader fails what it had
                 self._pending.pop(self._next)
                 fut.set_result(writer_lost())
@@ -166,7 +167,7 @@ class WriterProcess(Generic[T]):
     def _read(self, conn: Connection, proc: BaseProcess) -> None:
         try:
             while True:
-                tickets, results, after = conn.recv()
+                tickets, results, after = _recv(conn)
                 if after is not None:
                     try:
                         self._after(after)
@@ -194,7 +195,7 @@ class WriterProcess(Generic[T]):
             self._conn = None
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.send(None)  # the child finishes what it has, answers, and exits
+                _send(conn, None)  # the child finishes what it has, answers, and exits
         if reader is not None:
             reader.join(timeout=30)
         if proc is not None and proc.is_alive():
@@ -213,7 +214,7 @@ def _serve_batches(
     run = start(*args)
     while True:
         try:
-            first = conn.recv()
+            first = _recv(conn)
         except EOFError:
             return
         if first is None:
@@ -221,7 +222,7 @@ def _serve_batches(
         batch = [first]
         stop = False
         while len(batch) < max_batch and conn.poll():
-            nxt = conn.recv()
+            nxt = _recv(conn)
             if nxt is None:
                 stop = True
                 break
@@ -231,11 +232,20 @@ def _serve_batches(
         except BaseException as exc:  # the whole transaction failed: every caller hears it
             results, after = [exc] * len(batch), None
         try:
-            conn.send(([t for t, _ in batch], [_portable(r) for r in results], after))
+            _send(conn, ([t for t, _ in batch], [_portable(r) for r in results], after))
         except OSError:  # the parent is gone
             return
         if stop:
             return
+
+
+def _send(conn: Connection, message: Any) -> None:
+    # pickle's own fast path: Connection.send goes through ForkingPickler and a BytesIO
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(conn: Connection) -> Any:
+    return pickle.loads(conn.recv_bytes())
 
 
 def _portable(result: Any) -> Any:

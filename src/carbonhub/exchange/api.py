@@ -6,10 +6,21 @@ import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import Field
 
-from carbonhub.core.api import ActorDep, KeyDep, Limit, OptionalActorDep, Strict
+from carbonhub.core.api import (
+    LEAN_RESPONSES,
+    ActorDep,
+    KeyDep,
+    Limit,
+    OptionalActorDep,
+    Strict,
+    caller_and_key,
+    json_response,
+    lean_body,
+    lean_openapi,
+)
 from carbonhub.core.timefmt import parse_day
 from carbonhub.exchange.service import ExchangeService
 
@@ -175,14 +186,22 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
 # ---------------------------------------------------------------- orders
 
 
-# Order commands are async: they wait on the exchange's writer without holding a thread.
+# Order commands are async and lean (core.api): they wait on the exchange's writer without
+# holding a thread, and skip FastAPI's dependency solving and response serialisation.
 
 
-@router.post("/orders", status_code=201, summary="Place an order (listing or continuous)")
-async def place_order(
-    body: OrderBody, actor: ActorDep, key: KeyDep, request: Request
-) -> dict[str, Any]:
-    return await svc(request).submit_async(actor, key, "place_order", body.model_dump())
+@router.post(
+    "/orders",
+    status_code=201,
+    summary="Place an order (listing or continuous)",
+    openapi_extra=lean_openapi(OrderBody),
+    responses=LEAN_RESPONSES,
+)
+async def place_order(request: Request) -> Response:
+    actor, key = await caller_and_key(request)
+    body = await lean_body(request, OrderBody)
+    result = await svc(request).submit_async(actor, key, "place_order", body.model_dump())
+    return json_response(result, 201)
 
 
 @router.get("/orders", summary="My orders (operators: all)")
@@ -204,24 +223,43 @@ def order(order_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
     return svc(request).order(actor, order_id)
 
 
-@router.post("/orders/{order_id}/cancel", summary="Cancel an open order")
-async def cancel_order(
-    order_id: str, actor: ActorDep, key: KeyDep, request: Request
-) -> dict[str, Any]:
-    return await svc(request).submit_async(actor, key, "cancel_order", {"order_id": order_id})
+@router.post(
+    "/orders/{order_id}/cancel",
+    summary="Cancel an open order",
+    openapi_extra=lean_openapi(),
+    responses=LEAN_RESPONSES,
+)
+async def cancel_order(order_id: str, request: Request) -> Response:
+    actor, key = await caller_and_key(request)
+    data = {"order_id": order_id}
+    return json_response(await svc(request).submit_async(actor, key, "cancel_order", data))
 
 
-@router.post("/orders/{order_id}/amend", summary="Lower an open order's quantity")
-async def amend_order(
-    order_id: str, body: AmendBody, actor: ActorDep, key: KeyDep, request: Request
-) -> dict[str, Any]:
+@router.post(
+    "/orders/{order_id}/amend",
+    summary="Lower an open order's quantity",
+    openapi_extra=lean_openapi(AmendBody),
+    responses=LEAN_RESPONSES,
+)
+async def amend_order(order_id: str, request: Request) -> Response:
+    actor, key = await caller_and_key(request)
+    body = await lean_body(request, AmendBody)
     data = {"order_id": order_id, "quantity": body.quantity}
-    return await svc(request).submit_async(actor, key, "amend_order", data)
+    return json_response(await svc(request).submit_async(actor, key, "amend_order", data))
 
 
-@router.post("/takes", status_code=201, summary="Take a listing (摘牌) at its price")
-async def take(body: TakeBody, actor: ActorDep, key: KeyDep, request: Request) -> dict[str, Any]:
-    return await svc(request).submit_async(actor, key, "take", body.model_dump())
+@router.post(
+    "/takes",
+    status_code=201,
+    summary="Take a listing (摘牌) at its price",
+    openapi_extra=lean_openapi(TakeBody),
+    responses=LEAN_RESPONSES,
+)
+async def take(request: Request) -> Response:
+    actor, key = await caller_and_key(request)
+    body = await lean_body(request, TakeBody)
+    result = await svc(request).submit_async(actor, key, "take", body.model_dump())
+    return json_response(result, 201)
 
 
 # ---------------------------------------------------------------- block deals

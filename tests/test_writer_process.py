@@ -1,0 +1,82 @@
+"""The order writer in a child process (`core.groupcommit.WriterProcess`): results and refusals
+come back whole and in order, the after-commit step runs in the parent before the callers are
+answered, and a child that dies fails its callers with WRITER_RESTARTED, after which the next
+command starts a new child. The exchange runs on it under the API (test_exchange_api's lifespan
+tests: orders from many threads, the feed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from carbonhub.core.errors import Conflict, DomainError
+from carbonhub.core.groupcommit import WriterProcess
+
+
+def echo_writer(tag: str) -> Callable[[Sequence[Any]], tuple[list[Any], Any]]:
+    """Runs in the child: echoes each item, refuses "refuse", fails on "fail", sleeps on
+    "slow"; the after-commit value is the batch and the child's pid."""
+
+    def run(items: Sequence[Any]) -> tuple[list[Any], Any]:
+        out: list[Any] = []
+        for item in items:
+            if item == "slow":
+                time.sleep(30)
+            if item == "refuse":
+                out.append(Conflict("NOPE", "refused", "拒绝", limit=3))
+            elif item == "fail":
+                out.append(ValueError("not picklable as such: " + repr(object())))
+            else:
+                out.append(f"{tag}:{item}")
+        return out, (os.getpid(), list(items))
+
+    return run
+
+
+@pytest.fixture
+def writer() -> Any:
+    seen: list[Any] = []
+    w = WriterProcess(echo_writer, ("w",), after=seen.append, name="test-writer")
+    w.seen = seen  # type: ignore[attr-defined]
+    yield w
+    w.close()
+
+
+def test_results_come_back_in_order_with_refusals_whole(writer: Any) -> None:
+    futures = [writer.enqueue(i) for i in ["a", "refuse", "b", "fail", "c"]]
+    results = [f.result(timeout=60) for f in futures]
+    assert results[0::2] == ["w:a", "w:b", "w:c"]
+    refused = results[1]
+    assert isinstance(refused, Conflict) and refused.status == 409
+    assert (refused.code, refused.message, refused.message_zh) == ("NOPE", "refused", "拒绝")
+    assert refused.context == {"limit": 3}
+    assert isinstance(results[3], RuntimeError) and "ValueError" in str(results[3])
+    with pytest.raises(Conflict):
+        writer.submit("refuse")
+    # the after-commit step saw every item, in order, before its caller was answered
+    assert [x for _, batch in writer.seen for x in batch][:5] == ["a", "refuse", "b", "fail", "c"]
+
+
+def test_a_dead_child_fails_its_callers_and_the_next_command_restarts_it(writer: Any) -> None:
+    assert writer.submit("x") == "w:x"
+    first_pid = writer.seen[-1][0]
+    slow = writer.enqueue("slow")
+    time.sleep(0.5)
+    os.kill(first_pid, signal.SIGKILL)
+    lost = slow.result(timeout=60)
+    assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
+    assert lost.status == 503
+    assert writer.submit("y") == "w:y"  # a new child
+    assert writer.seen[-1][0] != first_pid
+
+
+def test_close_answers_what_was_sent_before_it() -> None:
+    w = WriterProcess(echo_writer, ("z",), after=lambda _: None)
+    futures = [w.enqueue(str(i)) for i in range(50)]
+    w.close()
+    assert [f.result(timeout=60) for f in futures] == [f"z:{i}" for i in range(50)]
