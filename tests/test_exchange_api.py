@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from carbonhub.api import create_app
-from carbonhub.core.groupcommit import WriterProcess
 from carbonhub.core.db import Database
+from carbonhub.core.groupcommit import WriterProcess
 from carbonhub.settlement.service import settlement_problems
 from carbonhub.tables import metadata
 from tests.conftest import Market
@@ -537,8 +537,8 @@ def test_a_replayed_order_is_placed_once(http: Http) -> None:
 
 def test_concurrent_orders_through_the_group_commit_writer(market: Market) -> None:
     """Under the lifespan (the writer in its own process), order commands from many threads
-    share group-commit batches: each
-    is still decided against what the ones before it in its batch reserved and froze."""
+    share group-commit batches: each is still decided against what the ones before it in its
+    batch reserved and froze."""
     app = create_app(market.w.db, console=False, duties_every_s=0)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert isinstance(app.state.exchange._writer, WriterProcess)  # settings' default
