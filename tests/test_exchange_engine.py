@@ -452,7 +452,8 @@ def test_generated_streams_reach_every_outcome() -> None:
     event kind, cancel reason and refusal the properties above are meant to compare occurs."""
     seen: set[str] = set()
 
-    @settings(max_examples=60, derandomize=True, database=None, deadline=None)
+    # 200, not 60: a CI run's sample of 60 once held no amend that lowered a quantity
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None)
     @given(cont=continuous_stream(with_bad=True), listing=listing_stream())
     def collect(cont: list[tuple[Any, ...]], listing: list[tuple[Any, ...]]) -> None:
         for stp in STP_MODES:
