@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -155,67 +155,93 @@ class BenchMarket:
     members: list[Actor]
 
 
-def setup_hubei_market(
-    db: Database, members: int, *, units_each: int, cash_each: str, tag: str, at: datetime
-) -> BenchMarket:
-    """Operators, a bank, `members` enterprise members with an open holding account holding
-    `units_each` units and a cash account funded with `cash_each` yuan, and HBEA2023 listed
-    under the "hubei" preset (reference price 80.00); everything through the services, on a
-    settable clock at `at`."""
-    clock = Clock(at)
-    db.clock = clock
+@dataclass
+class Holders:
+    """Two operators (maker and checker) and enterprises, each with a user and an open holding
+    account holding freshly issued and allocated units."""
+
+    reg: RegistryService
+    auth: AuthService
+    op1: Actor
+    op2: Actor
+    key: Callable[[], str]  # a fresh idempotency key for more set-up
+    actors: list[Actor]  # the enterprise users, in account order
+    accounts: list[str]
+
+
+def setup_holders(
+    db: Database, enterprises: int, allocation: int, unit_class: str, tag: str, label: str
+) -> Holders:
+    """`enterprises` holders of `allocation` t each of `unit_class`, through the services;
+    `label` names them ("基准企业 007", user "bench-e007" for label "企业")."""
     migrate.upgrade(db)
-    reg, auth, cash = RegistryService(db), AuthService(db), CashService(db)
-    exchange = ExchangeService(db, reg, cash)
+    reg, auth = RegistryService(db), AuthService(db)
     reg.bootstrap()
     serial = iter(range(1_000_000))
 
     def key() -> str:
         return f"bench-setup-{tag}-{next(serial):07d}"
 
-    bank_entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
-    for name, role, entity in (
-        ("bench-op1", "operator", None),
-        ("bench-op2", "operator", None),
-        ("bench-bank", "bank", bank_entity),
-    ):
-        auth.create_user(name, f"password-{name}", role, entity)
+    for name in ("bench-op1", "bench-op2"):
+        auth.create_user(name, f"password-{name}", "operator")
     op1 = auth.authenticate("bench-op1", "password-bench-op1")
     op2 = auth.authenticate("bench-op2", "password-bench-op2")
-    bank = auth.authenticate("bench-bank", "password-bench-bank")
+    short = {"企业": "e", "会员": "m"}.get(label, "x")
     actors: list[Actor] = []
     accounts: list[str] = []
-    for i in range(members):
+    for i in range(enterprises):
         ent = auth.create_entity(
-            f"基准会员 {i:03d}",
+            f"基准{label} {i:03d}",
             "enterprise",
             f"91420100MA{i:08d}",
-            name_en=f"Bench member {i:03d}",
+            name_en=f"Bench {i:03d}",
             sector="power",
         )
-        user = auth.create_user(f"bench-m{i:03d}", f"password-m{i:03d}", "enterprise", ent["id"])
+        user = auth.create_user(
+            f"bench-{short}{i:03d}", f"password-{short}{i:03d}", "enterprise", ent["id"]
+        )
         # The Actor authenticate() would return, without a second Argon2 round per user.
         actor = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
-        acc = reg.request_account(actor, key(), type="HOLDING", name=f"基准会员 {i:03d} 持有账户")
+        acc = reg.request_account(
+            actor, key(), type="HOLDING", name=f"基准{label} {i:03d} 持有账户"
+        )
         reg.decide_account(op1, key(), acc["id"], approve=True)
-        ca = cash.open_account(bank, key(), entity_id=ent["id"])["id"]
-        cash.fund(bank, key(), account_id=ca, amount=cash_each)
-        exchange.admit_member(op1, key(), entity_id=ent["id"], account_id=acc["id"])
         actors.append(actor)
         accounts.append(acc["id"])
-    uc = HUBEI_UNIT_CLASS
-    issued = reg.issue(op1, key(), unit_class=uc, quantity=units_each * members)
+    issued = reg.issue(op1, key(), unit_class=unit_class, quantity=allocation * enterprises)
     reg.approve(op2, key(), issued["id"])
-    bulk = reg.allocate_bulk(op1, key(), [(a, uc, units_each) for a in accounts])
+    bulk = reg.allocate_bulk(op1, key(), [(a, unit_class, allocation) for a in accounts])
     reg.approve_batch(op2, key(), bulk["batch_ref"])
+    return Holders(reg, auth, op1, op2, key, actors, accounts)
+
+
+def setup_hubei_market(
+    db: Database, members: int, *, units_each: int, cash_each: str, tag: str, at: datetime
+) -> BenchMarket:
+    """`setup_holders`' enterprises as exchange members, each with a cash account at a bank
+    funded with `cash_each` yuan, and HBEA2023 listed under the "hubei" preset (reference price
+    80.00); everything through the services, on a settable clock at `at`."""
+    clock = Clock(at)
+    db.clock = clock
+    h = setup_holders(db, members, units_each, HUBEI_UNIT_CLASS, tag, "会员")
+    reg, auth, op1, key = h.reg, h.auth, h.op1, h.key
+    cash = CashService(db)
+    exchange = ExchangeService(db, reg, cash)
+    bank_entity = auth.create_entity("基准银行", "bank", "91420100MB00000001")["id"]
+    auth.create_user("bench-bank", "password-bench-bank", "bank", bank_entity)
+    bank = auth.authenticate("bench-bank", "password-bench-bank")
+    for actor, account in zip(h.actors, h.accounts, strict=True):
+        ca = cash.open_account(bank, key(), entity_id=actor.entity_id)["id"]
+        cash.fund(bank, key(), account_id=ca, amount=cash_each)
+        exchange.admit_member(op1, key(), entity_id=actor.entity_id, account_id=account)
     exchange.create_instrument(
         op1,
         key(),
         code=HUBEI_INSTRUMENT,
-        unit_class=uc,
+        unit_class=HUBEI_UNIT_CLASS,
         name="湖北碳排放权 HBEA2023",
         reference_price=yuan_from_fen(HUBEI_REFERENCE_FEN),
         preset="hubei",
     )
     settlement = SettlementService(db, reg, cash, exchange)
-    return BenchMarket(db, clock, exchange, settlement, auth, op1, actors)
+    return BenchMarket(db, clock, exchange, settlement, auth, op1, h.actors)

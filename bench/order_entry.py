@@ -201,8 +201,22 @@ def child_pids(pid: int) -> list[int]:
 
 
 def server_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of the server process and of each child (the writer), by pid."""
-    return {str(p): cpu_seconds_of(p) for p in [pid, *child_pids(pid)]}
+    """CPU seconds of the server process ("web") and of each child, named by what it runs
+    (the order writer is multiprocessing's spawned child beside its resource tracker)."""
+
+    def role(child: int) -> str:
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            return f"pid {child}"
+        if b"resource_tracker" in cmd:
+            return "resource tracker"
+        return "writer" if b"spawn_main" in cmd else f"pid {child}"
+
+    out = {"web": cpu_seconds_of(pid)}
+    for child in child_pids(pid):
+        out[role(child)] = out.get(role(child), 0.0) + cpu_seconds_of(child)
+    return out
 
 
 @dataclass
@@ -603,10 +617,9 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
         "generator_cpu_s": round(result.cpu, 2),
         "server_cpu_s": round(server_seconds, 2),
         "server_cpu_ms_per_order": round(server_seconds / max(1, len(samples)) * 1000, 2),
-        # the web process first, then the order writer's process when it runs in one
-        "server_cpu_ms_per_order_by_process": [
-            round((cpu1[p] - cpu0.get(p, 0.0)) / max(1, len(samples)) * 1000, 3) for p in cpu1
-        ],
+        "server_cpu_ms_per_order_by_process": {
+            p: round((cpu1[p] - cpu0.get(p, 0.0)) / max(1, len(samples)) * 1000, 3) for p in cpu1
+        },
         "load_avg_1m": [round(load0, 2), round(load1, 2)],
         "warmup": {"orders": args.warmup, "statuses": dict(warm_statuses)},
         "database": counts,

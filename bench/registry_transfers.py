@@ -55,11 +55,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from benchlib import setup_holders
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
-from carbonhub.core import migrate
-from carbonhub.core.auth import Actor, AuthService, Role
+from carbonhub.core.auth import Actor
 from carbonhub.core.db import Database, normalise_url
 from carbonhub.core.settings import Settings
 from carbonhub.registry import store
@@ -195,38 +195,8 @@ class Market:
 def setup_market(db: Database, enterprises: int, allocation: int, tag: str) -> Market:
     """Two operators (maker and checker) and `enterprises` enterprises, each with a user and an
     open holding account that receives `allocation` t of freshly issued CEA."""
-    migrate.upgrade(db)
-    reg, auth = RegistryService(db), AuthService(db)
-    reg.bootstrap()
-    serial = iter(range(1_000_000))
-
-    def key() -> str:
-        return f"bench-setup-{tag}-{next(serial):07d}"
-
-    for name in ("bench-op1", "bench-op2"):
-        auth.create_user(name, f"password-{name}", "operator")
-    op1 = auth.authenticate("bench-op1", "password-bench-op1")
-    op2 = auth.authenticate("bench-op2", "password-bench-op2")
-    holders: dict[str, Actor] = {}
-    for i in range(enterprises):
-        ent = auth.create_entity(
-            f"基准企业 {i:03d}",
-            "enterprise",
-            f"91420100MA{i:08d}",
-            name_en=f"Bench {i:03d}",
-            sector="power",
-        )
-        user = auth.create_user(f"bench-e{i:03d}", f"password-e{i:03d}", "enterprise", ent["id"])
-        # The Actor authenticate() would return, without a second Argon2 round per user.
-        holder = Actor(user["id"], user["username"], Role(user["role"]), user["entity_id"])
-        acc = reg.request_account(holder, key(), type="HOLDING", name=f"基准企业 {i:03d} 持有账户")
-        reg.decide_account(op1, key(), acc["id"], approve=True)
-        holders[acc["id"]] = holder
-    issued = reg.issue(op1, key(), unit_class=UNIT_CLASS, quantity=allocation * enterprises)
-    reg.approve(op2, key(), issued["id"])
-    bulk = reg.allocate_bulk(op1, key(), [(a, UNIT_CLASS, allocation) for a in holders])
-    reg.approve_batch(op2, key(), bulk["batch_ref"])
-    return Market(db, reg, holders, allocation)
+    h = setup_holders(db, enterprises, allocation, UNIT_CLASS, tag, "企业")
+    return Market(db, h.reg, dict(zip(h.accounts, h.actors, strict=True)), allocation)
 
 
 def plan(

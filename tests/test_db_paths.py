@@ -58,8 +58,10 @@ def test_fetch_reads_what_sqlalchemy_reads(
     with db.read() as ro:
         ours = fetch(ro.conn, BY_CODES_AND_STATUS, codes=codes, classes=classes)
         theirs = ro.conn.execute(BY_CODES_AND_STATUS, {"codes": codes, "classes": classes}).all()
-        assert sorted(tuple(r) for r in ours) == sorted(tuple(r) for r in theirs)
-        assert all(r._asdict() == {"code": r.code, "unit_class": r.unit_class} for r in ours)
+        # the same rows, with their columns named as SQLAlchemy names them
+        assert sorted(sorted(r._asdict().items()) for r in ours) == sorted(
+            sorted(r._asdict().items()) for r in theirs
+        )
 
 
 def test_run_and_execute_many_write_what_they_are_given(db: Database) -> None:

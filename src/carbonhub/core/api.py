@@ -3,7 +3,6 @@ cursor pages; plus the auth and journal endpoints."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
@@ -247,14 +246,6 @@ async def lean_body(request: Request, model: type[M]) -> M:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
         ) from None
-
-
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]  # a page of a list

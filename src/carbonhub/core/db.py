@@ -86,24 +86,15 @@ def make_engine(url: str) -> Engine:
 class _Prepared:
     """A statement compiled once for a dialect, with what running it on the driver needs."""
 
-    __slots__ = ("compiled", "expanded", "expanding", "names", "plain", "row", "statement")
+    __slots__ = ("compiled", "expanded", "lists", "names", "plain", "row", "statement")
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str] | None) -> None:
         self.statement = statement
         compiled: Any = statement.compile(dialect=dialect, column_keys=keys and list(keys))
         self.compiled = compiled
-        lists = compiled.post_compile_params
-        # the expanding parameters' names (positional); empty: SQLAlchemy expands each time
-        self.expanding: frozenset[str] | None = (
-            (
-                frozenset(compiled.bind_names[b] for b in lists)
-                if compiled.positional
-                else frozenset()
-            )
-            if lists
-            else None
-        )
-        self.expanded: dict[tuple[int, ...], str] = {}  # list lengths → SQL (positional)
+        # the IN lists' parameter names, and their SQL by the lists' lengths (positional styles)
+        self.lists = frozenset(compiled.bind_names[b] for b in compiled.post_compile_params)
+        self.expanded: dict[tuple[int, ...], str] = {}
         self.names: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
         )
@@ -121,42 +112,40 @@ class _Prepared:
     def bind(self, params: dict[str, Any]) -> tuple[str, Any]:
         c = self.compiled
         values = {**c.params, **params} if c.params else params
-        if self.expanding is not None:
-            if self.names is None or not self.expanding:
+        lists, names = self.lists, self.names
+        if names is None:  # named parameters (psycopg)
+            if lists:
                 state = c.construct_expanded_state(params)
-                return state.statement, (
-                    state.positional_parameters if self.names is not None else state.parameters
-                )
-            # positional: the SQL depends only on the lists' lengths; the values go in order
-            lists = self.expanding
-            shape = tuple(len(values[n]) for n in self.names if n in lists)
-            sql = self.expanded.get(shape)
-            if sql is None:
-                sql = self.expanded[shape] = c.construct_expanded_state(params).statement
-            args: list[Any] = []
-            for n in self.names:
-                if n in lists:
-                    args.extend(values[n])
-                else:
-                    args.append(values[n])
-            return sql, tuple(args)
-        if self.names is not None:
-            return c.string, tuple(values[n] for n in self.names)
-        return c.string, values
+                return state.statement, state.parameters
+            return c.string, values
+        if not lists:
+            return c.string, tuple(values[n] for n in names)
+        # the SQL depends only on the lists' lengths; the values go in order
+        shape = tuple(len(values[n]) for n in names if n in lists)
+        sql = self.expanded.get(shape)
+        if sql is None:
+            sql = self.expanded[shape] = c.construct_expanded_state(params).statement
+        args: list[Any] = []
+        for n in names:
+            if n in lists:
+                args.extend(values[n])
+            else:
+                args.append(values[n])
+        return sql, tuple(args)
 
 
-# (dialect, id of the statement, insert's columns) → compiled; the entry keeps the statement
+# (dialect, id of the statement) → compiled, literals and all; the entry keeps the statement
 # alive, so its id cannot be reused while cached
-_prepared: dict[tuple[str, int, tuple[str, ...] | None], _Prepared] = {}
+_prepared: dict[tuple[str, int], _Prepared] = {}
 
 
-def _prepare(conn: Connection, statement: Any, keys: tuple[str, ...] | None = None) -> _Prepared:
-    key = (conn.dialect.name, id(statement), keys)
+def _prepare(conn: Connection, statement: Any) -> _Prepared:
+    key = (conn.dialect.name, id(statement))
     found = _prepared.get(key)
     if found is None or found.statement is not statement:
         if len(_prepared) > 2000:
             _prepared.clear()
-        found = _prepared[key] = _Prepared(statement, conn.dialect, keys)
+        found = _prepared[key] = _Prepared(statement, conn.dialect, None)
     return found
 
 
@@ -170,6 +159,12 @@ def fetch(conn: Connection, statement: sa.Select[Any], **params: Any) -> list[An
     sql, args = p.bind(params)
     make = p.row._make
     return [make(r) for r in conn.connection.driver_connection.execute(sql, args).fetchall()]  # type: ignore[union-attr]
+
+
+def first(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any | None:
+    """`fetch`'s first row, or None."""
+    found = fetch(conn, statement, **params)
+    return found[0] if found else None
 
 
 def run(conn: Connection, statement: sa.Executable, **params: Any) -> None:
@@ -190,27 +185,22 @@ def execute_many(
     That processing is most of the Python cost of writing a hundred thousand rows (the
     settlement run). It is skipped only where no column needs a bind conversion (strings,
     integers); otherwise `conn.execute` runs as usual. Every row must have the same keys.
-    A statement built once (a module constant) is compiled once; a fresh one is recognised
-    by SQLAlchemy's cache key.
+    Each statement is compiled once, found again by SQLAlchemy's cache key (which a statement
+    built once, a module constant, computes only once).
     """
     if not rows:
         return
     keys = tuple(rows[0]) if isinstance(statement, sa.Insert) else None
-    found = _prepared.get((conn.dialect.name, id(statement), keys))
-    if found is not None and found.statement is statement:
-        p = found
-    else:
-        # SQLAlchemy's own compiled-cache key; its structure part identifies the SQL, and every
-        # value comes from `rows` (a literal in the statement would be a missing parameter: loud)
-        statement_key = statement._generate_cache_key()
-        cache_key = (conn.dialect.name, statement_key and statement_key.key, keys)
-        cached = _compiled_many.get(cache_key) if statement_key is not None else None
-        if cached is None:
-            cached = _Prepared(statement, conn.dialect, keys)
-            if len(_compiled_many) > 1000:
-                _compiled_many.clear()
-            _compiled_many[cache_key] = cached
-        p = cached
+    # its structure part identifies the SQL, and every value comes from `rows` (a literal in
+    # the statement would be a missing parameter: loud)
+    statement_key = statement._generate_cache_key()
+    cache_key = (conn.dialect.name, statement_key and statement_key.key, keys)
+    p = _compiled_many.get(cache_key) if statement_key is not None else None
+    if p is None:
+        p = _Prepared(statement, conn.dialect, keys)
+        if len(_compiled_many) > 1000:
+            _compiled_many.clear()
+        _compiled_many[cache_key] = p
     if not p.plain:  # a type that converts values: let SQLAlchemy do it
         conn.execute(statement, list(rows))
         return
@@ -227,16 +217,15 @@ def execute_many(
 _compiled_many: dict[tuple[Any, ...], _Prepared] = {}
 
 
-_inserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+_inserts: dict[str, sa.Insert] = {}  # one per table: its cache key is computed once
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    key = (table.name, tuple(rows[0]))
-    statement = _inserts.get(key)
+    statement = _inserts.get(table.name)
     if statement is None:
-        statement = _inserts[key] = sa.insert(table)
+        statement = _inserts[table.name] = sa.insert(table)
     execute_many(conn, statement, rows)
 
 

@@ -47,10 +47,7 @@ class GroupCommit(Generic[T]):
 
     def submit(self, item: T) -> Any:
         """Blocks until the batch holding `item` committed; re-raises its error."""
-        result = self.enqueue(item).result()
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return outcome(self.enqueue(item).result())
 
     def enqueue(self, item: T) -> Future[Any]:
         """Queues `item`; the future holds its result (or its error) once its batch committed.
@@ -68,17 +65,7 @@ class GroupCommit(Generic[T]):
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch, stop = _gather(first, self._queued, self._max)
             try:
                 results = self._run_batch([item for item, _ in batch])
             except BaseException as exc:  # the whole transaction failed: every caller hears it
@@ -87,6 +74,36 @@ class GroupCommit(Generic[T]):
                 fut.set_result(res)
             if stop:
                 return
+
+    def _queued(self) -> Any:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return _EMPTY
+
+
+_EMPTY = object()
+
+
+def _gather(first: Any, more: Callable[[], Any], max_batch: int) -> tuple[list[Any], bool]:
+    """A batch: `first` and what `more()` gives until it has nothing waiting (`_EMPTY`), gives
+    the stop mark (None: then True) or the batch is full."""
+    batch = [first]
+    while len(batch) < max_batch:
+        nxt = more()
+        if nxt is _EMPTY:
+            break
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+    return batch, False
+
+
+def outcome(result: Any) -> Any:
+    """A writer's answer to one command: its result, or its refusal raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def writer_lost() -> Unavailable:
@@ -146,10 +163,7 @@ class WriterProcess(Generic[T]):
         return ours
 
     def submit(self, item: T) -> Any:
-        result = self.enqueue(item).result()
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return outcome(self.enqueue(item).result())
 
     def enqueue(self, item: T) -> Future[Any]:
         fut: Future[Any] = Future()
@@ -219,14 +233,7 @@ def _serve_batches(
             return
         if first is None:
             return
-        batch = [first]
-        stop = False
-        while len(batch) < max_batch and conn.poll():
-            nxt = _recv(conn)
-            if nxt is None:
-                stop = True
-                break
-            batch.append(nxt)
+        batch, stop = _gather(first, lambda: _recv(conn) if conn.poll() else _EMPTY, max_batch)
         try:
             results, after = run([item for _, item in batch])
         except BaseException as exc:  # the whole transaction failed: every caller hears it

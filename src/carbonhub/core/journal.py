@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import UnitOfWork, fetch, insert_many, metadata, run
+from carbonhub.core.db import UnitOfWork, first, insert_many, metadata, run
 from carbonhub.core.merkle import inclusion_proof, merkle_root
 from carbonhub.core.timefmt import iso, parse_iso, shanghai_day
 
@@ -97,8 +97,7 @@ _MOVE_HEAD = (
 
 
 def _lock_head(conn: Connection) -> Any:
-    found = fetch(conn, _HEAD)
-    return found[0] if found else None
+    return first(conn, _HEAD)
 
 
 def lock_head(uow: UnitOfWork) -> None:
@@ -156,13 +155,13 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
     time = max(iso(uow.now), head.time)
     day = shanghai_day(parse_iso(time)).isoformat()
     out: list[Entry] = []
-    new_rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for type_, actor, payload in items:
         seq += 1
         body = canonical(payload)
         h = entry_hash(prev_hash, seq, type_, actor, time, body)
         out.append(Entry(seq, type_, actor, time, day, payload, prev_hash, h))
-        new_rows.append(
+        rows.append(
             {
                 "seq": seq,
                 "type": type_,
@@ -175,7 +174,7 @@ def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -
             }
         )
         prev_hash = h
-    insert_many(conn, journal, new_rows)
+    insert_many(conn, journal, rows)
     run(conn, _MOVE_HEAD, h_seq=seq, h_hash=prev_hash, h_time=time)
     return out
 

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from carbonhub.core.api import (
@@ -17,7 +18,6 @@ from carbonhub.core.api import (
     OptionalActorDep,
     Strict,
     caller_and_key,
-    json_response,
     lean_body,
     lean_openapi,
 )
@@ -190,6 +190,19 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
 # holding a thread, and skip FastAPI's dependency solving and response serialisation.
 
 
+async def _order_command(
+    request: Request, name: str, body: type[Strict] | None, status: int = 200, **fields: Any
+) -> JSONResponse:
+    """A lean order endpoint: caller, key and body checked as ActorDep, KeyDep and FastAPI
+    would, then the writer's answer as it stands."""
+    actor, key = await caller_and_key(request)
+    data = dict(fields)
+    if body is not None:
+        data.update((await lean_body(request, body)).model_dump())
+    result = await svc(request).submit_async(actor, key, name, data)
+    return JSONResponse(result, status_code=status)
+
+
 @router.post(
     "/orders",
     status_code=201,
@@ -197,11 +210,8 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
     openapi_extra=lean_openapi(OrderBody),
     responses=LEAN_RESPONSES,
 )
-async def place_order(request: Request) -> Response:
-    actor, key = await caller_and_key(request)
-    body = await lean_body(request, OrderBody)
-    result = await svc(request).submit_async(actor, key, "place_order", body.model_dump())
-    return json_response(result, 201)
+async def place_order(request: Request) -> JSONResponse:
+    return await _order_command(request, "place_order", OrderBody, 201)
 
 
 @router.get("/orders", summary="My orders (operators: all)")
@@ -229,10 +239,8 @@ def order(order_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
     openapi_extra=lean_openapi(),
     responses=LEAN_RESPONSES,
 )
-async def cancel_order(order_id: str, request: Request) -> Response:
-    actor, key = await caller_and_key(request)
-    data = {"order_id": order_id}
-    return json_response(await svc(request).submit_async(actor, key, "cancel_order", data))
+async def cancel_order(order_id: str, request: Request) -> JSONResponse:
+    return await _order_command(request, "cancel_order", None, order_id=order_id)
 
 
 @router.post(
@@ -241,11 +249,8 @@ async def cancel_order(order_id: str, request: Request) -> Response:
     openapi_extra=lean_openapi(AmendBody),
     responses=LEAN_RESPONSES,
 )
-async def amend_order(order_id: str, request: Request) -> Response:
-    actor, key = await caller_and_key(request)
-    body = await lean_body(request, AmendBody)
-    data = {"order_id": order_id, "quantity": body.quantity}
-    return json_response(await svc(request).submit_async(actor, key, "amend_order", data))
+async def amend_order(order_id: str, request: Request) -> JSONResponse:
+    return await _order_command(request, "amend_order", AmendBody, order_id=order_id)
 
 
 @router.post(
@@ -255,11 +260,8 @@ async def amend_order(order_id: str, request: Request) -> Response:
     openapi_extra=lean_openapi(TakeBody),
     responses=LEAN_RESPONSES,
 )
-async def take(request: Request) -> Response:
-    actor, key = await caller_and_key(request)
-    body = await lean_body(request, TakeBody)
-    result = await svc(request).submit_async(actor, key, "take", body.model_dump())
-    return json_response(result, 201)
+async def take(request: Request) -> JSONResponse:
+    return await _order_command(request, "take", TakeBody, 201)
 
 
 # ---------------------------------------------------------------- block deals

@@ -2,9 +2,10 @@
 
 Order commands go through one writer with group commit: each batch is one transaction, each
 command with its own idempotency key and result. Under the API the writer is a child process
-(`order_writer`, settings.order_writer = "process"); elsewhere a thread or the caller itself. Per command: check the
-rules (model), freeze what it needs (units through the registry, cash through settlement),
-apply it to the book (engine), write the order, trades and the command log, journal it.
+(`order_writer`, settings.order_writer = "process"); elsewhere a thread or the caller itself.
+Per command: check the rules (model), freeze what it needs (units through the registry, cash
+through settlement), apply it to the book (engine), write the order, trades and the command log,
+journal it.
 
 Books live in memory per process and are caught up from the durable command log under the
 database write lock: a book whose `seq` is behind the log replays the missing commands, one that
@@ -34,11 +35,12 @@ from carbonhub.core.db import (
     UnitOfWork,
     execute_many,
     fetch,
+    first,
     insert_many,
     is_memory_url,
 )
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from carbonhub.core.groupcommit import GroupCommit, WriterProcess
+from carbonhub.core.groupcommit import GroupCommit, WriterProcess, outcome
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import yuan_from_fen
 from carbonhub.core.settings import Settings
@@ -194,10 +196,8 @@ class ExchangeService:
         if self._writer is not None:
             result: dict[str, Any] = self._writer.submit(cmd)
             return result
-        out = self._run_batch([cmd])[0]
-        if isinstance(out, BaseException):
-            raise out
-        return out
+        done: dict[str, Any] = outcome(self._run_batch([cmd])[0])
+        return done
 
     async def submit_async(
         self, actor: Actor, key: str, name: str, data: dict[str, Any]
@@ -210,11 +210,8 @@ class ExchangeService:
         if self._writer is None:
             return await asyncio.to_thread(self._submit, actor, key, name, data)
         cmd = Command(actor, key, name, data, self.db.clock())
-        result = await asyncio.wrap_future(self._writer.enqueue(cmd))
-        if isinstance(result, BaseException):
-            raise result
-        out: dict[str, Any] = result
-        return out
+        result: dict[str, Any] = outcome(await asyncio.wrap_future(self._writer.enqueue(cmd)))
+        return result
 
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
         results, outbox = self._write_batch(commands)
@@ -488,8 +485,7 @@ class ExchangeService:
 
     def _instrument_row(self, conn: Connection, code: str) -> Any:
         def load() -> Any:
-            found = fetch(conn, s.INSTRUMENT_BY_CODE, code=code)
-            row = found[0] if found else None
+            row = first(conn, s.INSTRUMENT_BY_CODE, code=code)
             if row is None:
                 raise NotFound("INSTRUMENT_NOT_FOUND", f"no instrument {code}", "交易产品不存在")
             return row
@@ -635,8 +631,7 @@ class ExchangeService:
         if book_id in b.books:
             return self._books[book_id]
         uow = b.uow
-        found = fetch(uow.conn, s.BOOK_FOR_UPDATE, id=book_id)
-        row = found[0] if found else None
+        row = first(uow.conn, s.BOOK_FOR_UPDATE, id=book_id)
         if row is None:
             raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
         book = self._caught_up(uow.conn, row)
@@ -2350,9 +2345,6 @@ def _depth_view(book: e._Book, levels: int = 5) -> dict[str, Any]:
     }
 
 
-_CHANGING = ("open", "filled", "status", "reason", "updated_at")
-
-
 class _Batch:
     """One order batch: what it read, what it decided, what it will write, in one transaction.
 
@@ -2456,7 +2448,7 @@ class _Batch:
         for row in rows:
             if self.orders.get(row.id) is None:
                 self.orders[row.id] = r = row._asdict()
-                self.loaded[row.id] = tuple(r[k] for k in _CHANGING)
+                self.loaded[row.id] = tuple(r[k] for k in s.ORDER_CHANGING)
         self.units.preload_holds([r.hold_id for r in rows if r.hold_id])
         self.cash.preload_freezes([r.cash_ref for r in rows if r.cash_ref])
 
@@ -2524,9 +2516,9 @@ class _Batch:
         for oid, r in self.orders.items():
             if r is None or oid in fresh:
                 continue
-            now = tuple(r[k] for k in _CHANGING)
+            now = tuple(r[k] for k in s.ORDER_CHANGING)
             if now != self.loaded[oid]:
-                changed.append({"oid": oid, **{f"v_{k}": r[k] for k in _CHANGING}})
+                changed.append({"oid": oid, **{f"v_{k}": r[k] for k in s.ORDER_CHANGING}})
         if changed:
             execute_many(conn, s.ORDER_CHANGES, changed)
         if self.trades:

@@ -224,16 +224,11 @@ OPEN_ORDERS_OF_BOOK = sa.select(orders).where(
 BOOK_FOR_UPDATE = sa.select(books).where(books.c.id == sa.bindparam("id")).with_for_update()
 INSTRUMENT_BY_CODE = sa.select(instruments).where(instruments.c.code == sa.bindparam("code"))
 HOLIDAY_DAYS = sa.select(holidays.c.day)
+ORDER_CHANGING = ("open", "filled", "status", "reason", "updated_at")  # what a batch may change
 ORDER_CHANGES = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("oid"))
-    .values(
-        open=sa.bindparam("v_open"),
-        filled=sa.bindparam("v_filled"),
-        status=sa.bindparam("v_status"),
-        reason=sa.bindparam("v_reason"),
-        updated_at=sa.bindparam("v_updated_at"),
-    )
+    .values(**{k: sa.bindparam(f"v_{k}") for k in ORDER_CHANGING})
 )
 BOOK_POSITION = (
     sa.update(books)

@@ -693,8 +693,9 @@ class RegistryService:
             if block_rows:
                 insert_many(conn, s.transfer_blocks, block_rows)
             if fresh:
-                conn.execute(
-                    sa.insert(ik),
+                insert_many(
+                    conn,
+                    ik,
                     [
                         idempotency.key_row(actor.username, k, "transfer", d, r, now)
                         for k, (d, r) in fresh.items()
@@ -715,8 +716,8 @@ class RegistryService:
 
         Serial blocks are read for senders only, and only the first ones in take order that
         cover what the batch could take from them (a running sum in SQL): a holder's block list
-        grows with every transfer it ever received, and a batch needs just its front. Where tainted or reserved
-        serials must be stepped around, all of that sender's blocks are read.
+        grows with every transfer it ever received, and a batch needs just its front. Where
+        tainted or reserved serials must be stepped around, all of that sender's blocks are read.
         """
         ids = sorted({a for f, t_, _, _ in moves for a in (f, t_)})
         sending = sorted({f for f, _, _, _ in moves})
@@ -2515,7 +2516,7 @@ class ReservationBatch:
         return take
 
     def write(self) -> None:
-        conn, now = self.uow.conn, iso(self.uow.now)
+        conn, now = self.uow.conn, self.at
         if self.new_holds:
             insert_many(
                 conn,

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import fetch, metadata
+from carbonhub.core.db import first, metadata
 from carbonhub.registry.model import Balance, Block
 
 accounts = sa.Table(
@@ -297,8 +297,8 @@ _FLAG = sa.select(registry_flags.c.value).where(registry_flags.c.key == sa.bindp
 
 
 def flag(conn: Connection, key: str) -> str | None:
-    found = fetch(conn, _FLAG, key=key)
-    return found[0].value if found else None
+    row = first(conn, _FLAG, key=key)
+    return row.value if row else None
 
 
 def set_flag(conn: Connection, key: str, value: str) -> None:

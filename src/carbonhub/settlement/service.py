@@ -389,6 +389,7 @@ class CashBatch:
         """The named freezes and their accounts, in a few statements (a book's day close)."""
         conn = self.uow.conn
         unique = sorted({r for r in refs if r not in self.freezes})
+        their_accounts: set[str] = set()
         for n in range(0, len(unique), 500):
             part = unique[n : n + 500]
             for ref in part:
@@ -396,7 +397,8 @@ class CashBatch:
             for r in fetch(conn, _FREEZES_BY_REF, refs=part):
                 self.freezes[r.ref] = [r.account_id, int(r.amount)]
                 self.loaded_freezes[r.ref] = int(r.amount)
-        missing = sorted({f[0] for f in self.freezes.values() if f} - set(self.accounts))
+                their_accounts.add(r.account_id)
+        missing = sorted(their_accounts - set(self.accounts))
         for n in range(0, len(missing), 500):
             ids = missing[n : n + 500]
             for r in fetch(conn, _ACCOUNTS_BY_ID, ids=ids):
@@ -516,7 +518,7 @@ class CashBatch:
             self._move(FEE_ACCOUNT, "FEE", legs.fee_buyer + legs.fee_seller, 0, trade_id, by)
 
     def write(self) -> None:
-        conn, now = self.uow.conn, iso(self.uow.now)
+        conn, now = self.uow.conn, self.at
         inserts = []
         for r in sorted(self.new_freezes):
             frozen = self.freezes[r]
