@@ -35,6 +35,8 @@ from fastapi.testclient import TestClient
 from carbonhub.api import create_app
 from carbonhub.core.db import Database
 from carbonhub.core.groupcommit import WriterProcess
+from carbonhub.exchange import api as exchange_api
+from carbonhub.exchange.service import ExchangeService
 from carbonhub.settlement.service import settlement_problems
 from carbonhub.tables import metadata
 from tests.conftest import Market
@@ -530,6 +532,66 @@ def test_a_replayed_order_is_placed_once(http: Http) -> None:
     assert ok(h.take("bob", first["id"], 4, key=take_key), 201) == taken
     assert len(ok(h.get("public", f"{EX}/market/CEA2023/trades"))) == 1
     refuse(h.db, lambda: h.take("bob", first["id"], 5, key=take_key), 409, "IDEMPOTENCY_KEY_REUSED")
+
+
+# ---------------------------------------------------------------- the lean order routes
+
+
+LEAN = {
+    ("POST", f"{EX}/orders"),
+    ("POST", f"{EX}/orders/{{order_id}}/cancel"),
+    ("POST", f"{EX}/orders/{{order_id}}/amend"),
+    ("POST", f"{EX}/takes"),
+}
+
+
+def test_the_order_commands_skip_the_router_and_keep_its_answers(
+    http: Http, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LeanRoutes serves exactly the four order commands, as documented; any other method on
+    their paths still meets the router; their errors are the app's problem+json, an unexpected
+    one included."""
+    app = http.c.app
+    lean = {
+        (method, path)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+        if (method.upper(), path) in LEAN
+    }
+    assert {(m.upper(), p) for m, p in lean} == LEAN  # all four documented
+    served: list[tuple[str, bool]] = []
+    real = exchange_api._order_command
+
+    async def spy(request: Any, name: str, *args: Any, **fields: Any) -> Any:
+        served.append((name, "endpoint" in request.scope))  # the router's mark on a request
+        return await real(request, name, *args, **fields)
+
+    monkeypatch.setattr(exchange_api, "_order_command", spy)
+    order = ok(http.order("alice", side="S", price="80.50", quantity=10), 201)
+    ok(http.post("alice", f"{EX}/orders/{order['id']}/amend", {"quantity": 5}))
+    ok(http.post("alice", f"{EX}/orders/{order['id']}/cancel"))
+    refuse(http.db, lambda: http.take("bob", order["id"], 5), 409, "ORDER_NOT_OPEN")
+    assert served == [
+        ("place_order", False),
+        ("amend_order", False),
+        ("cancel_order", False),
+        ("take", False),
+    ]
+    # the router still answers what LeanRoutes does not take
+    r = http.c.get(f"{EX}/takes", headers=http.h["bob"])
+    assert_problem(r, 405, "METHOD_NOT_ALLOWED")
+    assert r.headers["Allow"] == "POST"
+    refuse(
+        http.db, lambda: http.post("bob", f"{EX}/takes", {"order_id": 1}), 422, "REQUEST_INVALID"
+    )
+    refuse(http.db, lambda: http.c.post(f"{EX}/takes", json={}), 401, "TOKEN_MISSING")
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ExchangeService, "submit_async", broken)
+    body = assert_problem(http.order("alice", side="S", price="80.50", quantity=1), 500)
+    assert body["code"] == "INTERNAL"
 
 
 # ---------------------------------------------------------------- many at once, through the writer

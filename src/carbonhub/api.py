@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from carbonhub import __version__
 from carbonhub.core import journal
 from carbonhub.core.api import (
+    LeanRoutes,
     RejectControlCharacters,
     domain_error_handler,
     http_error_handler,
@@ -102,7 +103,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    app.add_middleware(RejectControlCharacters)
+    app.add_middleware(LeanRoutes, routers=[exchange_router], handlers=app.exception_handlers)
+    app.add_middleware(RejectControlCharacters)  # added last: runs first
     # the exchange first: a request is matched against the routes in order, and order entry
     # is the busiest path (the prefixes do not overlap, so the order changes nothing else)
     app.include_router(exchange_router)

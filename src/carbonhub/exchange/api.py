@@ -18,6 +18,7 @@ from carbonhub.core.api import (
     OptionalActorDep,
     Strict,
     caller_and_key,
+    lean,
     lean_body,
     lean_openapi,
 )
@@ -187,7 +188,7 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
 
 
 # Order commands are async and lean (core.api): they wait on the exchange's writer without
-# holding a thread, and skip FastAPI's dependency solving and response serialisation.
+# holding a thread, and skip FastAPI's routing, dependency solving and response serialisation.
 
 
 async def _order_command(
@@ -210,6 +211,7 @@ async def _order_command(
     openapi_extra=lean_openapi(OrderBody),
     responses=LEAN_RESPONSES,
 )
+@lean
 async def place_order(request: Request) -> JSONResponse:
     return await _order_command(request, "place_order", OrderBody, 201)
 
@@ -239,6 +241,7 @@ def order(order_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
     openapi_extra=lean_openapi(),
     responses=LEAN_RESPONSES,
 )
+@lean
 async def cancel_order(order_id: str, request: Request) -> JSONResponse:
     return await _order_command(request, "cancel_order", None, order_id=order_id)
 
@@ -249,6 +252,7 @@ async def cancel_order(order_id: str, request: Request) -> JSONResponse:
     openapi_extra=lean_openapi(AmendBody),
     responses=LEAN_RESPONSES,
 )
+@lean
 async def amend_order(order_id: str, request: Request) -> JSONResponse:
     return await _order_command(request, "amend_order", AmendBody, order_id=order_id)
 
@@ -260,6 +264,7 @@ async def amend_order(order_id: str, request: Request) -> JSONResponse:
     openapi_extra=lean_openapi(TakeBody),
     responses=LEAN_RESPONSES,
 )
+@lean
 async def take(request: Request) -> JSONResponse:
     return await _order_command(request, "take", TakeBody, 201)
 
