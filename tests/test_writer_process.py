@@ -1,11 +1,13 @@
 """The order writer in a child process (`core.groupcommit.WriterProcess`): results and refusals
 come back whole and in order, the after-commit step runs in the parent before the callers are
 answered, and a child that dies fails its callers with WRITER_RESTARTED, after which the next
-command starts a new child. The exchange runs on it under the API (test_exchange_api's lifespan
-tests: orders from many threads, the feed)."""
+command starts a new child. On an event loop (as under the API) the same holds, and what one
+turn of the loop sends goes as one message. The exchange runs on it under the API
+(test_exchange_api's lifespan tests: orders from many threads, the feed)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -80,3 +82,65 @@ def test_close_answers_what_was_sent_before_it() -> None:
     futures = [w.enqueue(str(i)) for i in range(50)]
     w.close()
     assert [f.result(timeout=60) for f in futures] == [f"z:{i}" for i in range(50)]
+
+
+# ---------------------------------------------------------------- on the API's event loop
+
+
+async def _on_loop(tag: str) -> Any:
+    seen: list[Any] = []
+    w = WriterProcess(
+        echo_writer, (tag,), after=seen.append, name="test-writer", loop=asyncio.get_running_loop()
+    )
+    w.seen = seen  # type: ignore[attr-defined]
+    return w
+
+
+def test_on_a_loop_what_one_turn_sends_is_one_batch_and_answers_come_back_on_the_loop() -> None:
+    async def main() -> None:
+        w = await _on_loop("l")
+        try:
+            assert await w.call("warm") == "l:warm"
+            items = [str(i) for i in range(20)] + ["refuse"]
+            results = await asyncio.gather(*(w.call(i) for i in items))
+            assert results[:20] == [f"l:{i}" for i in range(20)]
+            assert isinstance(results[20], Conflict) and results[20].context == {"limit": 3}
+            # the 21 calls made in one turn of the loop went in one message, so one batch
+            assert [batch for _, batch in w.seen][1:] == [items]
+            # a thread's blocking submit works beside the loop
+            assert await asyncio.to_thread(w.submit, "t") == "l:t"
+        finally:
+            w.close()
+
+    asyncio.run(main())
+
+
+def test_on_a_loop_a_dead_child_fails_its_callers_and_the_next_call_restarts_it() -> None:
+    async def main() -> None:
+        w = await _on_loop("d")
+        try:
+            assert await w.call("x") == "d:x"
+            first_pid = w.seen[-1][0]
+            slow = asyncio.ensure_future(w.call("slow"))
+            await asyncio.sleep(0.5)
+            os.kill(first_pid, signal.SIGKILL)
+            lost = await asyncio.wait_for(slow, 60)
+            assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
+            assert await w.call("y") == "d:y"
+            assert w.seen[-1][0] != first_pid
+        finally:
+            w.close()
+
+    asyncio.run(main())
+
+
+def test_on_a_loop_close_answers_what_was_sent_and_what_was_waiting_to_go() -> None:
+    async def main() -> None:
+        w = await _on_loop("c")
+        assert await w.call("first") == "c:first"
+        calls = [asyncio.ensure_future(w.call(str(i))) for i in range(30)]
+        await asyncio.sleep(0)  # the calls are queued for this turn's message, not yet sent
+        w.close()
+        assert await asyncio.gather(*calls) == [f"c:{i}" for i in range(30)]
+
+    asyncio.run(main())

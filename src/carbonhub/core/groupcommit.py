@@ -12,7 +12,9 @@ the two together need more than one core's worth of it; in its own process each 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import pickle
@@ -41,7 +43,7 @@ class GroupCommit(Generic[T]):
     ) -> None:
         self._run_batch = run_batch
         self._max = max_batch
-        self._queue: queue.SimpleQueue[tuple[T, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[tuple[T, Future[Any]]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -53,8 +55,12 @@ class GroupCommit(Generic[T]):
         """Queues `item`; the future holds its result (or its error) once its batch committed.
         An event loop awaits it (asyncio.wrap_future) without holding a thread."""
         fut: Future[Any] = Future()
-        self._queue.put((item, fut))
+        self._queue.put([(item, fut)])
         return fut
+
+    async def call(self, item: T) -> Any:
+        """`item`'s answer (its result, or its refusal as a value), awaited on an event loop."""
+        return await asyncio.wrap_future(self.enqueue(item))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -85,17 +91,18 @@ class GroupCommit(Generic[T]):
 _EMPTY = object()
 
 
-def _gather(first: Any, more: Callable[[], Any], max_batch: int) -> tuple[list[Any], bool]:
-    """A batch: `first` and what `more()` gives until it has nothing waiting (`_EMPTY`), gives
-    the stop mark (None: then True) or the batch is full."""
-    batch = [first]
+def _gather(first: list[Any], more: Callable[[], Any], max_batch: int) -> tuple[list[Any], bool]:
+    """A batch: the items of `first` and of each list `more()` gives until it has nothing
+    waiting (`_EMPTY`), gives the stop mark (None: then True) or the batch has `max_batch`
+    (a list that arrives whole may take it past that)."""
+    batch = list(first)
     while len(batch) < max_batch:
         nxt = more()
         if nxt is _EMPTY:
             break
         if nxt is None:
             return batch, True
-        batch.append(nxt)
+        batch.extend(nxt)
     return batch, False
 
 
@@ -122,7 +129,12 @@ class WriterProcess(Generic[T]):
     pipe, so batching works as in the thread. After each batch the parent runs `after` with
     the batch's second value (the market-data messages, say) and then answers the callers. If
     the child dies, its callers get WRITER_RESTARTED (their commands may have committed: a
-    retry with the same idempotency key tells) and the next command starts a new child."""
+    retry with the same idempotency key tells) and the next command starts a new child.
+
+    Given an event loop (the API's), the answers are read on it and `call` sends what the
+    loop gathered in one turn as one message: no thread hands the interpreter lock back and
+    forth with the loop for each answer, and one write carries many orders. Without one, a
+    thread reads the answers. `submit` and `enqueue` work from any thread either way."""
 
     def __init__(
         self,
@@ -132,16 +144,18 @@ class WriterProcess(Generic[T]):
         after: Callable[[Any], None],
         max_batch: int = 256,
         name: str = "writer",
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._start, self._args, self._after = start, args, after
-        self._max, self._name = max_batch, name
+        self._max, self._name, self._loop = max_batch, name, loop
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._lock = threading.Lock()
-        self._pending: dict[int, Future[Any]] = {}
+        self._pending: dict[int, Future[Any] | asyncio.Future[Any]] = {}
         self._next = 0
         self._conn: Connection | None = None
         self._proc: BaseProcess | None = None
         self._reader: threading.Thread | None = None
+        self._outgoing: list[tuple[int, T]] = []  # what the loop sends at the end of its turn
         with self._lock:
             self._spawn()
 
@@ -156,10 +170,15 @@ class WriterProcess(Generic[T]):
         proc.start()
         theirs.close()
         self._conn, self._proc = ours, proc
-        self._reader = threading.Thread(
-            target=self._read, args=(ours, proc), name=f"{self._name}-replies", daemon=True
-        )
-        self._reader.start()
+        if self._loop is None:
+            self._reader = threading.Thread(
+                target=self._read, args=(ours, proc), name=f"{self._name}-replies", daemon=True
+            )
+            self._reader.start()
+        else:
+            self._loop.call_soon_threadsafe(
+                self._loop.add_reader, ours.fileno(), self._answer_ready, ours, proc
+            )
         return ours
 
     def submit(self, item: T) -> Any:
@@ -172,46 +191,101 @@ class WriterProcess(Generic[T]):
             self._next += 1
             self._pending[self._next] = fut
             try:
-                _send(conn, (self._next, item))
+                _send(conn, [(self._next, item)])
             except OSError:  # the child is gone; the reader fails what it had
                 self._pending.pop(self._next)
                 fut.set_result(writer_lost())
         return fut
 
+    async def call(self, item: T) -> Any:
+        """`item`'s answer (its result, or its refusal as a value), awaited on the event loop."""
+        if self._loop is None:
+            return await asyncio.wrap_future(self.enqueue(item))
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        with self._lock:
+            self._next += 1
+            self._pending[self._next] = fut
+            self._outgoing.append((self._next, item))
+            if len(self._outgoing) == 1:
+                self._loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._outgoing = self._outgoing, []
+            if not batch:  # close() took them
+                return
+            conn = self._conn or self._spawn()
+            try:
+                _send(conn, batch)
+            except OSError:  # the child is gone; its reader fails what it had
+                for ticket, _ in batch:
+                    self._resolve(self._pending.pop(ticket), writer_lost())
+
+    def _answer_ready(self, conn: Connection, proc: BaseProcess) -> None:
+        """On the loop: one message of answers, or the child's end."""
+        try:
+            self._answer(_recv(conn))
+        except (EOFError, OSError):
+            assert self._loop is not None
+            self._loop.remove_reader(conn.fileno())
+            self._lost(conn, proc)
+
     def _read(self, conn: Connection, proc: BaseProcess) -> None:
         try:
             while True:
-                tickets, results, after = _recv(conn)
-                if after is not None:
-                    try:
-                        self._after(after)
-                    except Exception:  # a subscriber's fault must not lose the answers
-                        log.exception("%s: after-commit step failed", self._name)
-                with self._lock:
-                    futures = [self._pending.pop(t) for t in tickets]
-                for fut, result in zip(futures, results, strict=True):
-                    fut.set_result(result)
+                self._answer(_recv(conn))
         except (EOFError, OSError):
             pass
+        self._lost(conn, proc)
+
+    def _answer(self, message: tuple[list[int], list[Any], Any]) -> None:
+        tickets, results, after = message
+        if after is not None:
+            try:
+                self._after(after)
+            except Exception:  # a subscriber's fault must not lose the answers
+                log.exception("%s: after-commit step failed", self._name)
+        with self._lock:
+            futures = [self._pending.pop(t) for t in tickets]
+        for fut, result in zip(futures, results, strict=True):
+            self._resolve(fut, result)
+
+    def _lost(self, conn: Connection, proc: BaseProcess) -> None:
+        """The child ended: every command still pending went to it."""
         with self._lock:
             if self._conn is conn:
                 self._conn = None
-            lost = list(self._pending.values())  # every pending command went to this child
+            lost = list(self._pending.values())
             self._pending.clear()
         for fut in lost:
-            fut.set_result(writer_lost())
+            self._resolve(fut, writer_lost())
         conn.close()
         proc.join(timeout=10)
 
+    @staticmethod
+    def _resolve(fut: Future[Any] | asyncio.Future[Any], result: Any) -> None:
+        if not fut.done():  # an awaiting task may have been cancelled
+            fut.set_result(result)
+
     def close(self) -> None:
+        """Lets the child finish and answer what it was sent, then stops it. On the loop's
+        thread when there is a loop (the answers are read here, the loop being busy in this)."""
         with self._lock:
             conn, proc, reader = self._conn, self._proc, self._reader
             self._conn = None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                _send(conn, None)  # the child finishes what it has, answers, and exits
+            outgoing, self._outgoing = self._outgoing, []
+        if conn is None:
+            return
+        with contextlib.suppress(OSError):
+            if outgoing:
+                _send(conn, outgoing)
+            _send(conn, None)  # the child finishes what it has, answers, and exits
         if reader is not None:
             reader.join(timeout=30)
+        elif self._loop is not None and proc is not None:
+            self._loop.remove_reader(conn.fileno())
+            self._read(conn, proc)
         if proc is not None and proc.is_alive():
             proc.terminate()
             proc.join(timeout=5)
@@ -226,6 +300,7 @@ def _serve_batches(
     """The child process: batches of (ticket, command) from the pipe, answers back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
     run = start(*args)
+    gc.freeze()  # what set-up made lives as long as we do: full collections skip it
     while True:
         try:
             first = _recv(conn)

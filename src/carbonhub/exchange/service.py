@@ -180,8 +180,16 @@ class ExchangeService:
             return
         settings = self.db.settings
         if settings.order_writer == "process" and not is_memory_url(settings.database_url):
+            try:  # the API's loop, when there is one: the answers are read on it
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
             self._writer = WriterProcess(
-                order_writer, (settings,), after=self._publish_all, name="exchange-writer"
+                order_writer,
+                (settings,),
+                after=self._publish_all,
+                name="exchange-writer",
+                loop=loop,
             )
         else:
             self._writer = GroupCommit(self._run_batch, name="exchange-writer")
@@ -210,7 +218,7 @@ class ExchangeService:
         if self._writer is None:
             return await asyncio.to_thread(self._submit, actor, key, name, data)
         cmd = Command(actor, key, name, data, self.db.clock())
-        result: dict[str, Any] = outcome(await asyncio.wrap_future(self._writer.enqueue(cmd)))
+        result: dict[str, Any] = outcome(await self._writer.call(cmd))
         return result
 
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
