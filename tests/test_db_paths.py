@@ -82,6 +82,25 @@ def test_run_and_execute_many_write_what_they_are_given(db: Database) -> None:
     )
 
 
+BY_CODE = sa.select(s.instruments.c.name).where(s.instruments.c.code == sa.bindparam("c"))
+FORGET = sa.delete(s.instruments).where(s.instruments.c.code == sa.bindparam("c"))
+
+
+def test_statements_with_one_parameter(db: Database) -> None:
+    """One bind parameter is the driver's one-value tuple (operator.itemgetter's own answer
+    for one name is the bare value)."""
+    _seed(db)
+    with db.uow() as uow:
+        assert [r.name for r in fetch(uow.conn, BY_CODE, c="I04")] == ["n4"]
+        execute_many(uow.conn, FORGET, [{"c": "I04"}, {"c": "I05"}])
+        run(uow.conn, FORGET, c="I06")
+        assert fetch(uow.conn, BY_CODE, c="I05") == []
+        uow.commit()
+    with db.read() as ro:
+        left = set(ro.conn.execute(sa.select(s.instruments.c.code)).scalars())
+    assert left == {r["code"] for r in ROWS} - {"I04", "I05", "I06"}
+
+
 def test_a_statement_built_twice_is_still_one_statement(db: Database) -> None:
     """Fresh statements with the same structure but other literals must not share SQL."""
     _seed(db)

@@ -8,6 +8,7 @@ READ COMMITTED; services lock rows with SELECT ... FOR UPDATE in a fixed order.
 from __future__ import annotations
 
 import collections
+import operator
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,10 +84,17 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def _tuple_of(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    get = operator.itemgetter(*names)
+    if len(names) == 1:
+        return lambda row: (get(row),)
+    return get
+
+
 class _Prepared:
     """A statement compiled once for a dialect, with what running it on the driver needs."""
 
-    __slots__ = ("compiled", "expanded", "lists", "names", "plain", "row", "statement")
+    __slots__ = ("compiled", "expanded", "lists", "names", "plain", "row", "statement", "values")
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str] | None) -> None:
         self.statement = statement
@@ -97,6 +105,10 @@ class _Prepared:
         self.expanded: dict[tuple[int, ...], str] = {}
         self.names: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
+        )
+        # a row's values in the driver's order, as a tuple (positional styles)
+        self.values: Callable[[dict[str, Any]], tuple[Any, ...]] | None = (
+            _tuple_of(self.names) if self.names else None
         )
         results = compiled._result_columns
         # a type that converts values on the way in or out: SQLAlchemy runs it, not the driver
@@ -119,7 +131,7 @@ class _Prepared:
                 return state.statement, state.parameters
             return c.string, values
         if not lists:
-            return c.string, tuple(values[n] for n in names)
+            return c.string, self.values(values) if self.values else ()
         # the SQL depends only on the lists' lengths; the values go in order
         shape = tuple(len(values[n]) for n in names if n in lists)
         sql = self.expanded.get(shape)
@@ -205,9 +217,8 @@ def execute_many(
         conn.execute(statement, list(rows))
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if p.names is not None:
-        names = p.names
-        cursor.executemany(p.compiled.string, [tuple(r[n] for n in names) for r in rows])
+    if p.values is not None:
+        cursor.executemany(p.compiled.string, list(map(p.values, rows)))
     else:
         cursor.executemany(p.compiled.string, list(rows))
     cursor.close()
@@ -268,7 +279,11 @@ class UnitOfWork:
 class Database:
     """The engine, settings and clock the services share. Tests swap the clock."""
 
-    def __init__(self, settings: Settings | None = None, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self.settings = settings or Settings()
         self.engine = make_engine(self.settings.database_url)
         self.clock = clock

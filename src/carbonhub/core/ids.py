@@ -10,11 +10,16 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_random = b""
 
 
 def uuid7() -> uuid.UUID:
     """A UUIDv7 whose 12-bit rand_a is a counter within the millisecond, so ids sort by creation."""
-    global _last_ms, _counter
+    return uuid.UUID(int=_uuid7_int())
+
+
+def _uuid7_int() -> int:
+    global _last_ms, _counter, _random
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -27,10 +32,14 @@ def uuid7() -> uuid.UUID:
             _last_ms = ms
             _counter = 0
         counter = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return uuid.UUID(int=value)
+        if not _random:  # the OS's randomness, read 4 KiB at a time rather than per id
+            _random = os.urandom(4096)
+        rand_b = int.from_bytes(_random[:8], "big") & ((1 << 62) - 1)
+        _random = _random[8:]
+    return (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
 
 
 def new_id() -> str:
-    return str(uuid7())
+    """str(uuid7()), without building the UUID object."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -11,10 +11,14 @@ SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """2026-11-23T02:00:00.000000Z (isoformat is strftime's text, several times faster)."""
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:
+    """`iso`'s text back; anything else is a ValueError."""
+    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
+        return datetime.fromisoformat(text)  # strptime's result, a hundredth of its time
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 

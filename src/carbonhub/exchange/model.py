@@ -234,7 +234,7 @@ def check_session(moment: dt.datetime, rules: ModeRules, holidays: Iterable[dt.d
     here = local(moment)
     if not is_trading_day(here.date(), holidays):
         raise Conflict("MARKET_CLOSED_DAY", f"{here.date()} is not a trading day", "非交易日")
-    hhmm = here.strftime("%H:%M")
+    hhmm = f"{here.hour:02d}:{here.minute:02d}"
     if not any(a <= hhmm < b for a, b in rules.sessions):
         windows = ", ".join(f"{a}–{b}" for a, b in rules.sessions)
         raise Conflict(

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -686,7 +687,7 @@ class ExchangeService:
             {
                 "book_id": book_id,
                 "seq": book.seq,
-                "command": json.dumps(cmd, sort_keys=True, separators=(",", ":")),
+                "command": orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS).decode(),
                 "at": b.at,
             }
         )
