@@ -14,8 +14,9 @@ the services. Every service runs on a fixed clock: Monday 2026-11-23 10:00 Asia/
 the morning session.
 
 The server is a real uvicorn process (this script with --serve: create_app(db, console=False) on
-the same fixed clock, so its lifespan starts the exchange's group-commit writer) on 127.0.0.1 and a
-free port; the bench waits for /api/v1/health.
+the same fixed clock, run as `carbonhub serve` runs it, through carbonhub.api.run_server; its
+lifespan starts the exchange's group-commit writer) on 127.0.0.1 and a free port; the bench
+waits for /api/v1/health.
 
 Load (open loop, no coordinated omission): order i is due at t0 + i / rate; a dispatcher queues
 it at that time whatever happened to the earlier ones, and --clients senders, each on its own
@@ -163,14 +164,12 @@ def plan(members: Sequence[Member], n: int, seed: int, tag: str, first: int) -> 
 
 def serve(url: str, port: int, clock: str) -> None:
     """The server process: the app on a fixed clock, uvicorn on 127.0.0.1:port."""
-    import uvicorn
-
-    from carbonhub.api import create_app
+    from carbonhub.api import create_app, run_server
 
     db = Database(bench_settings(url))
     db.clock = Clock(datetime.fromisoformat(clock))
     app = create_app(db, console=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    run_server(app, "127.0.0.1", port, log_level="warning", access_log=False)
 
 
 def free_port() -> int:

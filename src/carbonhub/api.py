@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -52,6 +53,17 @@ def run_duties(
         out["checkpoints"] = journal.close_days(uow, shanghai_day(uow.now))
         uow.commit()
     return out
+
+
+def run_server(app: FastAPI, host: str, port: int, **options: Any) -> None:
+    """uvicorn.run, once what set-up made is out of the collector's way: modules, routes and
+    models live as long as the process, and a full collection walking them all stopped the
+    event loop for tens of milliseconds (gc.freeze; what dies later is still freed)."""
+    import uvicorn
+
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, **options)
 
 
 def create_app(

@@ -178,9 +178,7 @@ def serve(
     host: str = "127.0.0.1", port: int = 8000, seed_demo: bool = typer.Option(False, "--demo")
 ) -> None:
     """Migrate, optionally seed the demo, and serve the API and console."""
-    import uvicorn
-
-    from carbonhub.api import create_app
+    from carbonhub.api import create_app, run_server
     from carbonhub.registry.service import RegistryService
 
     db = database()
@@ -193,7 +191,7 @@ def serve(
         typer.echo("demo market seeded" if result["seeded"] else "demo market already present")
         emit(logins(), False, ["username", "password", "role"], title="demo logins")
     typer.echo(f"carbonhub on http://{host}:{port}  (API docs: /docs, console: /)")
-    uvicorn.run(create_app(db), host=host, port=port, log_level="warning")
+    run_server(create_app(db), host, port, log_level="warning")
 
 
 def main() -> None:
