@@ -510,6 +510,28 @@ def test_a_suspended_member_changes_nothing(http: Http) -> None:
     refuse(h.db, lambda: h.take("alice", sell["id"], 1), 409, "MEMBER_SUSPENDED")
 
 
+def test_the_writer_process_sees_suspensions_made_after_it_remembered(market: Market) -> None:
+    """The writer process keeps what order commands only read (members, instruments, the market
+    flag) from one batch to the next while nothing else commits: a suspension committed by the
+    API in between reaches the next order, and so does lifting it."""
+    app = create_app(market.w.db, console=False, duties_every_s=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert isinstance(app.state.exchange._writer, WriterProcess)
+        h = Http(market, client)
+        ok(h.order("alice", side="S", price="80.50", quantity=1), 201)  # remembered now
+        status = f"{EX}/members/{h.w.entity_a}/status"
+        ok(h.post("op1", status, {"suspended": True}))
+        refuse(h.db, lambda: h.order("alice", side="S"), 409, "MEMBER_SUSPENDED")
+        ok(h.post("op1", status, {"suspended": False}))
+        ok(h.order("alice", side="S", price="80.50", quantity=1), 201)
+        instrument = f"{EX}/instruments/CEA2023/status"
+        ok(h.post("op1", instrument, {"suspended": True, "reason": "x"}))
+        refuse(h.db, lambda: h.order("alice", side="S"), 409, "INSTRUMENT_SUSPENDED")
+        ok(h.post("op1", instrument, {"suspended": False, "reason": "y"}))
+        ok(h.order("alice", side="S", price="80.50", quantity=1), 201)
+        assert h.problems() == []
+
+
 def test_a_replayed_order_is_placed_once(http: Http) -> None:
     h = http
     key = "replay-order-0001"

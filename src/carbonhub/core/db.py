@@ -1,8 +1,8 @@
 """Database: one SQLAlchemy Core metadata, the engine for SQLite or PostgreSQL, the unit of work.
 
-SQLite runs in WAL mode with foreign keys on and synchronous=FULL, and every transaction starts
-with BEGIN IMMEDIATE so writers queue instead of failing on lock upgrade. PostgreSQL runs at
-READ COMMITTED; services lock rows with SELECT ... FOR UPDATE in a fixed order.
+SQLite runs in WAL mode with foreign keys on and synchronous=FULL, and every transaction starts with BEGIN IMMEDIATE so writers queue instead of
+failing on lock upgrade. PostgreSQL runs at READ COMMITTED; services lock rows with
+SELECT ... FOR UPDATE in a fixed order.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def make_engine(url: str) -> Engine:
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             readonly = conn.get_execution_options().get("carbonhub_readonly", False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            # on the driver: SQLAlchemy's statement path costs ~50 µs for these 15 bytes
+            driver: Any = conn.connection.driver_connection
+            driver.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -238,6 +240,16 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
     if statement is None:
         statement = _inserts[table.name] = sa.insert(table)
     execute_many(conn, statement, rows)
+
+
+def commit_stamp(uow: UnitOfWork) -> tuple[Any, int] | None:
+    """SQLite: this transaction's connection and its data_version. Two transactions on one
+    connection have equal stamps exactly when no other connection committed between them (its
+    own commits do not count). None on PostgreSQL, which keeps no such counter."""
+    if uow.conn.dialect.name != "sqlite":
+        return None
+    driver: Any = uow.conn.connection.driver_connection
+    return driver, driver.execute("PRAGMA data_version").fetchone()[0]
 
 
 class UnitOfWork:

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import Field
 
 from carbonhub.core.api import (
@@ -193,7 +194,7 @@ def my_membership(actor: ActorDep, request: Request) -> dict[str, Any]:
 
 async def _order_command(
     request: Request, name: str, body: type[Strict] | None, status: int = 200, **fields: Any
-) -> JSONResponse:
+) -> Response:
     """A lean order endpoint: caller, key and body checked as ActorDep, KeyDep and FastAPI
     would, then the writer's answer as it stands."""
     actor, key = await caller_and_key(request)
@@ -201,7 +202,8 @@ async def _order_command(
     if body is not None:
         data.update((await lean_body(request, body)).model_dump())
     result = await svc(request).submit_async(actor, key, name, data)
-    return JSONResponse(result, status_code=status)
+    # orjson: JSONResponse's json.dumps was a twentieth of the web process's time per order
+    return Response(orjson.dumps(result), status_code=status, media_type="application/json")
 
 
 @router.post(
@@ -212,7 +214,7 @@ async def _order_command(
     responses=LEAN_RESPONSES,
 )
 @lean
-async def place_order(request: Request) -> JSONResponse:
+async def place_order(request: Request) -> Response:
     return await _order_command(request, "place_order", OrderBody, 201)
 
 
@@ -242,7 +244,7 @@ def order(order_id: str, actor: ActorDep, request: Request) -> dict[str, Any]:
     responses=LEAN_RESPONSES,
 )
 @lean
-async def cancel_order(order_id: str, request: Request) -> JSONResponse:
+async def cancel_order(order_id: str, request: Request) -> Response:
     return await _order_command(request, "cancel_order", None, order_id=order_id)
 
 
@@ -253,7 +255,7 @@ async def cancel_order(order_id: str, request: Request) -> JSONResponse:
     responses=LEAN_RESPONSES,
 )
 @lean
-async def amend_order(order_id: str, request: Request) -> JSONResponse:
+async def amend_order(order_id: str, request: Request) -> Response:
     return await _order_command(request, "amend_order", AmendBody, order_id=order_id)
 
 
@@ -265,7 +267,7 @@ async def amend_order(order_id: str, request: Request) -> JSONResponse:
     responses=LEAN_RESPONSES,
 )
 @lean
-async def take(request: Request) -> JSONResponse:
+async def take(request: Request) -> Response:
     return await _order_command(request, "take", TakeBody, 201)
 
 

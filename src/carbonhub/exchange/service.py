@@ -34,6 +34,7 @@ from carbonhub.core.auth import Actor, Role, entities, require_role
 from carbonhub.core.db import (
     Database,
     UnitOfWork,
+    commit_stamp,
     execute_many,
     fetch,
     first,
@@ -171,6 +172,10 @@ class ExchangeService:
         self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
         self._prev_closes: dict[tuple[str, date, int], int] = {}
         self._batch = threading.local()  # per-batch memo of what order commands only read
+        # the writer process's: the memo goes on to the next batch if no other connection
+        # committed in between (`commit_stamp`); its own batches never change what it holds
+        self._carry_memo = False
+        self._carried: tuple[Any, dict[tuple[Any, ...], Any]] | None = None
 
     # ------------------------------------------------------------ the writer
 
@@ -246,10 +251,13 @@ class ExchangeService:
         }
         results: list[dict[str, Any] | DomainError] = []
         with self._mem:
-            self._batch.memo = {}
+            carried, self._carried = self._carried, None
             try:
                 with self.db.uow() as uow:
                     journal.lock_head(uow)
+                    stamp = commit_stamp(uow) if self._carry_memo else None
+                    same = carried is not None and stamp is not None and stamp == carried[0]
+                    self._batch.memo = carried[1] if same and carried is not None else {}
                     batch = _Batch(self, uow)
                     batch.prepare(commands)
                     for c in commands:
@@ -259,6 +267,8 @@ class ExchangeService:
                             results.append(err)
                     batch.write()
                     uow.commit()
+                    if stamp is not None:
+                        self._carried = (stamp, self._batch.memo)
             except BaseException:
                 self._books.clear()  # memory may be ahead of the log: rebuild from it next time
                 raise
@@ -2328,6 +2338,7 @@ def order_writer(
     clock = _CommandClock()
     db = Database(settings, clock)
     exchange = ExchangeService(db, RegistryService(db), CashService(db))
+    exchange._carry_memo = True  # every transaction on this engine is an order batch
 
     def run(
         commands: Sequence[Command],
@@ -2403,10 +2414,13 @@ class _Batch:
         )
         if not traders:
             return
-        members = self.service._members(conn, traders)
-        memo = getattr(self.service._batch, "memo", None)
-        if memo is not None:
-            memo.update({("member", entity_id): mb for entity_id, mb in members.items()})
+        memo: dict[tuple[Any, ...], Any] = self.service._batch.memo
+        members = {t: memo[("member", t)] for t in traders if ("member", t) in memo}
+        missing = [t for t in traders if t not in members]
+        if missing:
+            found = self.service._members(conn, missing)
+            memo.update({("member", entity_id): mb for entity_id, mb in found.items()})
+            members.update(found)
         self.units.preload([mb["account_id"] for mb in members.values()])
         self.cash.preload_entities(traders)
 
