@@ -1,8 +1,8 @@
 """Database: one SQLAlchemy Core metadata, the engine for SQLite or PostgreSQL, the unit of work.
 
-SQLite runs in WAL mode with foreign keys on and synchronous=FULL, and every transaction starts with BEGIN IMMEDIATE so writers queue instead of
-failing on lock upgrade. PostgreSQL runs at READ COMMITTED; services lock rows with
-SELECT ... FOR UPDATE in a fixed order.
+SQLite runs in WAL mode with foreign keys on and synchronous=FULL, and every transaction starts
+with BEGIN IMMEDIATE so writers queue instead of failing on lock upgrade. PostgreSQL runs at
+READ COMMITTED; services lock rows with SELECT ... FOR UPDATE in a fixed order.
 """
 
 from __future__ import annotations
@@ -291,11 +291,7 @@ class UnitOfWork:
 class Database:
     """The engine, settings and clock the services share. Tests swap the clock."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        clock: Clock = utc_now,
-    ) -> None:
+    def __init__(self, settings: Settings | None = None, clock: Clock = utc_now) -> None:
         self.settings = settings or Settings()
         self.engine = make_engine(self.settings.database_url)
         self.clock = clock
