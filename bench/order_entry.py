@@ -76,6 +76,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httptools
 import sqlalchemy as sa
 from benchlib import (
     HUBEI_INSTRUMENT,
@@ -296,9 +297,8 @@ class _RawConnection(asyncio.Protocol):
     as they are, the response read by httptools' parser (uvicorn's, in C)."""
 
     def __init__(self) -> None:
-        import httptools
-
         self.transport: Any = None  # uvloop's transports are not asyncio.Transport
+        self.closed = False  # by either side: the next request needs a new connection
         self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
         self.waiter: asyncio.Future[tuple[str, str]] | None = None
@@ -307,14 +307,14 @@ class _RawConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        import httptools
-
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as err:
+            self.closed = True
             self._answer(type(err).__name__, repr(err))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         self._answer("ConnectionLost", repr(exc))
 
     def on_message_begin(self) -> None:
@@ -326,6 +326,8 @@ class _RawConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         text = b"".join(self.body).decode(errors="replace") if status >= 300 else ""
+        if not self.parser.should_keep_alive():
+            self.closed = True
         self._answer(str(status), text)
 
     def _answer(self, status: str, body: str) -> None:
@@ -333,12 +335,13 @@ class _RawConnection(asyncio.Protocol):
             self.waiter.set_result((status, body))
 
     async def exchange(self, raw: bytes) -> tuple[str, str]:
-        assert self.transport is not None
+        """The response's status and (if not 2xx) body; a failure's name and text."""
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(raw)
         try:
             return await asyncio.wait_for(self.waiter, 60.0)
         except TimeoutError as err:
+            self.closed = True
             return type(err).__name__, repr(err)
 
 
@@ -460,19 +463,26 @@ async def _drive_async(
             for _ in range(clients):
                 idle.put_nowait(await connect())
 
-            async def get(u: str) -> None:
+            async def send(raw: bytes) -> tuple[str, str]:
+                """On an idle connection, a new one if that one was closed; a connection that
+                fails goes back closed, so the next request opens a new one."""
                 conn = await idle.get()
-                await conn.exchange(_raw_request("GET", host, u.removeprefix(base), None))
-                idle.put_nowait(conn)
+                try:
+                    if conn.closed:
+                        conn.transport.close()
+                        conn = await connect()
+                    return await conn.exchange(raw)
+                except OSError as err:
+                    conn.closed = True
+                    return type(err).__name__, repr(err)
+                finally:
+                    idle.put_nowait(conn)
+
+            async def get(u: str) -> None:
+                await send(_raw_request("GET", host, u.removeprefix(base), None))
 
             async def post(req: Request) -> tuple[str, str]:
-                conn = await idle.get()
-                status, body = await conn.exchange(_raw_request("POST", host, ORDERS_PATH, req))
-                if not status.isdigit():  # that connection is done for: a new one instead
-                    conn.transport.close()
-                    conn = await connect()
-                idle.put_nowait(conn)
-                return status, body
+                return await send(_raw_request("POST", host, ORDERS_PATH, req))
 
         elif http == "aiohttp":
             import aiohttp

@@ -3,7 +3,9 @@ give what the plain version gave (uuid.UUID, strftime/strptime, json.dumps)."""
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -17,6 +19,22 @@ from carbonhub.core.ids import new_id, uuid7
 from carbonhub.core.timefmt import iso, parse_iso
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    new_id()  # the parent has randomness buffered
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as child:
+        theirs = set(child.read().split())
+    ours = {new_id() for _ in range(50)}
+    assert len(theirs) == 50 and not ours & theirs
+    assert {t[19:] for t in theirs}.isdisjoint({o[19:] for o in ours})  # the random tails
 
 
 def test_new_ids_are_uuid7_text_unique_and_in_creation_order() -> None:
@@ -53,6 +71,7 @@ def test_iso_and_parse_iso_are_strftime_and_strptime(moment: datetime) -> None:
         "2026-11-23T02:00:00.000000+00:00",
         "2026-13-23T02:00:00.000000Z",
         "x" * 27,
+        "2026-W47-1T02:00:00.000000Z",  # an ISO week date: fromisoformat would take it
         "",
     ],
 )
@@ -75,6 +94,12 @@ def test_a_stored_answer_reads_back_as_json_dumps_wrote_it(result: Any) -> None:
 
 
 def test_a_stored_answer_turns_other_values_into_their_text_as_before() -> None:
-    result = {"day": datetime(2026, 11, 23, 2, 0).date(), "at": datetime(2026, 11, 23, 2, 0)}
+    row = collections.namedtuple("row", "a b")
+    result = {
+        "day": datetime(2026, 11, 23, 2, 0).date(),
+        "at": datetime(2026, 11, 23, 2, 0),
+        "row": row(1, (2, "x")),
+        "by_number": {1: "one", 2: ["two"]},
+    }
     stored = key_row("alice", "k-00000001", "place_order", "digest", result, "now")["result"]
     assert json.loads(stored) == json.loads(json.dumps(result, sort_keys=True, default=str))

@@ -144,3 +144,48 @@ def test_on_a_loop_close_answers_what_was_sent_and_what_was_waiting_to_go() -> N
         assert await asyncio.gather(*calls) == [f"c:{i}" for i in range(30)]
 
     asyncio.run(main())
+
+
+def test_on_a_loop_calls_made_as_the_child_dies_are_answered_once_and_the_next_restarts_it() -> (
+    None
+):
+    """Calls queued in the turn in which the child's end is read are failed with it, and are
+    not sent on to the next child (whose answer would find no caller)."""
+    errors: list[Any] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        w = await _on_loop("r")
+        try:
+            assert await w.call("x") == "r:x"
+            first_pid = w.seen[-1][0]
+            os.kill(first_pid, signal.SIGKILL)
+            w._proc.join(10)  # dead, and its end not read yet: the loop has not turned
+            results = await asyncio.gather(*(w.call(str(i)) for i in range(5)))
+            assert all(
+                r == f"r:{i}" or (isinstance(r, DomainError) and r.code == "WRITER_RESTARTED")
+                for i, r in enumerate(results)
+            ), results
+            assert await w.call("y") == "r:y"
+            assert w.seen[-1][0] != first_pid
+            assert [x for _, batch in w.seen[1:] for x in batch] == ["y"]  # nothing resent
+        finally:
+            w.close()
+
+    asyncio.run(main())
+    assert errors == []
+
+
+def test_on_a_loop_close_gives_up_on_a_stuck_child_after_its_timeout() -> None:
+    async def main() -> None:
+        w = await _on_loop("s")
+        assert await w.call("x") == "s:x"
+        slow = asyncio.ensure_future(w.call("slow"))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        w.close(timeout=1.0)
+        assert time.monotonic() - started < 8
+        lost = await slow
+        assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
+
+    asyncio.run(main())

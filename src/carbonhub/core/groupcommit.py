@@ -21,6 +21,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
@@ -176,9 +177,16 @@ class WriterProcess(Generic[T]):
             )
             self._reader.start()
         else:
-            self._loop.call_soon_threadsafe(
-                self._loop.add_reader, ours.fileno(), self._answer_ready, ours, proc
-            )
+            loop = self._loop
+
+            def watch() -> None:  # on the loop; unless the child ended or close() came first
+                if self._conn is ours and not ours.closed:
+                    loop.add_reader(ours.fileno(), self._answer_ready, ours, proc)
+
+            if _running_loop() is loop:
+                watch()
+            else:
+                loop.call_soon_threadsafe(watch)
         return ours
 
     def submit(self, item: T) -> Any:
@@ -215,12 +223,20 @@ class WriterProcess(Generic[T]):
             batch, self._outgoing = self._outgoing, []
             if not batch:  # close() took them
                 return
-            conn = self._conn or self._spawn()
             try:
-                _send(conn, batch)
-            except OSError:  # the child is gone; its reader fails what it had
-                for ticket, _ in batch:
-                    self._resolve(self._pending.pop(ticket), writer_lost())
+                _send(self._conn or self._spawn(), batch)
+            except OSError:  # the child is gone: these callers hear it now
+                self._fail(batch)
+            except Exception:  # no new child starts: the same, and the log says why
+                log.exception("%s: could not send to the writer", self._name)
+                self._fail(batch)
+
+    def _fail(self, batch: list[tuple[int, T]]) -> None:
+        """Under the lock: these tickets' callers get WRITER_RESTARTED."""
+        for ticket, _ in batch:
+            fut = self._pending.pop(ticket, None)
+            if fut is not None:
+                self._resolve(fut, writer_lost())
 
     def _answer_ready(self, conn: Connection, proc: BaseProcess) -> None:
         """On the loop: one message of answers, or the child's end."""
@@ -246,10 +262,11 @@ class WriterProcess(Generic[T]):
                 self._after(after)
             except Exception:  # a subscriber's fault must not lose the answers
                 log.exception("%s: after-commit step failed", self._name)
-        with self._lock:
-            futures = [self._pending.pop(t) for t in tickets]
+        with self._lock:  # a ticket already failed by `_lost` is no longer pending
+            futures = [self._pending.pop(t, None) for t in tickets]
         for fut, result in zip(futures, results, strict=True):
-            self._resolve(fut, result)
+            if fut is not None:
+                self._resolve(fut, result)
 
     def _lost(self, conn: Connection, proc: BaseProcess) -> None:
         """The child ended: every command still pending went to it."""
@@ -258,6 +275,7 @@ class WriterProcess(Generic[T]):
                 self._conn = None
             lost = list(self._pending.values())
             self._pending.clear()
+            self._outgoing.clear()  # failed with the rest: not to be sent to a new child
         for fut in lost:
             self._resolve(fut, writer_lost())
         conn.close()
@@ -268,24 +286,34 @@ class WriterProcess(Generic[T]):
         if not fut.done():  # an awaiting task may have been cancelled
             fut.set_result(result)
 
-    def close(self) -> None:
-        """Lets the child finish and answer what it was sent, then stops it. On the loop's
-        thread when there is a loop (the answers are read here, the loop being busy in this)."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Lets the child finish and answer what it was sent (for up to `timeout` seconds),
+        then stops it; what is still unanswered hears WRITER_RESTARTED. On the loop's thread
+        when there is a loop: the answers are read here, the loop being busy in this."""
         with self._lock:
             conn, proc, reader = self._conn, self._proc, self._reader
             self._conn = None
             outgoing, self._outgoing = self._outgoing, []
-        if conn is None:
-            return
+            if conn is None:  # no child to send them to
+                self._fail(outgoing)
+                return
         with contextlib.suppress(OSError):
             if outgoing:
                 _send(conn, outgoing)
             _send(conn, None)  # the child finishes what it has, answers, and exits
         if reader is not None:
-            reader.join(timeout=30)
+            reader.join(timeout=timeout)
         elif self._loop is not None and proc is not None:
-            self._loop.remove_reader(conn.fileno())
-            self._read(conn, proc)
+            if not conn.closed:
+                self._loop.remove_reader(conn.fileno())
+            deadline = time.monotonic() + timeout
+            try:
+                while (left := deadline - time.monotonic()) > 0 and conn.poll(left):
+                    self._answer(_recv(conn))
+                proc.terminate()  # out of time: what it still holds goes unanswered
+            except (EOFError, OSError):  # it answered everything and left
+                pass
+            self._lost(conn, proc)
         if proc is not None and proc.is_alive():
             proc.terminate()
             proc.join(timeout=5)
@@ -319,6 +347,13 @@ def _serve_batches(
             return
         if stop:
             return
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _send(conn: Connection, message: Any) -> None:

@@ -66,13 +66,23 @@ def key_reused() -> Conflict:
     )
 
 
-_PLAIN = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_PLAIN = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _as_json_dumps_would(value: Any) -> Any:
+    # tuples (named ones too) are lists to json.dumps; anything else it cannot write, str()
+    return list(value) if isinstance(value, tuple) else str(value)
 
 
 def _json_text(value: Any) -> str:
     """JSON as `json.dumps(value, sort_keys=True, default=str)` reads back, in a tenth of its
-    time (every order stores its answer here); non-JSON values go through str() as there."""
-    return orjson.dumps(value, option=_PLAIN, default=str).decode()
+    time (every order stores its answer here)."""
+    return orjson.dumps(value, option=_PLAIN, default=_as_json_dumps_would).decode()
 
 
 def key_row(

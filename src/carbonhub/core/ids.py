@@ -10,7 +10,17 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
-_random = b""
+_random = b""  # the OS's randomness, read 4 KiB at a time rather than 8 bytes per id
+_taken = 0  # how much of it ids have used
+
+
+def _forget_random() -> None:
+    """A forked child must not hand out its parent's next random bits."""
+    global _random, _taken
+    _random, _taken = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 def uuid7() -> uuid.UUID:
@@ -19,7 +29,7 @@ def uuid7() -> uuid.UUID:
 
 
 def _uuid7_int() -> int:
-    global _last_ms, _counter, _random
+    global _last_ms, _counter, _random, _taken
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -32,10 +42,10 @@ def _uuid7_int() -> int:
             _last_ms = ms
             _counter = 0
         counter = _counter
-        if not _random:  # the OS's randomness, read 4 KiB at a time rather than per id
-            _random = os.urandom(4096)
-        rand_b = int.from_bytes(_random[:8], "big") & ((1 << 62) - 1)
-        _random = _random[8:]
+        if _taken >= len(_random):
+            _random, _taken = os.urandom(4096), 0
+        rand_b = int.from_bytes(_random[_taken : _taken + 8], "big") & ((1 << 62) - 1)
+        _taken += 8
     return (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
 
 

@@ -17,7 +17,10 @@ def iso(dt: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     """`iso`'s text back; anything else is a ValueError."""
-    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
+    if (
+        len(text) == 27
+        and text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[26] == "--T::.Z"
+    ):
         return datetime.fromisoformat(text)  # strptime's result, a hundredth of its time
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
