@@ -8,10 +8,11 @@ turn of the loop sends goes as one message. The exchange runs on it under the AP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -38,6 +39,11 @@ def echo_writer(tag: str) -> Callable[[Sequence[Any]], tuple[list[Any], Any]]:
         return out, (os.getpid(), list(items))
 
     return run
+
+
+def assert_restarted(answer: Any) -> None:
+    assert isinstance(answer, DomainError), answer
+    assert (answer.code, answer.status) == ("WRITER_RESTARTED", 503)
 
 
 @pytest.fixture
@@ -70,9 +76,7 @@ def test_a_dead_child_fails_its_callers_and_the_next_command_restarts_it(writer:
     slow = writer.enqueue("slow")
     time.sleep(0.5)
     os.kill(first_pid, signal.SIGKILL)
-    lost = slow.result(timeout=60)
-    assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
-    assert lost.status == 503
+    assert_restarted(slow.result(timeout=60))
     assert writer.submit("y") == "w:y"  # a new child
     assert writer.seen[-1][0] != first_pid
 
@@ -96,10 +100,19 @@ async def _on_loop(tag: str) -> Any:
     return w
 
 
+@contextlib.asynccontextmanager
+async def on_loop(tag: str) -> AsyncIterator[Any]:
+    """`_on_loop`'s writer, closed afterwards."""
+    w = await _on_loop(tag)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
 def test_on_a_loop_what_one_turn_sends_is_one_batch_and_answers_come_back_on_the_loop() -> None:
     async def main() -> None:
-        w = await _on_loop("l")
-        try:
+        async with on_loop("l") as w:
             assert await w.call("warm") == "l:warm"
             items = [str(i) for i in range(20)] + ["refuse"]
             results = await asyncio.gather(*(w.call(i) for i in items))
@@ -109,27 +122,21 @@ def test_on_a_loop_what_one_turn_sends_is_one_batch_and_answers_come_back_on_the
             assert [batch for _, batch in w.seen][1:] == [items]
             # a thread's blocking submit works beside the loop
             assert await asyncio.to_thread(w.submit, "t") == "l:t"
-        finally:
-            w.close()
 
     asyncio.run(main())
 
 
 def test_on_a_loop_a_dead_child_fails_its_callers_and_the_next_call_restarts_it() -> None:
     async def main() -> None:
-        w = await _on_loop("d")
-        try:
+        async with on_loop("d") as w:
             assert await w.call("x") == "d:x"
             first_pid = w.seen[-1][0]
             slow = asyncio.ensure_future(w.call("slow"))
             await asyncio.sleep(0.5)
             os.kill(first_pid, signal.SIGKILL)
-            lost = await asyncio.wait_for(slow, 60)
-            assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
+            assert_restarted(await asyncio.wait_for(slow, 60))
             assert await w.call("y") == "d:y"
             assert w.seen[-1][0] != first_pid
-        finally:
-            w.close()
 
     asyncio.run(main())
 
@@ -155,22 +162,16 @@ def test_on_a_loop_calls_made_as_the_child_dies_are_answered_once_and_the_next_r
 
     async def main() -> None:
         asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
-        w = await _on_loop("r")
-        try:
+        async with on_loop("r") as w:
             assert await w.call("x") == "r:x"
             first_pid = w.seen[-1][0]
             os.kill(first_pid, signal.SIGKILL)
             w._proc.join(10)  # dead, and its end not read yet: the loop has not turned
-            results = await asyncio.gather(*(w.call(str(i)) for i in range(5)))
-            assert all(
-                r == f"r:{i}" or (isinstance(r, DomainError) and r.code == "WRITER_RESTARTED")
-                for i, r in enumerate(results)
-            ), results
+            for result in await asyncio.gather(*(w.call(str(i)) for i in range(5))):
+                assert_restarted(result)
             assert await w.call("y") == "r:y"
             assert w.seen[-1][0] != first_pid
             assert [x for _, batch in w.seen[1:] for x in batch] == ["y"]  # nothing resent
-        finally:
-            w.close()
 
     asyncio.run(main())
     assert errors == []
@@ -185,7 +186,6 @@ def test_on_a_loop_close_gives_up_on_a_stuck_child_after_its_timeout() -> None:
         started = time.monotonic()
         w.close(timeout=1.0)
         assert time.monotonic() - started < 8
-        lost = await slow
-        assert isinstance(lost, DomainError) and lost.code == "WRITER_RESTARTED"
+        assert_restarted(await slow)
 
     asyncio.run(main())

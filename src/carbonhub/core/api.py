@@ -208,7 +208,7 @@ async def idempotency_key(
 M = TypeVar("M", bound=BaseModel)
 
 _HEADER = {"anyOf": [{"type": "string"}, {"type": "null"}]}
-LEAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+_LEAN_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {
         "description": "Validation Error",
         "content": {
@@ -218,7 +218,7 @@ LEAN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def lean_openapi(body: type[BaseModel] | None = None) -> dict[str, Any]:
+def _lean_openapi(body: type[BaseModel] | None) -> dict[str, Any]:
     """What FastAPI would document for `body`, ActorDep and KeyDep (`openapi_extra`)."""
     extra: dict[str, Any] = {
         "parameters": [
@@ -238,11 +238,19 @@ LeanEndpoint = Callable[..., Awaitable[Response]]
 E = TypeVar("E", bound=LeanEndpoint)
 
 
-def lean(endpoint: E) -> E:
-    """Marks an endpoint that takes only the Request and its path parameters: `LeanRoutes`
-    serves it."""
-    endpoint.lean = True  # type: ignore[attr-defined]
-    return endpoint
+def lean_post(
+    router: APIRouter, path: str, body: type[BaseModel] | None = None, **options: Any
+) -> Callable[[E], E]:
+    """`router.post` for an endpoint that takes only the Request and its path parameters:
+    documented as FastAPI would document `body`, ActorDep and KeyDep, served by `LeanRoutes`."""
+
+    def register(endpoint: E) -> E:
+        endpoint.lean = True  # type: ignore[attr-defined]
+        openapi = _lean_openapi(body)
+        router.post(path, openapi_extra=openapi, responses=_LEAN_RESPONSES, **options)(endpoint)
+        return endpoint
+
+    return register
 
 
 class LeanRoutes:

@@ -96,12 +96,24 @@ def _tuple_of(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...
 class _Prepared:
     """A statement compiled once for a dialect, with what running it on the driver needs."""
 
-    __slots__ = ("compiled", "expanded", "lists", "names", "plain", "row", "statement", "values")
+    __slots__ = (
+        "compiled",
+        "expanded",
+        "lists",
+        "literals",
+        "names",
+        "plain",
+        "row",
+        "statement",
+        "values",
+    )
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str] | None) -> None:
         self.statement = statement
         compiled: Any = statement.compile(dialect=dialect, column_keys=keys and list(keys))
         self.compiled = compiled
+        # the statement's own values (`compiled.params` works them out anew on every read)
+        self.literals: dict[str, Any] = dict(compiled.params)
         # the IN lists' parameter names, and their SQL by the lists' lengths (positional styles)
         self.lists = frozenset(compiled.bind_names[b] for b in compiled.post_compile_params)
         self.expanded: dict[tuple[int, ...], str] = {}
@@ -125,7 +137,7 @@ class _Prepared:
 
     def bind(self, params: dict[str, Any]) -> tuple[str, Any]:
         c = self.compiled
-        values = {**c.params, **params} if c.params else params
+        values = {**self.literals, **params} if self.literals else params
         lists, names = self.lists, self.names
         if names is None:  # named parameters (psycopg)
             if lists:

@@ -80,8 +80,8 @@ def _as_json_dumps_would(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> str:
-    """JSON as `json.dumps(value, sort_keys=True, default=str)` reads back, in a tenth of its
-    time (every order stores its answer here)."""
+    """JSON as `json.dumps(value, sort_keys=True, default=str)` reads back, in a sixth of its
+    time (every order stores its answer here: 2.0 µs against 11.6)."""
     return orjson.dumps(value, option=_PLAIN, default=_as_json_dumps_would).decode()
 
 
