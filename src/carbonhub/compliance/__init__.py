@@ -1,0 +1,1 @@
+"""Compliance (MRV): emission reports, verification, allocation, obligations and surrender."""

@@ -1,0 +1,675 @@
+"""Compliance rules as pure functions: accounting, allocation, obligation, surrender, penalty.
+
+No I/O, no clock, no database. Quantities that feed a ledger are whole tonnes; the arithmetic
+in between is Decimal (never float) and is rounded once, half-up, at the end of each figure.
+Pre-allocation rounds down: a provisional issue never exceeds its share. Sources: DESIGN §7 and
+research/mrv-inclusion-anchors.md part A; factors come from `reference.FACTORS` (or the
+operator's later rows), each with its source and certainty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from enum import StrEnum
+
+from carbonhub.compliance.reference import (
+    FACTORS,
+    PLAN_YEARS,
+    Basis,
+    Certainty,
+    Factor,
+    IndustrialStrategy,
+    PenaltyRule,
+    PlanYear,
+)
+from carbonhub.core.errors import Conflict, InvalidInput, NotFound
+
+C_TO_CO2 = Decimal(44) / Decimal(12)  # molar masses: CO2 / C
+ONE = Decimal(1)
+ZERO = Decimal(0)
+HOURS_IN_YEAR = {False: 8760, True: 8784}
+
+
+def half_up(value: Decimal) -> int:
+    """Whole tonnes (or fen), 四舍五入."""
+    return int(value.quantize(ONE, rounding=ROUND_HALF_UP))
+
+
+def round_down(value: Decimal) -> int:
+    return int(value.quantize(ONE, rounding=ROUND_FLOOR))
+
+
+# ---------------------------------------------------------------- factor tables
+
+
+class FactorTable:
+    """Versioned factor rows; the latest row that covers a year wins (later rows amend)."""
+
+    def __init__(self, rows: Iterable[Factor] = FACTORS) -> None:
+        self._rows: dict[tuple[str, str], list[Factor]] = {}
+        for r in rows:
+            self._rows.setdefault((r.table, r.key), []).append(r)
+
+    def get(self, table: str, key: str, year: int) -> Factor:
+        for r in reversed(self._rows.get((table, key), [])):
+            if r.covers(year):
+                return r
+        raise NotFound(
+            "FACTOR_MISSING",
+            f"no value of {table}/{key} for {year}: enter it from the official source first",
+            f"缺少 {year} 年 {table}/{key} 的取值: 请先按官方文件录入",
+            table=table,
+            key=key,
+            year=year,
+        )
+
+    def value(self, table: str, key: str, year: int) -> Decimal:
+        return self.get(table, key, year).value
+
+
+def plan_year(year: int, plans: Sequence[PlanYear] = PLAN_YEARS) -> PlanYear:
+    for p in plans:
+        if p.year == year:
+            return p
+    raise NotFound(
+        "PLAN_YEAR_UNKNOWN", f"no compliance rules for {year}", f"{year} 年无履约规则", year=year
+    )
+
+
+# ---------------------------------------------------------------- activity data checks
+
+
+def _bad(code: str, message: str, message_zh: str, **context: object) -> InvalidInput:
+    return InvalidInput(code, message, message_zh, **context)
+
+
+# plausible net calorific values (our bounds, wide on purpose: reject typos, not outliers)
+NCV_RANGE: Mapping[str, tuple[Decimal, Decimal, str]] = {
+    "coal": (Decimal(8), Decimal(33), "GJ/t"),  # lignite ~10 … anthracite ~30
+    "natural_gas": (Decimal(300), Decimal(450), "GJ/10^4 Nm3"),  # methane alone ~358
+    "diesel": (Decimal(40), Decimal(46), "GJ/t"),
+    "fuel_oil": (Decimal(38), Decimal(44), "GJ/t"),
+}
+
+
+def nonnegative(value: Decimal, field_name: str) -> Decimal:
+    if not value.is_finite() or value < 0:
+        raise _bad(
+            "ACTIVITY_NEGATIVE",
+            f"{field_name} must be a non-negative number",
+            f"{field_name} 不能为负数",
+            field=field_name,
+        )
+    return value
+
+
+def fraction(value: Decimal, field_name: str, *, positive: bool = False) -> Decimal:
+    if not value.is_finite() or value < 0 or value > 1 or (positive and value == 0):
+        raise _bad(
+            "FRACTION_OUT_OF_RANGE",
+            f"{field_name} must be a fraction between 0 and 1",
+            f"{field_name} 应为 0 到 1 之间的比例",
+            field=field_name,
+        )
+    return value
+
+
+def check_generation(generation_mwh: Decimal, capacity_mw: Decimal, hours: int) -> None:
+    """A unit cannot generate more than its capacity running every hour of the period."""
+    nonnegative(generation_mwh, "generation")
+    if generation_mwh > capacity_mw * hours:
+        raise _bad(
+            "GENERATION_ABOVE_CAPACITY",
+            f"generation {generation_mwh} MWh exceeds capacity × hours "
+            f"({capacity_mw} MW × {hours} h = {capacity_mw * hours} MWh)",
+            f"发电量 {generation_mwh} MWh 超过装机容量 × 小时数 ({capacity_mw * hours} MWh)",
+        )
+
+
+# ---------------------------------------------------------------- emissions
+
+
+@dataclass(frozen=True)
+class Line:
+    """One source's emissions and the parameters that made it, with their provenance."""
+
+    source: str
+    tco2: Decimal
+    direct: bool
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    defaults: tuple[str, ...] = ()  # which parameters came from the default tables
+    unverified: tuple[str, ...] = ()  # which of those the research marks unverified
+
+
+@dataclass(frozen=True)
+class FuelUse:
+    """A fuel burnt in the year: quantity in t (solid, liquid) or 10^4 Nm3 (gas).
+
+    Measured values are used where the entity has them; otherwise the guideline's default, which
+    is deliberately high (research A2.1). `element_carbon` (tC per t of fuel, from lab analysis)
+    gives the carbon per GJ as element carbon ÷ NCV."""
+
+    fuel: str
+    quantity: Decimal
+    ncv: Decimal | None = None  # GJ per unit
+    carbon_per_gj: Decimal | None = None  # tC/GJ
+    element_carbon: Decimal | None = None  # tC/t
+    oxidation: Decimal | None = None
+
+
+def _default_family(fuel: str) -> str:
+    return "coal" if fuel.endswith("coal") or fuel == "coal" else fuel
+
+
+def combustion(use: FuelUse, year: int, factors: FactorTable) -> Line:
+    """E = FC × NCV × CC × OF × 44/12 (发电设施 guideline)."""
+    nonnegative(use.quantity, "fuel quantity")
+    family = _default_family(use.fuel)
+    defaults: list[Factor] = []
+
+    def take(measured: Decimal | None, table: str) -> Decimal:
+        if measured is not None:
+            return measured
+        f = factors.get(table, family, year)
+        defaults.append(f)
+        return f.value
+
+    ncv = take(use.ncv, "fuel.ncv")
+    if family in NCV_RANGE:
+        low, high, unit = NCV_RANGE[family]
+        if not low <= ncv <= high:
+            raise _bad(
+                "NCV_OUT_OF_RANGE",
+                f"net calorific value {ncv} {unit} of {use.fuel} is outside the physical range "
+                f"{low}–{high} {unit}",
+                f"{use.fuel} 低位发热量 {ncv} {unit} 超出物理范围 {low}–{high} {unit}",
+                fuel=use.fuel,
+            )
+    nonnegative(ncv, "ncv")
+    if use.carbon_per_gj is not None:
+        carbon = nonnegative(use.carbon_per_gj, "carbon content")
+    elif use.element_carbon is not None:
+        fraction(use.element_carbon, "element carbon")
+        carbon = use.element_carbon / ncv
+    else:
+        carbon = take(None, "fuel.carbon")
+    oxidation = fraction(take(use.oxidation, "fuel.oxidation"), "oxidation", positive=True)
+    tco2 = use.quantity * ncv * carbon * oxidation * C_TO_CO2
+    return Line(
+        f"fuel:{use.fuel}",
+        tco2,
+        True,
+        {
+            "quantity": str(use.quantity),
+            "ncv": str(ncv),
+            "carbon": str(carbon),
+            "oxidation": str(oxidation),
+        },
+        tuple(f"{f.table}/{f.key}" for f in defaults),
+        tuple(f"{f.table}/{f.key}" for f in defaults if f.certainty is Certainty.UNVERIFIED),
+    )
+
+
+def _factor_line(source: str, amount: Decimal, f: Factor, direct: bool) -> Line:
+    return Line(
+        source,
+        amount * f.value,
+        direct,
+        {"amount": str(amount), "factor": str(f.value), "unit": f.unit},
+        (f"{f.table}/{f.key}",),
+        (f"{f.table}/{f.key}",) if f.certainty is Certainty.UNVERIFIED else (),
+    )
+
+
+def purchased_electricity(mwh: Decimal, year: int, factors: FactorTable) -> Line:
+    """MWh × the ETS reporting grid factor (never the statistical series)."""
+    nonnegative(mwh, "purchased electricity")
+    return _factor_line(
+        "purchased:electricity", mwh, factors.get("grid.ets", "national", year), False
+    )
+
+
+def purchased_heat(gj: Decimal, year: int, factors: FactorTable) -> Line:
+    nonnegative(gj, "purchased heat")
+    return _factor_line("purchased:heat", gj, factors.get("heat.ets", "purchased", year), False)
+
+
+def carbonates(material: str, tonnes: Decimal, year: int, factors: FactorTable) -> Line:
+    """Fluxes and raw meal: t × stoichiometric CO2 per t (limestone, dolomite)."""
+    nonnegative(tonnes, material)
+    return _factor_line(
+        f"process:{material}", tonnes, factors.get("carbonate", material, year), True
+    )
+
+
+def clinker(
+    tonnes: Decimal,
+    year: int,
+    factors: FactorTable,
+    *,
+    cao: Decimal | None = None,
+    mgo: Decimal | None = None,
+) -> Line:
+    """Cement clinker: t × (CaO × 44/56 + MgO × 44/40) from carbonate-derived oxide fractions
+    measured in the clinker; the default factor only when nothing was measured."""
+    nonnegative(tonnes, "clinker")
+    if cao is None and mgo is None:
+        return _factor_line(
+            "process:clinker", tonnes, factors.get("clinker", "default", year), True
+        )
+    if cao is None or mgo is None:
+        raise _bad(
+            "OXIDES_INCOMPLETE",
+            "clinker CaO and MgO are measured together (or neither, for the default factor)",
+            "熟料 CaO 与 MgO 含量须同时填报 (或均不填, 使用缺省值)",
+        )
+    ca = fraction(cao, "CaO")
+    mg = fraction(mgo, "MgO")
+    per_t = ca * factors.value("oxide", "CaO", year) + mg * factors.value("oxide", "MgO", year)
+    return Line(
+        "process:clinker",
+        tonnes * per_t,
+        True,
+        {"clinker": str(tonnes), "CaO": str(ca), "MgO": str(mg), "tco2_per_t": str(per_t)},
+    )
+
+
+@dataclass(frozen=True)
+class CarbonFlow:
+    """A material entering or leaving the steelworks, with its carbon mass fraction."""
+
+    material: str
+    tonnes: Decimal
+    carbon: Decimal
+
+
+def carbon_balance(inputs: Sequence[CarbonFlow], outputs: Sequence[CarbonFlow]) -> Line:
+    """Steel: (carbon in − carbon out) × 44/12; carbon leaving in products is not emitted."""
+    c_in = ZERO
+    c_out = ZERO
+    for flow in inputs:
+        c_in += nonnegative(flow.tonnes, flow.material) * fraction(flow.carbon, flow.material)
+    for flow in outputs:
+        c_out += nonnegative(flow.tonnes, flow.material) * fraction(flow.carbon, flow.material)
+    if c_out > c_in:
+        raise _bad(
+            "CARBON_BALANCE_NEGATIVE",
+            f"more carbon leaves ({c_out} t) than enters ({c_in} t)",
+            f"输出碳量 ({c_out} t) 大于输入碳量 ({c_in} t)",
+        )
+    return Line(
+        "process:carbon-balance",
+        (c_in - c_out) * C_TO_CO2,
+        True,
+        {"carbon_in": str(c_in), "carbon_out": str(c_out)},
+    )
+
+
+def aluminium(
+    output_t: Decimal,
+    anode_t: Decimal,
+    year: int,
+    factors: FactorTable,
+    *,
+    anode_sulphur: Decimal = ZERO,
+    anode_ash: Decimal = ZERO,
+    cf4_kg_per_t: Decimal | None = None,
+    c2f6_kg_per_t: Decimal | None = None,
+) -> list[Line]:
+    """Electrolysis: net anode consumption × (1 − S − ash) × 44/12, and the anode-effect
+    PFCs CF4 and C2F6 (kg per t of aluminium × GWP)."""
+    nonnegative(output_t, "aluminium output")
+    nonnegative(anode_t, "anode consumption")
+    carbon = ONE - fraction(anode_sulphur, "anode sulphur") - fraction(anode_ash, "anode ash")
+    if carbon < 0:
+        raise _bad(
+            "FRACTION_OUT_OF_RANGE",
+            "anode sulphur and ash exceed the whole anode",
+            "阳极硫分与灰分之和超过 100%",
+        )
+    lines = [
+        Line(
+            "process:anode",
+            anode_t * carbon * C_TO_CO2,
+            True,
+            {"anode": str(anode_t), "carbon": str(carbon)},
+        )
+    ]
+    for gas, measured in (("CF4", cf4_kg_per_t), ("C2F6", c2f6_kg_per_t)):
+        used: list[Factor] = []
+        if measured is None:
+            ef_row = factors.get(f"pfc.{gas.lower()}", "prebake", year)
+            used.append(ef_row)
+            ef = ef_row.value
+        else:
+            ef = nonnegative(measured, f"{gas} factor")
+        gwp = factors.get("gwp", gas, year)
+        used.append(gwp)
+        lines.append(
+            Line(
+                f"process:{gas}",
+                output_t * ef / 1000 * gwp.value,
+                True,
+                {"output": str(output_t), "kg_per_t": str(ef), "gwp": str(gwp.value)},
+                tuple(f"{f.table}/{f.key}" for f in used),
+                tuple(f"{f.table}/{f.key}" for f in used if f.certainty is Certainty.UNVERIFIED),
+            )
+        )
+    return lines
+
+
+def total(lines: Iterable[Line], *, count_indirect: bool) -> int:
+    """The report's emissions in whole tonnes: direct sources, plus indirect where counted."""
+    return half_up(sum((ln.tco2 for ln in lines if ln.direct or count_indirect), ZERO))
+
+
+# ---------------------------------------------------------------- allocation
+
+
+class UnitCategory(StrEnum):
+    COAL_LARGE = "I"  # conventional coal > 300 MW
+    COAL_SMALL = "II"  # conventional coal ≤ 300 MW
+    COAL_UNCONVENTIONAL = "III"  # gangue, slime, coal-water slurry, CFB
+    GAS = "IV"
+
+    @property
+    def heat_key(self) -> str:
+        return "gas" if self is UnitCategory.GAS else "coal"
+
+
+class Cooling(StrEnum):
+    WATER = "water"
+    AIR = "air"
+
+
+@dataclass(frozen=True)
+class PowerOutput:
+    """A generating unit's year: what it generated and supplied, and the heat it delivered."""
+
+    generation_mwh: Decimal
+    supply_mwh: Decimal
+    heat_gj: Decimal = ZERO
+    heat_ratio: Decimal = ZERO  # 供热比: share of the unit's heat input that went to heat
+    load_factor: Decimal | None = None  # 负荷率, annual average; None: at or above 85 %
+
+
+def load_correction(load: Decimal | None) -> Decimal:
+    """Coal units below 85 % load: the supply-basis plans' load-factor correction.
+
+    The curve is recalled from 国环规气候〔2020〕3号 (research A1.1 marks it unverified):
+    1 at ≥ 85 %; 1 + 0.0014 × (85 − 100F) from 80 %; 1.007 + 0.0016 × (80 − 100F) from 75 %;
+    1.015^(16 − 20F) below."""
+    if load is None:
+        return ONE
+    f = fraction(load, "load factor", positive=True)
+    pct = f * 100
+    if pct >= 85:
+        return ONE
+    if pct >= 80:
+        return ONE + Decimal("0.0014") * (85 - pct)
+    if pct >= 75:
+        return Decimal("1.007") + Decimal("0.0016") * (80 - pct)
+    return Decimal("1.015") ** (16 - 20 * f)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    tonnes: int
+    parameters: Mapping[str, str]
+    unverified: tuple[str, ...] = ()
+
+
+def power_allocation(
+    category: UnitCategory,
+    cooling: Cooling,
+    output: PowerOutput,
+    plan: PlanYear,
+    factors: FactorTable,
+) -> Allocation:
+    """Supply basis (2019–2022): B_supply × supply × F_cool × F_heat × F_load + B_heat × heat.
+    Generation basis (from 2023): B_gen × generation × F_load + B_heat × heat; the heat-supply
+    correction is gone (research A1.1)."""
+    year = plan.year
+    nonnegative(output.heat_gj, "heat supplied")
+    used: list[Factor] = []
+
+    def get(table: str, key: str) -> Decimal:
+        f = factors.get(table, key, year)
+        used.append(f)
+        return f.value
+
+    coal = category is not UnitCategory.GAS
+    f_load = load_correction(output.load_factor) if coal else ONE
+    if plan.power_basis is Basis.SUPPLY:
+        base = get("benchmark.power.supply", category.value)
+        amount = nonnegative(output.supply_mwh, "power supplied")
+        f_cool = get("correction.cooling", cooling.value)
+        ratio = fraction(output.heat_ratio, "heat ratio")
+        f_heat = ONE - get("correction.heat", "coal_slope") * ratio if coal else ONE
+        power = base * amount * f_cool * f_heat * f_load
+    else:
+        base = get("benchmark.power.generation", category.value)
+        amount = nonnegative(output.generation_mwh, "generation")
+        f_cool = f_heat = ONE
+        power = base * amount * f_load
+    heat = ZERO
+    if output.heat_gj:
+        heat = get("benchmark.heat", category.heat_key) * output.heat_gj
+    unverified = tuple(f"{f.table}/{f.key}" for f in used if f.certainty is Certainty.UNVERIFIED)
+    if coal and f_load != ONE:
+        unverified += ("load-correction",)
+    return Allocation(
+        half_up(power + heat),
+        {
+            "basis": plan.power_basis.value,
+            "benchmark": str(base),
+            "output_mwh": str(amount),
+            "cooling": str(f_cool),
+            "heat_correction": str(f_heat),
+            "load_correction": str(f_load),
+            "heat_gj": str(output.heat_gj),
+        },
+        unverified,
+    )
+
+
+def industrial_allocation(
+    sector: str,
+    plan: PlanYear,
+    factors: FactorTable,
+    *,
+    verified_emissions: int | None,
+    output_t: Decimal | None,
+) -> Allocation:
+    """First year: allocation = verified emissions (排多少、缴多少). Then output × the sector's
+    intensity benchmark, whose value is data."""
+    if plan.industrial is None:
+        raise Conflict(
+            "SECTOR_NOT_COVERED",
+            f"{sector} is not covered in {plan.year}",
+            f"{plan.year} 年 {sector} 行业未纳入",
+        )
+    if plan.industrial is IndustrialStrategy.EMISSIONS:
+        if verified_emissions is None:
+            raise Conflict(
+                "NOT_VERIFIED", "allocation equals verified emissions: verify first", "需先完成核查"
+            )
+        return Allocation(verified_emissions, {"strategy": "emissions"})
+    if output_t is None:
+        raise _bad("OUTPUT_MISSING", "the year's output is needed", "需填报年度产量")
+    b = factors.get("benchmark.industrial", sector, plan.year)
+    tonnes = half_up(nonnegative(output_t, "output") * b.value)
+    return Allocation(
+        tonnes,
+        {"strategy": "intensity", "benchmark": str(b.value), "output_t": str(output_t)},
+        (f"{b.table}/{b.key}",) if b.certainty is Certainty.UNVERIFIED else (),
+    )
+
+
+def pre_allocation(basis: int, plan: PlanYear) -> int:
+    """The provisional issue: the plan's share (70 %) of last year's basis, rounded down."""
+    if basis < 0:
+        raise _bad(
+            "ACTIVITY_NEGATIVE", "pre-allocation basis must not be negative", "预分配基数不能为负"
+        )
+    return round_down(Decimal(basis) * plan.pre_allocation_share)
+
+
+def true_up(final: int, pre_allocated: int) -> int:
+    """Positive: issue the difference; negative: claw it back through the registry."""
+    return final - pre_allocated
+
+
+# ---------------------------------------------------------------- obligation and surrender
+
+
+class PartKind(StrEnum):
+    COAL = "coal"
+    GAS = "gas"
+    INDUSTRIAL = "industrial"
+
+
+@dataclass(frozen=True)
+class ObligationPart:
+    kind: PartKind
+    verified: int
+    allocation: int
+
+
+def obligation(parts: Sequence[ObligationPart], plan: PlanYear) -> int:
+    """Verified emissions with the plan year's caps: coal parts at most allocation + share ×
+    verified (2019–2022: 20 %), gas parts at most their allocation."""
+    due = 0
+    for p in parts:
+        if p.verified < 0 or p.allocation < 0:
+            raise _bad(
+                "ACTIVITY_NEGATIVE",
+                "emissions and allocation must not be negative",
+                "排放量与配额不能为负",
+            )
+        part = p.verified
+        if p.kind is PartKind.COAL and plan.coal_cap_share is not None:
+            part = min(part, p.allocation + half_up(plan.coal_cap_share * p.verified))
+        elif p.kind is PartKind.GAS and plan.gas_capped_at_allocation:
+            part = min(part, p.allocation)
+        due += part
+    return due
+
+
+def ccer_limit(due: int, plan: PlanYear) -> int:
+    """CCER may cover at most the plan's share (5 %) of the allowances due; whole tonnes, down."""
+    return round_down(Decimal(due) * plan.ccer_share)
+
+
+def borrowing_limit(verified: int, allocation: int, plan: PlanYear) -> int:
+    """2021–22: an entity whose gap exceeds 10 % of verified emissions may borrow up to half
+    the gap from next year's allowances; other years none."""
+    gap = verified - allocation
+    if plan.borrowing_trigger is None or gap <= plan.borrowing_trigger * verified:
+        return 0
+    return round_down(Decimal(gap) * plan.borrowing_share)
+
+
+def check_vintage(vintage: int, plan: PlanYear) -> None:
+    if not plan.first_vintage <= vintage <= plan.last_vintage:
+        raise Conflict(
+            "VINTAGE_NOT_ELIGIBLE",
+            f"CEA {vintage} cannot be surrendered for {plan.year}: eligible "
+            f"{plan.first_vintage}–{plan.last_vintage}",
+            f"{vintage} 年度配额不能用于 {plan.year} 年度清缴 (可用 {plan.first_vintage}–"
+            f"{plan.last_vintage})",
+        )
+
+
+def check_ccer(due: int, already: int, quantity: int, plan: PlanYear) -> None:
+    """At surrender time: this CCER surrender plus earlier ones within the limit."""
+    limit = ccer_limit(due, plan)
+    if already + quantity > limit:
+        raise Conflict(
+            "CCER_LIMIT_EXCEEDED",
+            f"CCER may cover at most {limit} t ({plan.ccer_share:%} of {due} t); "
+            f"{already} t already surrendered",
+            f"CCER 抵销不得超过 {limit} t (应清缴量 {due} t 的 {plan.ccer_share:%}), "
+            f"已抵销 {already} t",
+        )
+
+
+class ComplianceStatus(StrEnum):
+    EXCLUDED = "excluded"
+    NOT_VERIFIED = "not-verified"
+    COMPLIANT = "compliant"
+    IN_DEFICIT = "in-deficit"
+
+
+def status(*, excluded: bool, verified: bool, due: int, surrendered: int) -> ComplianceStatus:
+    """An entity's status for one year follows from its events, nothing stored beside them."""
+    if excluded:
+        return ComplianceStatus.EXCLUDED
+    if not verified:
+        return ComplianceStatus.NOT_VERIFIED
+    return ComplianceStatus.COMPLIANT if surrendered >= due else ComplianceStatus.IN_DEFICIT
+
+
+def shortfall(due: int, surrendered: int) -> int:
+    return max(0, due - surrendered)
+
+
+# ---------------------------------------------------------------- penalties
+
+MEASURES_2021_FINE_FEN = (2_000_000, 3_000_000)  # 20,000–30,000 yuan
+
+
+@dataclass(frozen=True)
+class Penalty:
+    rule: PenaltyRule
+    shortfall: int
+    fine_fen: int
+    price_fen: int | None
+    multiple: Decimal | None
+    deduction: int  # tonnes taken from next year's allocation
+
+
+def penalty(
+    plan: PlanYear,
+    missing: int,
+    *,
+    average_price_fen: int | None = None,
+    multiple: Decimal = Decimal(5),
+    fine_fen: int = MEASURES_2021_FINE_FEN[0],
+) -> Penalty:
+    """Decree 775 Art. 24: 5–10 × the average price of the month before the deadline × the
+    missing tonnes, and the shortfall deducted from next year's allocation. Before it, the
+    2021 Measures: a fine of 20,000–30,000 yuan and the same deduction."""
+    if missing < 0:
+        raise _bad("ACTIVITY_NEGATIVE", "shortfall must not be negative", "缺口不能为负")
+    if plan.penalty is PenaltyRule.DECREE_775:
+        if not Decimal(5) <= multiple <= Decimal(10):
+            raise _bad(
+                "PENALTY_MULTIPLE_OUT_OF_RANGE",
+                "Decree 775 sets 5 to 10 times the average price",
+                "第 775 号令规定为平均价格的 5 至 10 倍",
+            )
+        if average_price_fen is None or average_price_fen <= 0:
+            raise _bad(
+                "PRICE_MISSING",
+                "the average price of the month before the deadline is needed",
+                "需提供清缴截止前一个月的平均成交价",
+            )
+        fine = half_up(Decimal(missing) * average_price_fen * multiple)
+        return Penalty(plan.penalty, missing, fine, average_price_fen, multiple, missing)
+    low, high = MEASURES_2021_FINE_FEN
+    if not low <= fine_fen <= high:
+        raise _bad(
+            "PENALTY_FINE_OUT_OF_RANGE",
+            "the 2021 Measures set a fine of 20,000 to 30,000 yuan",
+            "《碳排放权交易管理办法(试行)》规定罚款 2 万至 3 万元",
+        )
+    return Penalty(plan.penalty, missing, fine_fen if missing else 0, None, None, missing)
+
+
+def deduct(next_allocation: int, owed: int) -> tuple[int, int]:
+    """Next year's allocation after the deduction, and what is still owed beyond it."""
+    taken = min(next_allocation, owed)
+    return next_allocation - taken, owed - taken
