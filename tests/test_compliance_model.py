@@ -224,16 +224,14 @@ def test_steel_carbon_balance() -> None:
 
 
 def test_aluminium_anode_and_pfcs() -> None:
-    lines = m.aluminium(
-        D(100_000), D(40_000), 2024, F, anode_sulphur=D("0.02"), anode_ash=D("0.005")
-    )
-    by = {ln.source: m.half_up(ln.tco2) for ln in lines}
-    assert by == {"process:anode": 143_000, "process:CF4": 265_200, "process:C2F6": 44_400}
-    measured = m.aluminium(
-        D(100_000), D(0), 2024, F, cf4_kg_per_t=D("0.03"), c2f6_kg_per_t=D("0.003")
-    )
-    assert [m.half_up(ln.tco2) for ln in measured] == [0, 19_890, 3_330]
-    assert measured[1].unverified == ("gwp/CF4",)
+    assert m.half_up(m.anode(D(40_000), sulphur=D("0.02"), ash=D("0.005")).tco2) == 143_000
+    by = {ln.source: m.half_up(ln.tco2) for ln in m.pfcs(D(100_000), 2024, F)}
+    assert by == {"process:CF4": 265_200, "process:C2F6": 44_400}  # 0.4 × 6,630; 0.04 × 11,100
+    measured = m.pfcs(D(100_000), 2024, F, cf4_kg_per_t=D("0.03"), c2f6_kg_per_t=D("0.003"))
+    assert [m.half_up(ln.tco2) for ln in measured] == [19_890, 3_330]
+    assert measured[0].unverified == ("gwp/CF4",)
+    with pytest.raises(InvalidInput):
+        m.anode(D(1), sulphur=D("0.6"), ash=D("0.5"))
 
 
 # ---------------------------------------------------------------- allocation

@@ -68,6 +68,9 @@ class FactorTable:
     def value(self, table: str, key: str, year: int) -> Decimal:
         return self.get(table, key, year).value
 
+    def rows(self) -> list[Factor]:
+        return [r for rows in self._rows.values() for r in rows]
+
 
 def plan_year(year: int, plans: Sequence[PlanYear] = PLAN_YEARS) -> PlanYear:
     for p in plans:
@@ -307,36 +310,36 @@ def carbon_balance(inputs: Sequence[CarbonFlow], outputs: Sequence[CarbonFlow]) 
     )
 
 
-def aluminium(
-    output_t: Decimal,
-    anode_t: Decimal,
-    year: int,
-    factors: FactorTable,
-    *,
-    anode_sulphur: Decimal = ZERO,
-    anode_ash: Decimal = ZERO,
-    cf4_kg_per_t: Decimal | None = None,
-    c2f6_kg_per_t: Decimal | None = None,
-) -> list[Line]:
-    """Electrolysis: net anode consumption × (1 − S − ash) × 44/12, and the anode-effect
-    PFCs CF4 and C2F6 (kg per t of aluminium × GWP)."""
-    nonnegative(output_t, "aluminium output")
+def anode(anode_t: Decimal, *, sulphur: Decimal = ZERO, ash: Decimal = ZERO) -> Line:
+    """Aluminium electrolysis: net anode consumption × (1 − S − ash) × 44/12."""
     nonnegative(anode_t, "anode consumption")
-    carbon = ONE - fraction(anode_sulphur, "anode sulphur") - fraction(anode_ash, "anode ash")
+    carbon = ONE - fraction(sulphur, "anode sulphur") - fraction(ash, "anode ash")
     if carbon < 0:
         raise _bad(
             "FRACTION_OUT_OF_RANGE",
             "anode sulphur and ash exceed the whole anode",
             "阳极硫分与灰分之和超过 100%",
         )
-    lines = [
-        Line(
-            "process:anode",
-            anode_t * carbon * C_TO_CO2,
-            True,
-            {"anode": str(anode_t), "carbon": str(carbon)},
-        )
-    ]
+    return Line(
+        "process:anode",
+        anode_t * carbon * C_TO_CO2,
+        True,
+        {"anode": str(anode_t), "carbon": str(carbon)},
+    )
+
+
+def pfcs(
+    output_t: Decimal,
+    year: int,
+    factors: FactorTable,
+    *,
+    cf4_kg_per_t: Decimal | None = None,
+    c2f6_kg_per_t: Decimal | None = None,
+) -> list[Line]:
+    """Anode-effect PFCs of aluminium smelting: t of aluminium × kg per t / 1000 × GWP, with the
+    measured (slope-method) factors where the smelter has them."""
+    nonnegative(output_t, "aluminium output")
+    lines = []
     for gas, measured in (("CF4", cf4_kg_per_t), ("C2F6", c2f6_kg_per_t)):
         used: list[Factor] = []
         if measured is None:
@@ -673,3 +676,218 @@ def deduct(next_allocation: int, owed: int) -> tuple[int, int]:
     """Next year's allocation after the deduction, and what is still owed beyond it."""
     taken = min(next_allocation, owed)
     return next_allocation - taken, owed - taken
+
+
+# ---------------------------------------------------------------- monthly evidence → report
+
+
+class EvidenceKind(StrEnum):
+    """What a monthly record measures, and in which unit."""
+
+    FUEL = "fuel"  # t, or 10^4 Nm3 for gas; item = the fuel
+    GENERATION = "generation"  # MWh, per generating unit
+    SUPPLY = "supply"  # MWh supplied to the grid, per generating unit
+    HEAT = "heat"  # GJ delivered, per generating unit
+    PURCHASED_ELECTRICITY = "purchased_electricity"  # MWh
+    PURCHASED_HEAT = "purchased_heat"  # GJ
+    CLINKER = "clinker"  # t; params cao, mgo
+    CARBONATE = "carbonate"  # t; item limestone or dolomite
+    CARBON_IN = "carbon_in"  # t; item the material; params carbon
+    CARBON_OUT = "carbon_out"  # t; item the product; params carbon
+    ANODE = "anode"  # t of net anode consumed; params sulphur, ash
+    ALUMINIUM = "aluminium"  # t of liquid aluminium; params cf4_kg_per_t, c2f6_kg_per_t
+    OUTPUT = "output"  # t of product, for intensity allocation; item the product
+
+
+EVIDENCE_PARAMS: Mapping[EvidenceKind, frozenset[str]] = {
+    EvidenceKind.FUEL: frozenset({"ncv", "carbon_per_gj", "element_carbon", "oxidation"}),
+    EvidenceKind.CLINKER: frozenset({"cao", "mgo"}),
+    EvidenceKind.CARBON_IN: frozenset({"carbon"}),
+    EvidenceKind.CARBON_OUT: frozenset({"carbon"}),
+    EvidenceKind.ANODE: frozenset({"sulphur", "ash"}),
+    EvidenceKind.ALUMINIUM: frozenset({"cf4_kg_per_t", "c2f6_kg_per_t"}),
+}
+UNIT_SCOPED = frozenset({EvidenceKind.GENERATION, EvidenceKind.SUPPLY, EvidenceKind.HEAT})
+ITEM_REQUIRED = frozenset(
+    {
+        EvidenceKind.FUEL,
+        EvidenceKind.CARBONATE,
+        EvidenceKind.CARBON_IN,
+        EvidenceKind.CARBON_OUT,
+        EvidenceKind.OUTPUT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    kind: EvidenceKind
+    month: int
+    quantity: Decimal
+    item: str = ""
+    scope: str = ""  # a generating unit, or "" for the entity as a whole
+    params: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+def days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 29 if leap else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def check_evidence(ev: Evidence, year: int, capacity_mw: Decimal | None) -> None:
+    """A record on its own: month, non-negative quantity, known parameters, physical limits."""
+    if not 1 <= ev.month <= 12:
+        raise _bad("MONTH_INVALID", "month must be 1–12", "月份应为 1–12")
+    nonnegative(ev.quantity, ev.kind.value)
+    allowed = EVIDENCE_PARAMS.get(ev.kind, frozenset())
+    unknown = sorted(set(ev.params) - allowed)
+    if unknown:
+        raise _bad(
+            "EVIDENCE_PARAM_UNKNOWN",
+            f"{ev.kind.value} records take {sorted(allowed) or 'no parameters'}, not {unknown}",
+            f"{ev.kind.value} 记录不接受参数 {unknown}",
+        )
+    if ev.kind in ITEM_REQUIRED and not ev.item:
+        raise _bad(
+            "EVIDENCE_ITEM_MISSING", f"{ev.kind.value} records name their item", "须填写品种"
+        )
+    if ev.kind in UNIT_SCOPED and capacity_mw is None:
+        raise _bad(
+            "EVIDENCE_UNIT_MISSING",
+            f"{ev.kind.value} is recorded per generating unit",
+            "发电量、供电量、供热量须按机组填报",
+        )
+    if ev.kind in (EvidenceKind.GENERATION, EvidenceKind.SUPPLY) and capacity_mw is not None:
+        check_generation(ev.quantity, capacity_mw, days_in_month(year, ev.month) * 24)
+
+
+def evidence_lines(records: Iterable[Evidence], year: int, factors: FactorTable) -> list[Line]:
+    """The year's emission sources, record by record (each month with its own measured
+    parameters, as the guideline computes), then summed per source."""
+    lines: list[Line] = []
+    for ev in records:
+        p = ev.params
+        k = ev.kind
+        if k is EvidenceKind.FUEL:
+            use = FuelUse(
+                ev.item,
+                ev.quantity,
+                ncv=p.get("ncv"),
+                carbon_per_gj=p.get("carbon_per_gj"),
+                element_carbon=p.get("element_carbon"),
+                oxidation=p.get("oxidation"),
+            )
+            lines.append(combustion(use, year, factors))
+        elif k is EvidenceKind.PURCHASED_ELECTRICITY:
+            lines.append(purchased_electricity(ev.quantity, year, factors))
+        elif k is EvidenceKind.PURCHASED_HEAT:
+            lines.append(purchased_heat(ev.quantity, year, factors))
+        elif k is EvidenceKind.CLINKER:
+            lines.append(clinker(ev.quantity, year, factors, cao=p.get("cao"), mgo=p.get("mgo")))
+        elif k is EvidenceKind.CARBONATE:
+            lines.append(carbonates(ev.item, ev.quantity, year, factors))
+        elif k in (EvidenceKind.CARBON_IN, EvidenceKind.CARBON_OUT):
+            c = ev.quantity * fraction(p.get("carbon", ZERO), f"{ev.item} carbon")
+            sign = 1 if k is EvidenceKind.CARBON_IN else -1
+            lines.append(Line("process:carbon-balance", sign * c * C_TO_CO2, True))
+        elif k is EvidenceKind.ANODE:
+            lines.append(anode(ev.quantity, sulphur=p.get("sulphur", ZERO), ash=p.get("ash", ZERO)))
+        elif k is EvidenceKind.ALUMINIUM:
+            lines.extend(
+                pfcs(
+                    ev.quantity,
+                    year,
+                    factors,
+                    cf4_kg_per_t=p.get("cf4_kg_per_t"),
+                    c2f6_kg_per_t=p.get("c2f6_kg_per_t"),
+                )
+            )
+    return summed(lines)
+
+
+def summed(lines: Iterable[Line]) -> list[Line]:
+    """One line per source: tonnes added up, defaults and flags merged."""
+    by: dict[str, Line] = {}
+    for ln in lines:
+        prior = by.get(ln.source)
+        if prior is None:
+            by[ln.source] = Line(ln.source, ln.tco2, ln.direct, {}, ln.defaults, ln.unverified)
+        else:
+            by[ln.source] = Line(
+                ln.source,
+                prior.tco2 + ln.tco2,
+                ln.direct,
+                {},
+                tuple(dict.fromkeys(prior.defaults + ln.defaults)),
+                tuple(dict.fromkeys(prior.unverified + ln.unverified)),
+            )
+    if "process:carbon-balance" in by and by["process:carbon-balance"].tco2 < 0:
+        raise _bad(
+            "CARBON_BALANCE_NEGATIVE",
+            "more carbon leaves the works than enters it over the year",
+            "全年输出碳量大于输入碳量",
+        )
+    return sorted(by.values(), key=lambda ln: ln.source)
+
+
+# ---------------------------------------------------------------- the report's workflow
+
+
+class ReportStatus(StrEnum):
+    DRAFT = "DRAFT"
+    SUBMITTED = "SUBMITTED"
+    UNDER_VERIFICATION = "UNDER_VERIFICATION"
+    VERIFIED = "VERIFIED"
+    RETURNED = "RETURNED"
+    CONFIRMED = "CONFIRMED"
+
+
+class ReportAction(StrEnum):
+    SUBMIT = "submit"  # the entity
+    ASSIGN = "assign"  # the operator names a verifier
+    VERIFY = "verify"  # the verifier signs off
+    RETURN = "return"  # the verifier or the operator sends it back with reasons
+    CONFIRM = "confirm"  # the operator confirms the verified figure
+
+
+_S = ReportStatus
+_A = ReportAction
+REPORT_FLOW: Mapping[tuple[ReportStatus, ReportAction], ReportStatus] = {
+    (_S.DRAFT, _A.SUBMIT): _S.SUBMITTED,
+    (_S.RETURNED, _A.SUBMIT): _S.SUBMITTED,
+    (_S.SUBMITTED, _A.ASSIGN): _S.UNDER_VERIFICATION,
+    (_S.SUBMITTED, _A.RETURN): _S.RETURNED,
+    (_S.UNDER_VERIFICATION, _A.VERIFY): _S.VERIFIED,
+    (_S.UNDER_VERIFICATION, _A.RETURN): _S.RETURNED,
+    (_S.VERIFIED, _A.CONFIRM): _S.CONFIRMED,
+    (_S.VERIFIED, _A.RETURN): _S.RETURNED,
+}
+EDITABLE = frozenset({ReportStatus.DRAFT, ReportStatus.RETURNED})
+
+
+def next_status(current: ReportStatus, action: ReportAction) -> ReportStatus:
+    nxt = REPORT_FLOW.get((current, action))
+    if nxt is None:
+        raise Conflict(
+            "REPORT_STATE",
+            f"a {current.value} report cannot be {action.value}ed",
+            f"状态为 {current.value} 的报告不能执行 {action.value}",
+            status=current.value,
+        )
+    return nxt
+
+
+def check_verifier(verifier_entity: str, verifier_kind: str, reporting_entity: str) -> None:
+    """Conflict of interest: a verifier is a verification body, never the reporting entity."""
+    if verifier_entity == reporting_entity:
+        raise Conflict(
+            "VERIFIER_CONFLICT", "an entity cannot verify its own report", "主体不能核查自身的报告"
+        )
+    if verifier_kind != "verifier":
+        raise Conflict(
+            "NOT_A_VERIFIER",
+            "only a verification body can be assigned",
+            "只能指派核查机构",
+        )

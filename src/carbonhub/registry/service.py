@@ -19,6 +19,7 @@ from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import SYSTEM, Actor, Role, entities, require_role
 from carbonhub.core.db import Database, UnitOfWork, execute_many, fetch, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from carbonhub.core.fields import text as _text
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import tonnes
 from carbonhub.core.timefmt import iso, parse_iso
@@ -39,23 +40,6 @@ def _view(row: Any) -> m.AccountView:
     return m.AccountView(
         row.id, m.AccountType(row.type), m.AccountStatus(row.status), row.entity_id
     )
-
-
-def _text(value: object, field: str, *, required: bool = False, max_len: int = 200) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidInput(
-            "FIELD_INVALID", f"{field} must be text", f"{field} 须为文本", field=field
-        )
-    value = value.strip()
-    if required and not value:
-        raise InvalidInput("FIELD_REQUIRED", f"{field} is required", f"{field} 必填", field=field)
-    if len(value) > max_len:
-        raise InvalidInput(
-            "FIELD_TOO_LONG", f"{field} exceeds {max_len} characters", f"{field} 过长", field=field
-        )
-    return value
 
 
 def transfer_dict(row: Any) -> dict[str, Any]:
@@ -1800,6 +1784,24 @@ class RegistryService:
         if row is None:
             raise _account_not_found(account_id)
         _check_tradable(row, entity_id)
+
+    def check_holding_account(self, conn: Connection, account_id: str, entity_id: str) -> None:
+        """The entity's own holding account (登记账户), not closed: where compliance units go."""
+        row = conn.execute(sa.select(s.accounts).where(s.accounts.c.id == account_id)).first()
+        if row is None:
+            raise _account_not_found(account_id)
+        if row.entity_id != entity_id or row.type != m.AccountType.HOLDING:
+            raise Conflict(
+                "NOT_A_HOLDING_ACCOUNT",
+                f"account {account_id} is not a holding account of entity {entity_id}",
+                f"账户 {account_id} 不是该主体的登记账户",
+            )
+        if row.status in (m.AccountStatus.CLOSURE_PENDING, m.AccountStatus.CLOSED):
+            raise Conflict(
+                "ACCOUNT_CLOSED",
+                f"account {account_id} is {row.status}",
+                f"账户 {account_id} 已关闭",
+            )
 
     def unit_class_code(self, conn: Connection, code: str) -> str:
         """A unit class that exists in the registry."""

@@ -1,0 +1,763 @@
+"""Compliance use cases: covered entities, monthly evidence, the report and its verification.
+
+Each command is one transaction with its journal entry, exactly once per idempotency key. The
+rules (accounting, the report's states, conflict of interest) are in `model`; this module loads
+what they need, asks them, and stores the outcome. Registry accounts are checked through the
+registry's service, never its tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carbonhub.compliance import model as m
+from carbonhub.compliance import store as s
+from carbonhub.compliance.reference import FACTORS, Certainty, Factor
+from carbonhub.core import idempotency, journal
+from carbonhub.core.auth import Actor, Role, entities, require_role
+from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many
+from carbonhub.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from carbonhub.core.fields import decimal, text, year
+from carbonhub.core.ids import new_id
+from carbonhub.core.timefmt import iso
+from carbonhub.registry.service import RegistryService
+
+SECTORS = ("power", "steel", "cement", "aluminium")
+FUELS = ("coal", "gas")
+
+
+def _choice(value: object, field: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise InvalidInput(
+            "FIELD_INVALID",
+            f"{field} must be one of {', '.join(options)}",
+            f"{field} 须为 {', '.join(options)} 之一",
+            field=field,
+        )
+    return str(value)
+
+
+def _line_dict(ln: m.Line) -> dict[str, Any]:
+    return {
+        "source": ln.source,
+        "tco2": str(ln.tco2.quantize(Decimal("0.001"))),
+        "direct": ln.direct,
+        "defaults": list(ln.defaults),
+        "unverified": list(ln.unverified),
+    }
+
+
+def report_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "entity_id": row.entity_id,
+        "year": row.year,
+        "status": row.status,
+        "emissions": row.emissions,
+        "lines": json.loads(row.lines),
+        "verifier_entity_id": row.verifier_entity_id,
+        "verified_emissions": row.verified_emissions,
+        "findings": row.findings,
+        "version": row.version,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def factor_dict(f: Factor) -> dict[str, Any]:
+    return {
+        "table": f.table,
+        "key": f.key,
+        "first": f.first,
+        "last": f.last,
+        "value": str(f.value),
+        "unit": f.unit,
+        "source": f.source,
+        "certainty": f.certainty.value,
+    }
+
+
+class ComplianceService:
+    def __init__(self, db: Database, registry: RegistryService) -> None:
+        self.db = db
+        self.registry = registry
+
+    # ------------------------------------------------------------ factors
+
+    def factor_table(self, conn: Connection) -> m.FactorTable:
+        """The built-in reference rows, amended by what operators entered since, in order."""
+        rows = list(FACTORS)
+        for r in fetch(conn, sa.select(s.compliance_factors).order_by(s.compliance_factors.c.id)):
+            rows.append(
+                Factor(
+                    r.table_name,
+                    r.key,
+                    r.first,
+                    r.last,
+                    Decimal(r.value),
+                    r.unit,
+                    r.source,
+                    Certainty(r.certainty),
+                )
+            )
+        return m.FactorTable(rows)
+
+    def enter_factor(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        table: str,
+        factor_key: str,
+        first: int,
+        last: int | None,
+        value: str,
+        unit: str,
+        source: str,
+        certainty: str,
+    ) -> dict[str, Any]:
+        """An operator enters a value from the official text (a missing benchmark, say) or
+        corrects one; the later row wins for the years it covers, the earlier stays on record."""
+        data = {
+            "table": table,
+            "key": factor_key,
+            "first": first,
+            "last": last,
+            "value": value,
+            "unit": unit,
+            "source": source,
+            "certainty": certainty,
+        }
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            f = Factor(
+                text(table, "table", required=True, max_len=40),
+                text(factor_key, "key", required=True, max_len=40),
+                year(first, "first"),
+                None if last is None else year(last, "last"),
+                decimal(value, "value"),
+                text(unit, "unit", required=True, max_len=32),
+                text(source, "source", required=True, max_len=2000),
+                Certainty(_choice(certainty, "certainty", [c.value for c in Certainty])),
+            )
+            if f.last is not None and f.last < f.first:
+                raise InvalidInput("YEAR_RANGE_INVALID", "last comes before first", "年份区间错误")
+            uow.conn.execute(
+                sa.insert(s.compliance_factors).values(
+                    table_name=f.table,
+                    key=f.key,
+                    first=f.first,
+                    last=f.last,
+                    value=str(f.value),
+                    unit=f.unit,
+                    source=f.source,
+                    certainty=f.certainty.value,
+                    entered_by=actor.username,
+                    entered_at=iso(uow.now),
+                )
+            )
+            out = factor_dict(f)
+            journal.append(uow, "compliance.factor_entered", actor.username, out)
+            return out
+
+        return idempotency.run(self.db, actor.username, key, "enter_factor", data, body)
+
+    def factors(self) -> list[dict[str, Any]]:
+        with self.db.read() as uow:
+            table = self.factor_table(uow.conn)
+        return [factor_dict(f) for f in table.rows()]
+
+    # ------------------------------------------------------------ entities, facilities, units
+
+    def cover_entity(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        entity_id: str,
+        account_id: str,
+        sector: str,
+        region: str,
+        since: int,
+    ) -> dict[str, Any]:
+        data = {
+            "entity_id": entity_id,
+            "account_id": account_id,
+            "sector": sector,
+            "region": region,
+            "since": since,
+        }
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            conn = uow.conn
+            if not isinstance(entity_id, str) or not first(
+                conn, sa.select(entities.c.id).where(entities.c.id == entity_id)
+            ):
+                raise NotFound("ENTITY_NOT_FOUND", f"no entity {entity_id}", "主体不存在")
+            if first(
+                conn,
+                sa.select(s.covered_entities.c.entity_id).where(
+                    s.covered_entities.c.entity_id == entity_id
+                ),
+            ):
+                raise Conflict("ALREADY_COVERED", "the entity is already covered", "该主体已纳入")
+            self.registry.check_holding_account(conn, text(account_id, "account_id"), entity_id)
+            row = {
+                "entity_id": entity_id,
+                "account_id": account_id,
+                "sector": _choice(sector, "sector", SECTORS),
+                "region": text(region, "region", required=True, max_len=32),
+                "since": year(since, "since"),
+                "created_at": iso(uow.now),
+            }
+            conn.execute(sa.insert(s.covered_entities).values(**row))
+            journal.append(uow, "compliance.entity_covered", actor.username, row)
+            return row
+
+        return idempotency.run(self.db, actor.username, key, "cover_entity", data, body)
+
+    def _covered(self, conn: Connection, entity_id: str) -> Any:
+        row = first(
+            conn,
+            sa.select(s.covered_entities).where(s.covered_entities.c.entity_id == entity_id),
+        )
+        if row is None:
+            raise NotFound(
+                "ENTITY_NOT_COVERED", f"entity {entity_id} is not covered", "该主体未纳入管控"
+            )
+        return row
+
+    @staticmethod
+    def _own_or_operator(actor: Actor, entity_id: str) -> None:
+        if actor.role is Role.OPERATOR:
+            return
+        require_role(actor, Role.ENTERPRISE)
+        if actor.entity_id != entity_id:
+            raise Forbidden(
+                "NOT_YOUR_ENTITY", "an enterprise acts for itself only", "只能操作本主体"
+            )
+
+    def add_facility(self, actor: Actor, key: str, *, entity_id: str, name: str) -> dict[str, Any]:
+        data = {"entity_id": entity_id, "name": name}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            self._own_or_operator(actor, entity_id)
+            covered = self._covered(uow.conn, entity_id)
+            row = {
+                "id": new_id(),
+                "entity_id": entity_id,
+                "name": text(name, "name", required=True),
+                "sector": covered.sector,
+                "created_at": iso(uow.now),
+            }
+            uow.conn.execute(sa.insert(s.facilities).values(**row))
+            journal.append(uow, "compliance.facility_added", actor.username, row)
+            return row
+
+        return idempotency.run(self.db, actor.username, key, "add_facility", data, body)
+
+    def add_unit(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        facility_id: str,
+        code: str,
+        category: str,
+        capacity_mw: str,
+        cooling: str,
+        fuel: str,
+        heat_supply: bool = False,
+    ) -> dict[str, Any]:
+        """A generating unit with what the allocation rules read: category, capacity, cooling,
+        fuel and whether it supplies heat. Gas is category IV and category IV is gas."""
+        data = {
+            "facility_id": facility_id,
+            "code": code,
+            "category": category,
+            "capacity_mw": capacity_mw,
+            "cooling": cooling,
+            "fuel": fuel,
+            "heat_supply": heat_supply,
+        }
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            conn = uow.conn
+            fac = first(conn, sa.select(s.facilities).where(s.facilities.c.id == facility_id))
+            if fac is None:
+                raise NotFound("FACILITY_NOT_FOUND", f"no facility {facility_id}", "设施不存在")
+            self._own_or_operator(actor, fac.entity_id)
+            if fac.sector != "power":
+                raise Conflict(
+                    "NOT_A_POWER_FACILITY",
+                    "generating units belong to power-sector facilities",
+                    "机组只能属于发电行业设施",
+                )
+            cat = m.UnitCategory(_choice(category, "category", [c.value for c in m.UnitCategory]))
+            fuel_ = _choice(fuel, "fuel", FUELS)
+            if (cat is m.UnitCategory.GAS) != (fuel_ == "gas"):
+                raise InvalidInput(
+                    "CATEGORY_FUEL_MISMATCH",
+                    "category IV is the gas category, and gas units are category IV",
+                    "燃气机组对应第 IV 类别",
+                )
+            capacity = decimal(capacity_mw, "capacity_mw")
+            if not Decimal(0) < capacity <= Decimal(2000):
+                raise InvalidInput(
+                    "CAPACITY_OUT_OF_RANGE",
+                    "capacity must be above 0 and at most 2,000 MW (the largest units are 1,350)",
+                    "装机容量应在 0–2000 MW 之间",
+                )
+            if not isinstance(heat_supply, bool):
+                raise InvalidInput("FIELD_INVALID", "heat_supply is true or false", "供热标志错误")
+            row = {
+                "id": new_id(),
+                "facility_id": facility_id,
+                "code": text(code, "code", required=True, max_len=40),
+                "category": cat.value,
+                "capacity_mw": str(capacity),
+                "cooling": _choice(cooling, "cooling", [c.value for c in m.Cooling]),
+                "fuel": fuel_,
+                "heat_supply": heat_supply,
+                "created_at": iso(uow.now),
+            }
+            if first(
+                conn,
+                sa.select(s.generating_units.c.id).where(
+                    s.generating_units.c.facility_id == facility_id,
+                    s.generating_units.c.code == row["code"],
+                ),
+            ):
+                raise Conflict("UNIT_EXISTS", f"unit {row['code']} exists here", "机组编号已存在")
+            conn.execute(sa.insert(s.generating_units).values(**row))
+            journal.append(uow, "compliance.unit_added", actor.username, row)
+            return row
+
+        return idempotency.run(self.db, actor.username, key, "add_unit", data, body)
+
+    def _units_of(self, conn: Connection, entity_id: str) -> dict[str, Any]:
+        q = (
+            sa.select(s.generating_units)
+            .join(s.facilities, s.facilities.c.id == s.generating_units.c.facility_id)
+            .where(s.facilities.c.entity_id == entity_id)
+        )
+        return {r.id: r for r in fetch(conn, q)}
+
+    # ------------------------------------------------------------ monthly evidence
+
+    def record_months(
+        self, actor: Actor, key: str, *, entity_id: str, year_: int, records: Sequence[Any]
+    ) -> dict[str, Any]:
+        """Monthly evidence lines, all or none. A line already recorded for the same unit,
+        month, kind and item is refused (correct it by returning the report, then replacing)."""
+        data = {"entity_id": entity_id, "year": year_, "records": records}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            self._own_or_operator(actor, entity_id)
+            conn = uow.conn
+            covered = self._covered(conn, entity_id)
+            y = year(year_)
+            if y < covered.since:
+                raise Conflict(
+                    "YEAR_NOT_COVERED",
+                    f"the entity is covered from {covered.since}",
+                    f"该主体自 {covered.since} 年起纳入",
+                )
+            report = self._report_row(conn, entity_id, y)
+            if report is not None and m.ReportStatus(report.status) not in m.EDITABLE:
+                raise Conflict(
+                    "REPORT_LOCKED",
+                    f"the {y} report is {report.status}: its evidence is fixed",
+                    f"{y} 年度报告状态为 {report.status}, 不能修改数据",
+                )
+            if not isinstance(records, (list, tuple)) or not records:
+                raise InvalidInput("RECORDS_EMPTY", "records: a non-empty list", "记录为空")
+            units = self._units_of(conn, entity_id)
+            factors = self.factor_table(conn)
+            rows = []
+            seen: set[tuple[str, int, str, str]] = set()
+            for n, rec in enumerate(records, start=1):
+                ev = self._evidence(rec, n, y, units, factors)
+                line = (ev.scope, ev.month, ev.kind.value, ev.item)
+                if line in seen:
+                    raise Conflict(
+                        "RECORD_DUPLICATE", f"row {n}: the same line twice", f"第 {n} 行: 重复记录"
+                    )
+                seen.add(line)
+                rows.append(
+                    {
+                        "id": new_id(),
+                        "entity_id": entity_id,
+                        "scope": ev.scope,
+                        "year": y,
+                        "month": ev.month,
+                        "kind": ev.kind.value,
+                        "item": ev.item,
+                        "quantity": str(ev.quantity),
+                        "params": json.dumps({k: str(v) for k, v in sorted(ev.params.items())}),
+                        "source": "manual",
+                        "created_by": actor.username,
+                        "created_at": iso(uow.now),
+                    }
+                )
+            existing = {
+                (r.scope, r.month, r.kind, r.item)
+                for r in fetch(
+                    conn,
+                    sa.select(
+                        s.monthly_records.c.scope,
+                        s.monthly_records.c.month,
+                        s.monthly_records.c.kind,
+                        s.monthly_records.c.item,
+                    ).where(
+                        s.monthly_records.c.entity_id == entity_id, s.monthly_records.c.year == y
+                    ),
+                )
+            }
+            clash = sorted(seen & existing)
+            if clash:
+                _scope, mo, kind, item = clash[0]
+                raise Conflict(
+                    "RECORD_EXISTS",
+                    f"{kind} {item} for month {mo} is already recorded",
+                    f"{mo} 月 {kind} {item} 已有记录",
+                )
+            insert_many(conn, s.monthly_records, rows)
+            journal.append(
+                uow,
+                "compliance.evidence_recorded",
+                actor.username,
+                {"entity_id": entity_id, "year": y, "lines": len(rows)},
+            )
+            return {"entity_id": entity_id, "year": y, "recorded": len(rows)}
+
+        return idempotency.run(self.db, actor.username, key, "record_months", data, body)
+
+    def _evidence(
+        self, rec: Any, n: int, y: int, units: Mapping[str, Any], factors: m.FactorTable
+    ) -> m.Evidence:
+        try:
+            if not isinstance(rec, Mapping):
+                raise InvalidInput("RECORD_INVALID", "each record is an object", "记录格式错误")
+            kind = m.EvidenceKind(
+                _choice(rec.get("kind"), "kind", [k.value for k in m.EvidenceKind])
+            )
+            month = rec.get("month")
+            if isinstance(month, bool) or not isinstance(month, int):
+                raise InvalidInput("MONTH_INVALID", "month must be 1–12", "月份应为 1–12")
+            scope = text(rec.get("unit_id"), "unit_id", max_len=36)
+            if scope and scope not in units:
+                raise NotFound(
+                    "UNIT_NOT_FOUND", f"no generating unit {scope} of this entity", "机组不存在"
+                )
+            raw = rec.get("params") or {}
+            if not isinstance(raw, Mapping):
+                raise InvalidInput("RECORD_INVALID", "params is an object", "参数格式错误")
+            ev = m.Evidence(
+                kind,
+                month,
+                decimal(rec.get("quantity"), "quantity"),
+                text(rec.get("item"), "item", max_len=40),
+                scope,
+                {str(k): decimal(v, str(k)) for k, v in raw.items()},
+            )
+            capacity = Decimal(units[scope].capacity_mw) if scope else None
+            m.check_evidence(ev, y, capacity)
+            if kind is m.EvidenceKind.FUEL:  # a fuel's parameters are checked when recorded
+                m.combustion(
+                    m.FuelUse(
+                        ev.item,
+                        ev.quantity,
+                        ncv=ev.params.get("ncv"),
+                        carbon_per_gj=ev.params.get("carbon_per_gj"),
+                        element_carbon=ev.params.get("element_carbon"),
+                        oxidation=ev.params.get("oxidation"),
+                    ),
+                    y,
+                    factors,
+                )
+            return ev
+        except (InvalidInput, NotFound, Conflict) as err:
+            err.message = f"row {n}: {err.message}"
+            err.message_zh = f"第 {n} 行: {err.message_zh}"
+            raise
+
+    def _records(self, conn: Connection, entity_id: str, y: int) -> list[m.Evidence]:
+        rows = fetch(
+            conn,
+            sa.select(s.monthly_records)
+            .where(s.monthly_records.c.entity_id == entity_id, s.monthly_records.c.year == y)
+            .order_by(s.monthly_records.c.month, s.monthly_records.c.id),
+        )
+        return [
+            m.Evidence(
+                m.EvidenceKind(r.kind),
+                r.month,
+                Decimal(r.quantity),
+                r.item,
+                r.scope,
+                {k: Decimal(v) for k, v in json.loads(r.params).items()},
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ the report
+
+    def _report_row(self, conn: Connection, entity_id: str, y: int) -> Any:
+        return first(
+            conn,
+            sa.select(s.emission_reports).where(
+                s.emission_reports.c.entity_id == entity_id, s.emission_reports.c.year == y
+            ),
+        )
+
+    def _report_by_id(self, conn: Connection, report_id: str) -> Any:
+        row = first(conn, sa.select(s.emission_reports).where(s.emission_reports.c.id == report_id))
+        if row is None:
+            raise NotFound("REPORT_NOT_FOUND", f"no report {report_id}", "报告不存在")
+        return row
+
+    def _move(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        report: Any,
+        action: m.ReportAction,
+        note: str,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        """One step of the workflow: the new state, its timeline event and journal entry."""
+        current = m.ReportStatus(report.status)
+        nxt = m.next_status(current, action)
+        at = iso(uow.now)
+        uow.conn.execute(
+            sa.update(s.emission_reports)
+            .where(s.emission_reports.c.id == report.id)
+            .values(status=nxt.value, updated_at=at, **changes)
+        )
+        uow.conn.execute(
+            sa.insert(s.report_events).values(
+                report_id=report.id,
+                from_status=current.value,
+                to_status=nxt.value,
+                actor=actor.username,
+                note=note,
+                at=at,
+            )
+        )
+        journal.append(
+            uow,
+            f"compliance.report_{action.value}",
+            actor.username,
+            {
+                "report_id": report.id,
+                "entity_id": report.entity_id,
+                "year": report.year,
+                "from": current.value,
+                "to": nxt.value,
+                **{k: v for k, v in changes.items() if k != "lines"},
+            },
+        )
+        return report_dict(self._report_by_id(uow.conn, report.id))
+
+    def submit_report(
+        self, actor: Actor, key: str, *, entity_id: str, year_: int
+    ) -> dict[str, Any]:
+        """Works out the year's emissions from the monthly evidence and submits them."""
+        data = {"entity_id": entity_id, "year": year_}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            self._own_or_operator(actor, entity_id)
+            conn = uow.conn
+            sector = self._covered(conn, entity_id).sector
+            y = year(year_)
+            plan = m.plan_year(y)
+            records = self._records(conn, entity_id, y)
+            if not records:
+                raise Conflict("NO_EVIDENCE", f"nothing recorded for {y}", f"{y} 年度尚无月度数据")
+            lines = m.evidence_lines(records, y, self.factor_table(conn))
+            indirect = plan.count_indirect and sector == "power"
+            emissions = m.total(lines, count_indirect=indirect)
+            report = self._report_row(conn, entity_id, y)
+            if report is None:
+                at = iso(uow.now)
+                rid = new_id()
+                conn.execute(
+                    sa.insert(s.emission_reports).values(
+                        id=rid,
+                        entity_id=entity_id,
+                        year=y,
+                        status=m.ReportStatus.DRAFT.value,
+                        emissions=None,
+                        lines="[]",
+                        verifier_entity_id=None,
+                        verified_emissions=None,
+                        findings="",
+                        version=0,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
+                report = self._report_by_id(conn, rid)
+            return self._move(
+                uow,
+                actor,
+                report,
+                m.ReportAction.SUBMIT,
+                "",
+                emissions=emissions,
+                lines=json.dumps([_line_dict(ln) for ln in lines]),
+                version=report.version + 1,
+            )
+
+        return idempotency.run(self.db, actor.username, key, "submit_report", data, body)
+
+    def assign_verifier(
+        self, actor: Actor, key: str, *, report_id: str, verifier_entity_id: str
+    ) -> dict[str, Any]:
+        data = {"report_id": report_id, "verifier_entity_id": verifier_entity_id}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            report = self._report_by_id(uow.conn, report_id)
+            ver = first(uow.conn, sa.select(entities).where(entities.c.id == verifier_entity_id))
+            if ver is None:
+                raise NotFound("ENTITY_NOT_FOUND", f"no entity {verifier_entity_id}", "主体不存在")
+            m.check_verifier(ver.id, ver.kind, report.entity_id)
+            return self._move(
+                uow,
+                actor,
+                report,
+                m.ReportAction.ASSIGN,
+                ver.name,
+                verifier_entity_id=ver.id,
+            )
+
+        return idempotency.run(self.db, actor.username, key, "assign_verifier", data, body)
+
+    def _assigned(self, actor: Actor, report: Any) -> None:
+        require_role(actor, Role.VERIFIER)
+        if actor.entity_id is None or actor.entity_id != report.verifier_entity_id:
+            raise Forbidden(
+                "NOT_ASSIGNED", "only the assigned verifier acts on this report", "非指派核查机构"
+            )
+
+    def verify_report(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        report_id: str,
+        verified_emissions: int,
+        findings: str,
+    ) -> dict[str, Any]:
+        data = {"report_id": report_id, "verified": verified_emissions, "findings": findings}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            report = self._report_by_id(uow.conn, report_id)
+            self._assigned(actor, report)
+            note = text(findings, "findings", required=True, max_len=5000)
+            if (
+                isinstance(verified_emissions, bool)
+                or not isinstance(verified_emissions, int)
+                or not 0 <= verified_emissions <= 10**10
+            ):
+                raise InvalidInput(
+                    "EMISSIONS_INVALID",
+                    "verified_emissions: whole tonnes, 0 to 10 billion",
+                    "核查排放量须为整数吨",
+                )
+            return self._move(
+                uow,
+                actor,
+                report,
+                m.ReportAction.VERIFY,
+                note,
+                verified_emissions=verified_emissions,
+                findings=note,
+            )
+
+        return idempotency.run(self.db, actor.username, key, "verify_report", data, body)
+
+    def return_report(
+        self, actor: Actor, key: str, *, report_id: str, reasons: str
+    ) -> dict[str, Any]:
+        """Back to the entity with reasons, by the assigned verifier or the operator."""
+        data = {"report_id": report_id, "reasons": reasons}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            report = self._report_by_id(uow.conn, report_id)
+            if actor.role is not Role.OPERATOR:
+                self._assigned(actor, report)
+            note = text(reasons, "reasons", required=True, max_len=5000)
+            return self._move(
+                uow, actor, report, m.ReportAction.RETURN, note, verified_emissions=None
+            )
+
+        return idempotency.run(self.db, actor.username, key, "return_report", data, body)
+
+    def confirm_report(self, actor: Actor, key: str, *, report_id: str) -> dict[str, Any]:
+        data = {"report_id": report_id}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            report = self._report_by_id(uow.conn, report_id)
+            return self._move(uow, actor, report, m.ReportAction.CONFIRM, "")
+
+        return idempotency.run(self.db, actor.username, key, "confirm_report", data, body)
+
+    # ------------------------------------------------------------ reads
+
+    def _may_read(self, actor: Actor, report: Any) -> None:
+        if actor.role is Role.OPERATOR:
+            return
+        if actor.role is Role.ENTERPRISE and actor.entity_id == report.entity_id:
+            return
+        if actor.role is Role.VERIFIER and actor.entity_id == report.verifier_entity_id:
+            return
+        raise Forbidden("NOT_YOUR_REPORT", "not your report", "无权查看该报告")
+
+    def report(self, actor: Actor, report_id: str) -> dict[str, Any]:
+        with self.db.read() as uow:
+            row = self._report_by_id(uow.conn, report_id)
+            self._may_read(actor, row)
+            out = report_dict(row)
+            out["timeline"] = [
+                {
+                    "from": e.from_status,
+                    "to": e.to_status,
+                    "actor": e.actor,
+                    "note": e.note,
+                    "at": e.at,
+                }
+                for e in fetch(
+                    uow.conn,
+                    sa.select(s.report_events)
+                    .where(s.report_events.c.report_id == report_id)
+                    .order_by(s.report_events.c.id),
+                )
+            ]
+            return out
+
+    def verifier_queue(self, actor: Actor) -> list[dict[str, Any]]:
+        """The reports assigned to the actor's verification body and waiting for it."""
+        require_role(actor, Role.VERIFIER)
+        with self.db.read() as uow:
+            rows = fetch(
+                uow.conn,
+                sa.select(s.emission_reports)
+                .where(
+                    s.emission_reports.c.verifier_entity_id == actor.entity_id,
+                    s.emission_reports.c.status == m.ReportStatus.UNDER_VERIFICATION.value,
+                )
+                .order_by(s.emission_reports.c.updated_at, s.emission_reports.c.id),
+            )
+        return [report_dict(r) for r in rows]

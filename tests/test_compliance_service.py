@@ -1,0 +1,381 @@
+"""Compliance use cases on a real database (SQLite, or PostgreSQL with CARBONHUB_DATABASE_URL):
+covering an entity, monthly evidence, the report from draft to confirmation, and refusals that
+change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from carbonhub.compliance import store as s
+from carbonhub.compliance.service import ComplianceService
+from carbonhub.core import journal
+from carbonhub.core.auth import Actor
+from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from tests.conftest import World
+
+
+@dataclass
+class Mrv:
+    w: World
+    svc: ComplianceService
+    vic: Actor  # a verifier of the assigned body
+    vince: Actor  # a verifier of another body
+    body: str  # the verification body's entity
+    unit: str  # entity A's generating unit
+
+
+@pytest.fixture
+def mrv(world: World) -> Mrv:
+    w = world
+    svc = ComplianceService(w.db, w.reg)
+    body = w.auth.create_entity("中环联合认证中心", "verifier", "91110000MA00GR0001")["id"]
+    other = w.auth.create_entity("湖北核查中心", "verifier", "91420100MA00GR0002")["id"]
+    w.auth.create_user("vic", "password-vic", "verifier", body)
+    w.auth.create_user("vince", "password-vince", "verifier", other)
+    vic = w.auth.authenticate("vic", "password-vic")
+    vince = w.auth.authenticate("vince", "password-vince")
+    svc.cover_entity(
+        w.op1,
+        w.key(),
+        entity_id=w.entity_a,
+        account_id=w.a,
+        sector="power",
+        region="HB",
+        since=2021,
+    )
+    fac = svc.add_facility(w.alice, w.key(), entity_id=w.entity_a, name="阳逻电厂")
+    unit = svc.add_unit(
+        w.alice,
+        w.key(),
+        facility_id=fac["id"],
+        code="#1",
+        category="I",
+        capacity_mw="600",
+        cooling="water",
+        fuel="coal",
+        heat_supply=True,
+    )
+    return Mrv(w, svc, vic, vince, body, unit["id"])
+
+
+def year_of_evidence(unit: str) -> list[dict[str, Any]]:
+    """Twelve months: coal with measured NCV and element carbon, generation, supply, heat and
+    purchased electricity."""
+    out: list[dict[str, Any]] = []
+    for month in range(1, 13):
+        out += [
+            {
+                "kind": "fuel",
+                "month": month,
+                "item": "bituminous_coal",
+                "quantity": "100000",
+                "params": {"ncv": "20.900", "element_carbon": "0.5500"},
+            },
+            {"kind": "generation", "month": month, "unit_id": unit, "quantity": "250000"},
+            {"kind": "supply", "month": month, "unit_id": unit, "quantity": "235000"},
+            {"kind": "heat", "month": month, "unit_id": unit, "quantity": "80000"},
+            {"kind": "purchased_electricity", "month": month, "quantity": "1000"},
+        ]
+    return out
+
+
+# 12 × 100,000 t × 0.55 tC/t × 0.99 × 44/12, plus 12,000 MWh × 0.5703 (2022 counts indirect)
+EXPECTED_2022 = round(
+    12 * 100_000 * Fraction("0.55") * Fraction("0.99") * Fraction(44, 12)
+    + 12_000 * Fraction("0.5703")
+)
+
+
+def rows(x: Mrv, table: sa.Table) -> int:
+    with x.w.db.read() as uow:
+        return int(uow.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def refused(exc_type: type[DomainError], code: str, call: Callable[[], Any], x: Mrv) -> DomainError:
+    """The call fails with `code` and leaves every compliance table and the journal as it was."""
+    tables = [s.monthly_records, s.emission_reports, s.report_events, s.compliance_factors]
+    before = [rows(x, t) for t in tables] + [rows(x, journal.journal)]
+    with pytest.raises(exc_type) as info:
+        call()
+    assert info.value.code == code, info.value
+    assert [rows(x, t) for t in tables] + [rows(x, journal.journal)] == before
+    return info.value
+
+
+def test_a_report_from_evidence_to_confirmation(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    got = x.svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)
+    )
+    assert got["recorded"] == 60
+    rep = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    assert (rep["status"], rep["emissions"], rep["version"]) == ("SUBMITTED", EXPECTED_2022, 1)
+    sources = {ln["source"]: ln for ln in rep["lines"]}
+    assert set(sources) == {"fuel:bituminous_coal", "purchased:electricity"}
+    assert sources["fuel:bituminous_coal"]["unverified"] == ["fuel.oxidation/coal"]
+
+    x.svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
+    assert [r["id"] for r in x.svc.verifier_queue(x.vic)] == [rep["id"]]
+    assert x.svc.verifier_queue(x.vince) == []
+    ver = x.svc.verify_report(
+        x.vic,
+        w.key(),
+        report_id=rep["id"],
+        verified_emissions=EXPECTED_2022 - 1_200,
+        findings="2 月燃煤量按入厂煤校正",
+    )
+    assert (ver["status"], ver["verified_emissions"]) == ("VERIFIED", EXPECTED_2022 - 1_200)
+    assert x.svc.verifier_queue(x.vic) == []
+    done = x.svc.confirm_report(w.op1, w.key(), report_id=rep["id"])
+    assert done["status"] == "CONFIRMED"
+
+    full = x.svc.report(w.alice, rep["id"])
+    assert [(e["from"], e["to"]) for e in full["timeline"]] == [
+        ("DRAFT", "SUBMITTED"),
+        ("SUBMITTED", "UNDER_VERIFICATION"),
+        ("UNDER_VERIFICATION", "VERIFIED"),
+        ("VERIFIED", "CONFIRMED"),
+    ]
+    assert full["timeline"][2]["actor"] == "vic"
+    with w.db.read() as uow:
+        types = [
+            e.type for e in journal.entries(uow.conn) if e.type.startswith("compliance.report_")
+        ]
+    assert types == [
+        "compliance.report_submit",
+        "compliance.report_assign",
+        "compliance.report_verify",
+        "compliance.report_confirm",
+    ]
+
+
+def test_returned_reports_reopen_their_evidence(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    x.svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)[:5]
+    )
+    rep = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    more = [{"kind": "purchased_electricity", "month": 2, "quantity": "10"}]
+    refused(
+        Conflict,
+        "REPORT_LOCKED",
+        lambda: x.svc.record_months(
+            w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=more
+        ),
+        x,
+    )
+    x.svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
+    back = x.svc.return_report(x.vic, w.key(), report_id=rep["id"], reasons="缺 2 月外购电")
+    assert back["status"] == "RETURNED"
+    x.svc.record_months(w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=more)
+    again = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    assert again["version"] == 2 and again["emissions"] > rep["emissions"]
+    assert x.svc.report(w.op1, rep["id"])["timeline"][2]["note"] == "缺 2 月外购电"
+
+
+@pytest.mark.parametrize(
+    ("record", "code"),
+    [
+        (
+            {"kind": "fuel", "month": 1, "item": "coal", "quantity": "-5", "params": {"ncv": "20"}},
+            "DECIMAL_INVALID",
+        ),
+        (
+            {"kind": "fuel", "month": 1, "item": "coal", "quantity": 5.5, "params": {"ncv": "20"}},
+            "DECIMAL_INVALID",
+        ),
+        (
+            {
+                "kind": "fuel",
+                "month": 1,
+                "item": "coal",
+                "quantity": "5",
+                "params": {"ncv": "2090"},
+            },
+            "NCV_OUT_OF_RANGE",
+        ),
+        ({"kind": "fuel", "month": 1, "item": "coal", "quantity": "5"}, "FACTOR_MISSING"),
+        (
+            {"kind": "fuel", "month": 13, "item": "coal", "quantity": "5", "params": {"ncv": "20"}},
+            "MONTH_INVALID",
+        ),
+        (
+            {"kind": "generation", "month": 1, "unit_id": "UNIT", "quantity": "446401"},
+            "GENERATION_ABOVE_CAPACITY",
+        ),
+        ({"kind": "generation", "month": 1, "quantity": "10"}, "EVIDENCE_UNIT_MISSING"),
+        ({"kind": "generation", "month": 1, "unit_id": "nope", "quantity": "10"}, "UNIT_NOT_FOUND"),
+        (
+            {"kind": "clinker", "month": 1, "quantity": "10", "params": {"ncv": "1"}},
+            "EVIDENCE_PARAM_UNKNOWN",
+        ),
+        ({"kind": "steam", "month": 1, "quantity": "10"}, "FIELD_INVALID"),
+    ],
+)
+def test_absurd_evidence_is_refused_with_its_row(
+    mrv: Mrv, record: dict[str, Any], code: str
+) -> None:
+    x, w = mrv, mrv.w
+    if record.get("unit_id") == "UNIT":
+        record = {**record, "unit_id": x.unit}  # 600 MW × 744 h = 446,400 MWh in January
+    good = {"kind": "purchased_electricity", "month": 1, "quantity": "10"}
+    err = refused(
+        DomainError,
+        code,
+        lambda: x.svc.record_months(
+            w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=[good, record]
+        ),
+        x,
+    )
+    assert err.message.startswith("row 2: ")
+
+
+def test_duplicate_lines_and_unknown_years(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    line = {"kind": "purchased_electricity", "month": 3, "quantity": "10"}
+
+    def record(y: int, recs: list[dict[str, Any]]) -> Any:
+        return lambda: x.svc.record_months(
+            w.alice, w.key(), entity_id=w.entity_a, year_=y, records=recs
+        )
+
+    refused(Conflict, "RECORD_DUPLICATE", record(2022, [line, line]), x)
+    record(2022, [line])()
+    refused(Conflict, "RECORD_EXISTS", record(2022, [line]), x)
+    refused(Conflict, "YEAR_NOT_COVERED", record(2020, [line]), x)
+    refused(InvalidInput, "YEAR_INVALID", record(1999, [line]), x)
+    refused(
+        NotFound,
+        "PLAN_YEAR_UNKNOWN",
+        lambda: x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2030),
+        x,
+    )
+    refused(
+        Conflict,
+        "NO_EVIDENCE",
+        lambda: x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2023),
+        x,
+    )
+    refused(
+        NotFound,
+        "ENTITY_NOT_COVERED",
+        lambda: x.svc.record_months(
+            w.bob, w.key(), entity_id=w.entity_b, year_=2022, records=[line]
+        ),
+        x,
+    )
+
+
+def test_who_may_verify(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    x.svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)[:5]
+    )
+    rep = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    rid = rep["id"]
+    refused(
+        Conflict,
+        "VERIFIER_CONFLICT",
+        lambda: x.svc.assign_verifier(w.op1, w.key(), report_id=rid, verifier_entity_id=w.entity_a),
+        x,
+    )
+    refused(
+        Conflict,
+        "NOT_A_VERIFIER",
+        lambda: x.svc.assign_verifier(w.op1, w.key(), report_id=rid, verifier_entity_id=w.entity_b),
+        x,
+    )
+    refused(
+        Forbidden,
+        "ROLE_NOT_ALLOWED",
+        lambda: x.svc.assign_verifier(w.alice, w.key(), report_id=rid, verifier_entity_id=x.body),
+        x,
+    )
+    x.svc.assign_verifier(w.op1, w.key(), report_id=rid, verifier_entity_id=x.body)
+
+    def verify(actor: Actor) -> Callable[[], Any]:
+        return lambda: x.svc.verify_report(
+            actor, w.key(), report_id=rid, verified_emissions=1, findings="ok"
+        )
+
+    refused(Forbidden, "NOT_ASSIGNED", verify(x.vince), x)
+    refused(Forbidden, "ROLE_NOT_ALLOWED", verify(w.alice), x)
+    refused(Forbidden, "NOT_YOUR_REPORT", lambda: x.svc.report(x.vince, rid), x)
+    refused(
+        Forbidden,
+        "NOT_YOUR_ENTITY",
+        lambda: x.svc.submit_report(w.bob, w.key(), entity_id=w.entity_a, year_=2022),
+        x,
+    )
+    key = w.key()
+    first = x.svc.verify_report(x.vic, key, report_id=rid, verified_emissions=1, findings="ok")
+    again = x.svc.verify_report(x.vic, key, report_id=rid, verified_emissions=1, findings="ok")
+    assert first == again  # a retry with the same key returns the first result
+    refused(Conflict, "REPORT_STATE", verify(x.vic), x)
+    x.svc.confirm_report(w.op1, w.key(), report_id=rid)
+    refused(
+        Conflict, "REPORT_STATE", lambda: x.svc.confirm_report(w.op1, w.key(), report_id=rid), x
+    )
+
+
+def test_operators_enter_missing_factors(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    with w.db.read() as uow, pytest.raises(NotFound):
+        x.svc.factor_table(uow.conn).get("benchmark.power.generation", "I", 2023)
+    x.svc.enter_factor(
+        w.op1,
+        w.key(),
+        table="benchmark.power.generation",
+        factor_key="I",
+        first=2023,
+        last=2023,
+        value="0.7950",
+        unit="tCO2/MWh",
+        source="国环规气候〔2024〕1号 附件",
+        certainty="verified",
+    )
+    with w.db.read() as uow:
+        assert (
+            str(x.svc.factor_table(uow.conn).value("benchmark.power.generation", "I", 2023))
+            == "0.7950"
+        )
+    refused(
+        Forbidden,
+        "ROLE_NOT_ALLOWED",
+        lambda: x.svc.enter_factor(
+            w.alice,
+            w.key(),
+            table="t",
+            factor_key="k",
+            first=2023,
+            last=None,
+            value="1",
+            unit="u",
+            source="s",
+            certainty="verified",
+        ),
+        x,
+    )
+    refused(
+        InvalidInput,
+        "DECIMAL_INVALID",
+        lambda: x.svc.enter_factor(
+            w.op1,
+            w.key(),
+            table="t",
+            factor_key="k",
+            first=2023,
+            last=None,
+            value="0.1e3",
+            unit="u",
+            source="s",
+            certainty="verified",
+        ),
+        x,
+    )
