@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from fractions import Fraction
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from carbonhub.compliance import model as m
 from carbonhub.compliance import store as s
 from carbonhub.compliance.service import ComplianceService
 from carbonhub.core import journal
 from carbonhub.core.auth import Actor
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from tests.conftest import World
+from tests.conftest import Market, World
 
 
 @dataclass
@@ -379,3 +381,214 @@ def test_operators_enter_missing_factors(mrv: Mrv) -> None:
         ),
         x,
     )
+
+
+def holding(x: Mrv, unit_class: str) -> int:
+    for h in x.w.reg.account(x.w.op1, x.w.a)["holdings"]:
+        if h["unit_class"] == unit_class:
+            return int(h["posted"])
+    return 0
+
+
+def issue(x: Mrv, unit_class: str, quantity: int, origin: str = "HB") -> None:
+    w = x.w
+    t = w.reg.issue(w.op1, w.key(), unit_class=unit_class, quantity=quantity, origin=origin)
+    w.reg.approve(w.op2, w.key(), t["id"])
+
+
+# 2021 and 2022 evidence alike: 0.8177 × 2,820,000 MWh supplied + 0.1105 × 960,000 GJ of heat
+FORMULA_2022 = 2_305_914 + 106_080
+PRE_2022 = 1_688_395  # 70 % of it, rounded down
+
+
+def test_a_compliance_year_from_pre_allocation_to_penalty(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    svc = x.svc
+    svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2021, records=year_of_evidence(x.unit)
+    )
+    issue(x, "CEA-2022", 5_000_000)
+
+    pre = svc.allocate(w.op1, w.key(), year_=2022, kind="PRE")
+    assert [(ln["kind"], ln["tonnes"]) for ln in pre["lines"]] == [("PRE", PRE_2022)]
+    assert holding(x, "CEA-2022") == 0  # proposed, not yet approved by the checker
+    w.reg.approve_batch(w.op2, w.key(), pre["batch_ref"])
+    assert holding(x, "CEA-2022") == PRE_2022
+    refused(
+        Conflict,
+        "ALREADY_ALLOCATED",
+        lambda: svc.allocate(w.op1, w.key(), year_=2022, kind="PRE"),
+        x,
+    )
+
+    skipped = svc.allocate(w.op1, w.key(), year_=2022, kind="TRUE_UP")
+    assert skipped["lines"] == [] and skipped["skipped"] == [
+        {"entity_id": w.entity_a, "reason": "NOT_VERIFIED"}
+    ]
+    refused(
+        Conflict,
+        "OBLIGATION_NOT_SET",
+        lambda: svc.surrender(
+            w.alice, w.key(), entity_id=w.entity_a, year_=2022, unit_class="CEA-2022", quantity=1
+        ),
+        x,
+    )
+    svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)
+    )
+    rep = svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
+    svc.verify_report(
+        x.vic, w.key(), report_id=rep["id"], verified_emissions=EXPECTED_2022, findings="无异议"
+    )
+    svc.confirm_report(w.op1, w.key(), report_id=rep["id"])
+
+    up = svc.allocate(w.op1, w.key(), year_=2022, kind="TRUE_UP")
+    assert [(ln["kind"], ln["tonnes"]) for ln in up["lines"]] == [
+        ("FINAL", FORMULA_2022),
+        ("TRUE_UP", FORMULA_2022 - PRE_2022),
+    ]
+    w.reg.approve_batch(w.op2, w.key(), up["batch_ref"])
+    assert holding(x, "CEA-2022") == FORMULA_2022
+    refused(
+        Conflict,
+        "TRUE_UP_DONE",
+        lambda: svc.allocate(w.op1, w.key(), year_=2022, kind="TRUE_UP"),
+        x,
+    )
+
+    status = svc.status(w.op1, 2022)
+    (a,) = status["entities"]
+    assert (a["status"], a["obligation"], a["allocation"]) == (
+        "in-deficit",
+        EXPECTED_2022,
+        FORMULA_2022,
+    )
+
+    def give(unit_class: str, quantity: int) -> Callable[[], Any]:
+        return lambda: svc.surrender(
+            w.alice,
+            w.key(),
+            entity_id=w.entity_a,
+            year_=2022,
+            unit_class=unit_class,
+            quantity=quantity,
+        )
+
+    refused(Conflict, "VINTAGE_NOT_ELIGIBLE", give("CEA-2023", 1), x)
+    give("CEA-2022", 2_000_000)()
+    one = give("CEA-2022", 1)()
+    rev = w.reg.reverse(w.op1, w.key(), transfer_id=one["transfer"]["id"], reason="误操作")
+    assert svc.status(w.op1, 2022)["entities"][0]["surrendered"] == 2_000_001  # until approved
+    w.reg.approve(w.op2, w.key(), rev["id"])
+    assert svc.status(w.op1, 2022)["entities"][0]["surrendered"] == 2_000_000
+    issue(x, "CCER-2021-P0001", 300_000, origin="P0001")
+    al = w.reg.allocate(
+        w.op1, w.key(), to_account=w.a, unit_class="CCER-2021-P0001", quantity=300_000
+    )
+    w.reg.approve(w.op2, w.key(), al["id"])
+    limit = EXPECTED_2022 * 5 // 100
+    refused(Conflict, "CCER_LIMIT_EXCEEDED", give("CCER-2021-P0001", limit + 1), x)
+    give("CCER-2021-P0001", 100_000)()
+    refused(Conflict, "CCER_LIMIT_EXCEEDED", give("CCER-2021-P0001", limit - 100_000 + 1), x)
+    last = give("CCER-2021-P0001", limit - 100_000)()
+    assert last["status"]["surrendered_ccer"] == limit
+    short = EXPECTED_2022 - 2_000_000 - limit
+    assert (last["status"]["status"], last["status"]["shortfall"]) == ("in-deficit", short)
+
+    w.reg.change_status(w.op1, w.key(), w.a, status="SUSPENDED", reason="未按期清缴")
+    refused(Conflict, "SENDER_STATUS", give("CEA-2022", 1), x)
+
+    fines = svc.penalties(w.op1, w.key(), year_=2022, fine="30000.00")
+    assert fines["rule"] == "measures-2021"
+    assert fines["penalties"] == [
+        {
+            "entity_id": w.entity_a,
+            "shortfall": short,
+            "price": None,
+            "multiple": None,
+            "fine": "30000.00",
+            "deduction_next_year": short,
+        }
+    ]
+    refused(Conflict, "PENALTIES_DONE", lambda: svc.penalties(w.op1, w.key(), year_=2022), x)
+    assert svc.status(w.op1, 2022)["compliance_rate"] == "0.0000"
+
+    svc.exclude(w.op1, w.key(), entity_id=w.entity_a, year_=2022, reason="关停")
+    after = svc.status(w.op1, 2022)
+    assert after["entities"][0]["status"] == "excluded" and after["compliance_rate"] is None
+
+
+def test_decree_775_penalty_at_the_published_average_price(mrv: Mrv) -> None:
+    """2023: generation basis, no indirect emissions, Decree 775: 5–10 × the average price."""
+    x, w = mrv, mrv.w
+    svc = x.svc
+    for table, key_, value in (
+        ("benchmark.power.generation", "I", "0.7950"),
+        ("benchmark.heat", "coal", "0.1100"),
+    ):
+        svc.enter_factor(
+            w.op1,
+            w.key(),
+            table=table,
+            factor_key=key_,
+            first=2023,
+            last=2023,
+            value=value,
+            unit="t/unit",
+            source="test figure entered by the operator",
+            certainty="unverified",
+        )
+    svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2023, records=year_of_evidence(x.unit)
+    )
+    rep = svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2023)
+    direct = round(12 * 100_000 * Fraction("0.55") * Fraction("0.99") * Fraction(44, 12))
+    assert rep["emissions"] == direct  # purchased electricity no longer counts
+    svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
+    svc.verify_report(x.vic, w.key(), report_id=rep["id"], verified_emissions=direct, findings="ok")
+    svc.confirm_report(w.op1, w.key(), report_id=rep["id"])
+    svc.surrender(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2023, unit_class="CEA-2023", quantity=500_000
+    )
+    refused(
+        InvalidInput,
+        "PRICE_MISSING",
+        lambda: svc.penalties(w.op1, w.key(), year_=2023),  # no exchange, no published price
+        x,
+    )
+    refused(
+        InvalidInput,
+        "PENALTY_MULTIPLE_OUT_OF_RANGE",
+        lambda: svc.penalties(w.op1, w.key(), year_=2023, average_price="98.00", multiple="11"),
+        x,
+    )
+    out = svc.penalties(w.op1, w.key(), year_=2023, average_price="98.00", multiple="5")
+    (p,) = out["penalties"]
+    assert out["rule"] == "decree-775"
+    assert p["shortfall"] == direct - 500_000
+    assert p["fine"] == f"{(direct - 500_000) * 98 * 5}.00"
+    with w.db.read() as uow:
+        assert svc._allocation_of(uow.conn, w.entity_a, 2024, "DEDUCTION") == direct - 500_000
+
+
+def test_the_average_price_of_a_month(market: Market) -> None:
+    """Value-weighted over every trade of the unit kind: (80 × 400 + 82 × 600) / 1,000."""
+    x, w = market.exchange, market.w
+    for price, qty in (("80.00", 400), ("82.00", 600)):
+        sell = x.place_order(
+            w.alice,
+            w.key(),
+            instrument="CEA2023",
+            mode="LISTING",
+            side="S",
+            price=price,
+            quantity=qty,
+        )
+        x.take(w.bob, w.key(), order_id=sell["id"], quantity=qty)
+    with w.db.read() as uow:
+        assert x.average_price(uow.conn, date(2026, 11, 1), date(2026, 11, 30)) == 8_120
+        assert x.average_price(uow.conn, date(2026, 10, 1), date(2026, 10, 31)) is None
+    assert m.month_before(date(2024, 12, 31)) == date(2024, 12, 1)
+    assert m.month_before(date(2023, 11, 15)) == date(2023, 10, 16)
+    assert m.month_before(date(2025, 3, 31)) == date(2025, 3, 1)

@@ -590,6 +590,8 @@ ISS, SUR, CAN = AccountType.ISSUANCE, AccountType.SURRENDER, AccountType.CANCELL
         (Op.COURT_TRANSFER, view(H, AccountStatus.SUSPENDED), view(H, entity="E2")),
         (Op.REVERSAL, view(SUR), view(H)),
         (Op.REVERSAL, view(H, AccountStatus.SUSPENDED), view(ISS)),
+        (Op.CLAWBACK, view(H, AccountStatus.SUSPENDED), view(ISS)),
+        (Op.CLAWBACK, view(T), view(ISS)),
     ],
 )
 def test_routes_allowed(op: Op, sender: AccountView | None, receiver: AccountView) -> None:
@@ -620,6 +622,9 @@ def test_routes_allowed(op: Op, sender: AccountView | None, receiver: AccountVie
         (Op.CANCEL, view(H, AccountStatus.RESTRICTED), view(CAN), Conflict, "SENDER_STATUS"),
         (Op.COURT_TRANSFER, view(H, AccountStatus.CLOSED), view(T), Conflict, "SENDER_STATUS"),
         (Op.COURT_TRANSFER, view(H), view(SUR), InvalidInput, "RECEIVER_TYPE_NOT_ALLOWED"),
+        (Op.CLAWBACK, view(C), view(ISS), InvalidInput, "SENDER_TYPE_NOT_ALLOWED"),
+        (Op.CLAWBACK, view(H), view(H, entity="E2"), InvalidInput, "RECEIVER_TYPE_NOT_ALLOWED"),
+        (Op.CLAWBACK, view(H, AccountStatus.CLOSED), view(ISS), Conflict, "SENDER_STATUS"),
         (
             Op.REVERSAL,
             view(H),
@@ -641,6 +646,8 @@ def test_unit_kind_restriction() -> None:
     m.check_route(only_cea, view(H), view(T, entity="E2"), UnitKind.CEA)
     with raises_code(InvalidInput, "UNIT_KIND_NOT_ALLOWED"):
         m.check_route(only_cea, view(H), view(T, entity="E2"), UnitKind.CCER)
+    with raises_code(InvalidInput, "UNIT_KIND_NOT_ALLOWED"):  # only allowances are clawed back
+        m.check_route(m.operation(Op.CLAWBACK), view(H), view(ISS), UnitKind.CCER)
 
 
 @pytest.mark.parametrize(
@@ -685,7 +692,7 @@ def test_operation_lookup() -> None:
     with raises_code(InvalidInput, "OPERATION_UNKNOWN"):
         m.operation("STEAL")
     needs_checker = {o.code for o in m.OPERATIONS.values() if o.needs_approval}
-    assert needs_checker == {Op.ISSUE, Op.ALLOCATE, Op.COURT_TRANSFER, Op.REVERSAL}
+    assert needs_checker == {Op.ISSUE, Op.ALLOCATE, Op.COURT_TRANSFER, Op.REVERSAL, Op.CLAWBACK}
     passes_suspend = {o.code for o in m.OPERATIONS.values() if o.passes_market_suspend}
     assert Op.TRANSFER not in passes_suspend and Op.CANCEL not in passes_suspend
     assert {Op.ALLOCATE, Op.SURRENDER} <= passes_suspend

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ from carbonhub.compliance.reference import (
     PlanYear,
 )
 from carbonhub.core.errors import Conflict, InvalidInput, NotFound
+from carbonhub.core.timefmt import SHANGHAI
 
 C_TO_CO2 = Decimal(44) / Decimal(12)  # molar masses: CO2 / C
 ONE = Decimal(1)
@@ -672,6 +674,19 @@ def penalty(
     return Penalty(plan.penalty, missing, fine_fen if missing else 0, None, None, missing)
 
 
+def month_before(deadline: date) -> date:
+    """The first day of the month that ends at the deadline (Decree 775's "前一个月")."""
+    prior = deadline.month - 1 or 12
+    y = deadline.year - (deadline.month == 1)
+    day = min(deadline.day, days_in_month(y, prior))
+    return date(y, prior, day) + timedelta(days=1)
+
+
+def china_day(at: datetime) -> date:
+    """The calendar day in China (Asia/Shanghai) of an instant."""
+    return at.astimezone(SHANGHAI).date()
+
+
 def deduct(next_allocation: int, owed: int) -> tuple[int, int]:
     """Next year's allocation after the deduction, and what is still owed beyond it."""
     taken = min(next_allocation, owed)
@@ -701,6 +716,8 @@ class EvidenceKind(StrEnum):
 
 EVIDENCE_PARAMS: Mapping[EvidenceKind, frozenset[str]] = {
     EvidenceKind.FUEL: frozenset({"ncv", "carbon_per_gj", "element_carbon", "oxidation"}),
+    EvidenceKind.GENERATION: frozenset({"operating_hours"}),
+    EvidenceKind.HEAT: frozenset({"heat_ratio"}),
     EvidenceKind.CLINKER: frozenset({"cao", "mgo"}),
     EvidenceKind.CARBON_IN: frozenset({"carbon"}),
     EvidenceKind.CARBON_OUT: frozenset({"carbon"}),
@@ -759,8 +776,17 @@ def check_evidence(ev: Evidence, year: int, capacity_mw: Decimal | None) -> None
             f"{ev.kind.value} is recorded per generating unit",
             "发电量、供电量、供热量须按机组填报",
         )
+    hours = days_in_month(year, ev.month) * 24
     if ev.kind in (EvidenceKind.GENERATION, EvidenceKind.SUPPLY) and capacity_mw is not None:
-        check_generation(ev.quantity, capacity_mw, days_in_month(year, ev.month) * 24)
+        check_generation(ev.quantity, capacity_mw, hours)
+    if "operating_hours" in ev.params and not ev.params["operating_hours"] <= hours:
+        raise _bad(
+            "HOURS_OUT_OF_RANGE",
+            f"operating hours exceed the {hours} hours of the month",
+            f"运行小时数超过当月 {hours} 小时",
+        )
+    if "heat_ratio" in ev.params:
+        fraction(ev.params["heat_ratio"], "heat ratio")
 
 
 def evidence_lines(records: Iterable[Evidence], year: int, factors: FactorTable) -> list[Line]:
@@ -830,6 +856,36 @@ def summed(lines: Iterable[Line]) -> list[Line]:
             "全年输出碳量大于输入碳量",
         )
     return sorted(by.values(), key=lambda ln: ln.source)
+
+
+def unit_output(records: Iterable[Evidence], unit_id: str, capacity_mw: Decimal) -> PowerOutput:
+    """A generating unit's year from its monthly records. The heat ratio is the heat-weighted
+    mean of the months' ratios; the load factor is generation ÷ (capacity × operating hours),
+    and only when every month with generation gives its operating hours (else no correction)."""
+    gen = sup = heat = weighted = hours = ZERO
+    all_hours = True
+    for ev in records:
+        if ev.scope != unit_id:
+            continue
+        if ev.kind is EvidenceKind.GENERATION:
+            gen += ev.quantity
+            if "operating_hours" in ev.params:
+                hours += ev.params["operating_hours"]
+            elif ev.quantity:
+                all_hours = False
+        elif ev.kind is EvidenceKind.SUPPLY:
+            sup += ev.quantity
+        elif ev.kind is EvidenceKind.HEAT:
+            heat += ev.quantity
+            weighted += ev.quantity * ev.params.get("heat_ratio", ZERO)
+    load = gen / (capacity_mw * hours) if all_hours and hours and gen else None
+    return PowerOutput(
+        gen,
+        sup,
+        heat,
+        weighted / heat if heat else ZERO,
+        min(load, ONE) if load is not None else None,
+    )
 
 
 # ---------------------------------------------------------------- the report's workflow

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -18,14 +19,23 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.compliance import model as m
 from carbonhub.compliance import store as s
-from carbonhub.compliance.reference import FACTORS, Certainty, Factor
+from carbonhub.compliance.reference import (
+    FACTORS,
+    Certainty,
+    Factor,
+    IndustrialStrategy,
+    PenaltyRule,
+    PlanYear,
+)
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
 from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many
 from carbonhub.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from carbonhub.core.fields import decimal, text, year
 from carbonhub.core.ids import new_id
+from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
 from carbonhub.core.timefmt import iso
+from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.service import RegistryService
 
 SECTORS = ("power", "steel", "cement", "aluminium")
@@ -84,9 +94,12 @@ def factor_dict(f: Factor) -> dict[str, Any]:
 
 
 class ComplianceService:
-    def __init__(self, db: Database, registry: RegistryService) -> None:
+    def __init__(
+        self, db: Database, registry: RegistryService, exchange: ExchangeService | None = None
+    ) -> None:
         self.db = db
         self.registry = registry
+        self.exchange = exchange  # for the average price a penalty is set at
 
     # ------------------------------------------------------------ factors
 
@@ -761,3 +774,485 @@ class ComplianceService:
                 .order_by(s.emission_reports.c.updated_at, s.emission_reports.c.id),
             )
         return [report_dict(r) for r in rows]
+
+    # ------------------------------------------------------------ allocation
+
+    def _verified(self, conn: Connection, entity_id: str, y: int) -> int | None:
+        """Verified emissions once the operator confirmed the report; None before."""
+        r = self._report_row(conn, entity_id, y)
+        if r is None or r.status != m.ReportStatus.CONFIRMED.value:
+            return None
+        return int(r.verified_emissions)
+
+    def _power_parts(
+        self,
+        conn: Connection,
+        entity_id: str,
+        plan: PlanYear,
+        basis_year: int,
+        factors: m.FactorTable,
+    ) -> list[tuple[str, str, m.Allocation]]:
+        """Each generating unit's allocation for `plan` on `basis_year`'s output."""
+        records = self._records(conn, entity_id, basis_year)
+        out = []
+        for unit in sorted(self._units_of(conn, entity_id).values(), key=lambda u: u.code):
+            output = m.unit_output(records, unit.id, Decimal(unit.capacity_mw))
+            a = m.power_allocation(
+                m.UnitCategory(unit.category), m.Cooling(unit.cooling), output, plan, factors
+            )
+            out.append((unit.code, unit.fuel, a))
+        return out
+
+    def entitlement(
+        self, conn: Connection, covered: Any, y: int, kind: str, factors: m.FactorTable
+    ) -> tuple[int, dict[str, Any]]:
+        """What an entity is allocated for year `y`: PRE (the plan's share of last year's
+        basis) or FINAL (on the year's own verified figures), less any deduction owed."""
+        plan = m.plan_year(y)
+        entity_id = covered.entity_id
+        if covered.sector == "power":
+            basis_year = y - 1 if kind == "PRE" else y
+            parts = self._power_parts(conn, entity_id, plan, basis_year, factors)
+            if not parts:
+                raise Conflict("NO_UNITS", f"entity {entity_id} has no generating units", "无机组")
+            full = sum(a.tonnes for _, _, a in parts)
+            params: dict[str, Any] = {
+                "basis_year": basis_year,
+                "units": {code: {"tonnes": a.tonnes, **a.parameters} for code, _, a in parts},
+                "unverified": sorted({u for _, _, a in parts for u in a.unverified}),
+            }
+        else:
+            if kind == "PRE":
+                if plan.industrial is not IndustrialStrategy.INTENSITY:
+                    raise Conflict(
+                        "NO_PRE_ALLOCATION",
+                        f"{covered.sector} gets no pre-allocation in {y}",
+                        f"{y} 年 {covered.sector} 行业无预分配",
+                    )
+                last = self._verified(conn, entity_id, y - 1)
+                if last is None:
+                    raise Conflict(
+                        "NOT_VERIFIED",
+                        f"entity {entity_id} has no confirmed {y - 1} emissions",
+                        f"{y - 1} 年度排放量未确认",
+                    )
+                full, params = last, {"basis_year": y - 1, "verified": last}
+            else:
+                output = sum(
+                    (
+                        ev.quantity
+                        for ev in self._records(conn, entity_id, y)
+                        if ev.kind is m.EvidenceKind.OUTPUT
+                    ),
+                    Decimal(0),
+                )
+                a = m.industrial_allocation(
+                    covered.sector,
+                    plan,
+                    factors,
+                    verified_emissions=self._verified(conn, entity_id, y),
+                    output_t=output,
+                )
+                full, params = a.tonnes, {**a.parameters, "unverified": list(a.unverified)}
+        if kind == "PRE":
+            return m.pre_allocation(full, plan), {**params, "full": full}
+        owed = self._allocation_of(conn, entity_id, y, "DEDUCTION")
+        after, _still = m.deduct(full, owed or 0)
+        return after, {**params, "full": full, "deducted": full - after}
+
+    def _allocation_of(self, conn: Connection, entity_id: str, y: int, kind: str) -> int | None:
+        a = s.compliance_allocations.c
+        row = first(
+            conn,
+            sa.select(a.tonnes).where(a.entity_id == entity_id, a.year == y, a.kind == kind),
+        )
+        return None if row is None else int(row.tonnes)
+
+    def _excluded(self, conn: Connection, y: int) -> set[str]:
+        x = s.compliance_exclusions.c
+        return {r.entity_id for r in fetch(conn, sa.select(x.entity_id).where(x.year == y))}
+
+    def allocate(self, actor: Actor, key: str, *, year_: int, kind: str) -> dict[str, Any]:
+        """The year's pre-allocation (PRE) or true-up (TRUE_UP) for every covered entity, as one
+        batch of registry proposals a second operator approves. Each runs once per year: a
+        second run is refused. The true-up issues the difference to the final allocation, or
+        claws it back; entities without a confirmed report wait for a later true-up run."""
+        data = {"year": year_, "kind": kind}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            conn = uow.conn
+            y = year(year_)
+            _choice(kind, "kind", ("PRE", "TRUE_UP"))
+            plan = m.plan_year(y)
+            factors = self.factor_table(conn)
+            excluded = self._excluded(conn, y)
+            unit_class = f"CEA-{y}"
+            batch_ref = f"compliance-{y}-{kind.lower()}-{new_id()[:8]}"
+            lines, skipped = [], []
+            covered_rows = fetch(
+                conn,
+                sa.select(s.covered_entities)
+                .where(s.covered_entities.c.since <= y)
+                .order_by(s.covered_entities.c.entity_id),
+            )
+            for cov in covered_rows:
+                eid = cov.entity_id
+                if eid in excluded:
+                    continue
+                if kind == "PRE":
+                    if self._allocation_of(conn, eid, y, "PRE") is not None:
+                        raise Conflict(
+                            "ALREADY_ALLOCATED", f"{y} was pre-allocated already", "该年度已预分配"
+                        )
+                    if (
+                        cov.sector != "power"
+                        and plan.industrial is not IndustrialStrategy.INTENSITY
+                    ):
+                        skipped.append({"entity_id": eid, "reason": "NO_PRE_ALLOCATION"})
+                        continue
+                    tonnes, params = self.entitlement(conn, cov, y, "PRE", factors)
+                    rows = [("PRE", tonnes, params, tonnes)]
+                else:
+                    if self._allocation_of(conn, eid, y, "TRUE_UP") is not None:
+                        continue  # trued up by an earlier run
+                    if self._verified(conn, eid, y) is None:
+                        skipped.append({"entity_id": eid, "reason": "NOT_VERIFIED"})
+                        continue
+                    final, params = self.entitlement(conn, cov, y, "FINAL", factors)
+                    pre = self._allocation_of(conn, eid, y, "PRE") or 0
+                    diff = m.true_up(final, pre)
+                    rows = [("FINAL", final, params, 0), ("TRUE_UP", diff, {"pre": pre}, diff)]
+                for k, tonnes, params, move in rows:
+                    transfer_id = None
+                    if move > 0:
+                        transfer_id = self.registry.propose_allocation(
+                            uow,
+                            actor,
+                            to_account=cov.account_id,
+                            unit_class=unit_class,
+                            quantity=move,
+                            reason=f"{y} {k}",
+                            batch_ref=batch_ref,
+                        )["id"]
+                    elif move < 0:
+                        transfer_id = self.registry.propose_clawback(
+                            uow,
+                            actor,
+                            from_account=cov.account_id,
+                            unit_class=unit_class,
+                            quantity=-move,
+                            reason=f"{y} {k}",
+                            batch_ref=batch_ref,
+                        )["id"]
+                    conn.execute(
+                        sa.insert(s.compliance_allocations).values(
+                            id=new_id(),
+                            entity_id=eid,
+                            year=y,
+                            kind=k,
+                            tonnes=tonnes,
+                            parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
+                            transfer_id=transfer_id,
+                            created_by=actor.username,
+                            created_at=iso(uow.now),
+                        )
+                    )
+                    lines.append(
+                        {"entity_id": eid, "kind": k, "tonnes": tonnes, "transfer_id": transfer_id}
+                    )
+            if not lines and kind == "TRUE_UP" and not skipped:
+                raise Conflict("TRUE_UP_DONE", f"every {y} true-up has run", f"{y} 年度核定已完成")
+            out = {
+                "year": y,
+                "kind": kind,
+                "batch_ref": batch_ref,
+                "lines": lines,
+                "skipped": skipped,
+                "issue": sum(
+                    ln["tonnes"]
+                    for ln in lines
+                    if ln["kind"] in ("PRE", "TRUE_UP") and ln["tonnes"] > 0
+                ),
+                "claw_back": -sum(
+                    ln["tonnes"] for ln in lines if ln["kind"] == "TRUE_UP" and ln["tonnes"] < 0
+                ),
+            }
+            journal.append(
+                uow,
+                "compliance.allocated",
+                actor.username,
+                {k: out[k] for k in ("year", "kind", "batch_ref", "issue", "claw_back")},
+            )
+            return out
+
+        return idempotency.run(self.db, actor.username, key, "allocate", data, body)
+
+    def exclude(
+        self, actor: Actor, key: str, *, entity_id: str, year_: int, reason: str
+    ) -> dict[str, Any]:
+        data = {"entity_id": entity_id, "year": year_, "reason": reason}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            self._covered(uow.conn, entity_id)
+            y = year(year_)
+            if y in {
+                r.year
+                for r in fetch(
+                    uow.conn,
+                    sa.select(s.compliance_exclusions.c.year).where(
+                        s.compliance_exclusions.c.entity_id == entity_id
+                    ),
+                )
+            }:
+                raise Conflict("ALREADY_EXCLUDED", f"excluded from {y} already", "已排除")
+            row = {
+                "entity_id": entity_id,
+                "year": y,
+                "reason": text(reason, "reason", required=True, max_len=500),
+                "created_by": actor.username,
+                "created_at": iso(uow.now),
+            }
+            uow.conn.execute(sa.insert(s.compliance_exclusions).values(**row))
+            journal.append(uow, "compliance.excluded", actor.username, row)
+            return row
+
+        return idempotency.run(self.db, actor.username, key, "exclude", data, body)
+
+    # ------------------------------------------------------------ obligation and surrender
+
+    def _obligation(self, conn: Connection, covered: Any, y: int) -> int | None:
+        """Verified emissions with the plan year's caps; None until the report is confirmed.
+        A power entity's verified emissions split between its coal and gas parts in the
+        proportion of its reported fuel lines."""
+        verified = self._verified(conn, covered.entity_id, y)
+        if verified is None:
+            return None
+        plan = m.plan_year(y)
+        if covered.sector != "power":
+            return m.obligation([m.ObligationPart(m.PartKind.INDUSTRIAL, verified, 0)], plan)
+        allocated = {"coal": 0, "gas": 0}  # the plan's formula, before any deduction
+        for _, fuel, a in self._power_parts(
+            conn, covered.entity_id, plan, y, self.factor_table(conn)
+        ):
+            allocated[fuel] += a.tonnes
+        burnt = {"coal": Decimal(0), "gas": Decimal(0)}
+        for ln in json.loads(self._report_row(conn, covered.entity_id, y).lines):
+            if ln["source"].startswith("fuel:"):
+                burnt["gas" if ln["source"] == "fuel:natural_gas" else "coal"] += Decimal(
+                    ln["tco2"]
+                )
+        total = burnt["coal"] + burnt["gas"]
+        gas_verified = m.half_up(verified * burnt["gas"] / total) if total else 0
+        parts = [
+            m.ObligationPart(m.PartKind.COAL, verified - gas_verified, allocated["coal"]),
+            m.ObligationPart(m.PartKind.GAS, gas_verified, allocated["gas"]),
+        ]
+        return m.obligation(parts, plan)
+
+    def surrender(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        entity_id: str,
+        year_: int,
+        unit_class: str,
+        quantity: int,
+    ) -> dict[str, Any]:
+        """清缴 through the registry, with the year's rules checked in the same transaction:
+        eligible CEA vintages, CCER up to the plan's share of the obligation, nothing else."""
+        data = {
+            "entity_id": entity_id,
+            "year": year_,
+            "unit_class": unit_class,
+            "quantity": quantity,
+        }
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            self._own_or_operator(actor, entity_id)
+            conn = uow.conn
+            covered = self._covered(conn, entity_id)
+            y = year(year_)
+            plan = m.plan_year(y)
+            due = self._obligation(conn, covered, y)
+            if due is None:
+                raise Conflict(
+                    "OBLIGATION_NOT_SET",
+                    f"the {y} report is not confirmed yet: nothing is due",
+                    f"{y} 年度排放量尚未确认",
+                )
+            kind, vintage = self._unit_kind(unit_class)
+            if kind == "CEA":
+                m.check_vintage(vintage, plan)
+            elif kind == "CCER":
+                done = self.registry.surrendered(conn, [covered.account_id], y)
+                ccer = sum(q for uc, q in done.items() if uc.startswith("CCER-"))
+                m.check_ccer(due, ccer, quantity if isinstance(quantity, int) else 0, plan)
+            else:
+                raise Conflict(
+                    "UNIT_NOT_ELIGIBLE",
+                    f"{kind} cannot be surrendered in the national market",
+                    f"{kind} 不能用于全国市场清缴",
+                )
+            t = self.registry.surrender_in(
+                uow,
+                actor,
+                from_account=covered.account_id,
+                unit_class=unit_class,
+                quantity=quantity,
+                compliance_year=y,
+            )
+            return {"transfer": t, "status": self._status_of(conn, covered, y)}
+
+        return idempotency.run(self.db, actor.username, key, "compliance_surrender", data, body)
+
+    @staticmethod
+    def _unit_kind(unit_class: object) -> tuple[str, int]:
+        if not isinstance(unit_class, str) or "-" not in unit_class:
+            raise InvalidInput(
+                "UNIT_CLASS_MALFORMED", "unit class like CEA-2023", "单位类别格式错误"
+            )
+        kind, _, rest = unit_class.partition("-")
+        period = rest.split("-", 1)[0]
+        if not period.isdigit():
+            raise InvalidInput(
+                "UNIT_CLASS_MALFORMED", "unit class like CEA-2023", "单位类别格式错误"
+            )
+        return kind, int(period)
+
+    def _status_of(self, conn: Connection, covered: Any, y: int) -> dict[str, Any]:
+        excluded = covered.entity_id in self._excluded(conn, y)
+        due = None if excluded else self._obligation(conn, covered, y)
+        done = self.registry.surrendered(conn, [covered.account_id], y)
+        surrendered = sum(done.values())
+        st = m.status(
+            excluded=excluded, verified=due is not None, due=due or 0, surrendered=surrendered
+        )
+        return {
+            "entity_id": covered.entity_id,
+            "sector": covered.sector,
+            "region": covered.region,
+            "year": y,
+            "status": st.value,
+            "obligation": due,
+            "surrendered": surrendered,
+            "surrendered_ccer": sum(q for uc, q in done.items() if uc.startswith("CCER-")),
+            "shortfall": m.shortfall(due, surrendered) if due is not None else None,
+            "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
+            "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
+        }
+
+    def status(self, actor: Actor, year_: int) -> dict[str, Any]:
+        """Every covered entity's status for the year, and the market's compliance rate
+        (compliant ÷ entities with an obligation, excluded ones left out), by sector too."""
+        require_role(actor, Role.OPERATOR)
+        y = year(year_)
+        with self.db.read() as uow:
+            rows = fetch(
+                uow.conn,
+                sa.select(s.covered_entities)
+                .where(s.covered_entities.c.since <= y)
+                .order_by(s.covered_entities.c.entity_id),
+            )
+            entities_ = [self._status_of(uow.conn, r, y) for r in rows]
+        by_sector: dict[str, dict[str, int]] = {}
+        for e in entities_:
+            acc = by_sector.setdefault(e["sector"], {st.value: 0 for st in m.ComplianceStatus})
+            acc[e["status"]] += 1
+        counted = [e for e in entities_ if e["status"] != m.ComplianceStatus.EXCLUDED.value]
+        compliant = sum(1 for e in counted if e["status"] == m.ComplianceStatus.COMPLIANT.value)
+        return {
+            "year": y,
+            "deadline": m.plan_year(y).deadline,
+            "entities": entities_,
+            "by_sector": by_sector,
+            "compliance_rate": f"{Decimal(compliant) / len(counted):.4f}" if counted else None,
+            "non_compliant": [e["entity_id"] for e in counted if e["status"] != "compliant"],
+        }
+
+    # ------------------------------------------------------------ penalties
+
+    def penalties(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        year_: int,
+        multiple: str = "5",
+        average_price: str | None = None,
+        fine: str = "20000.00",
+    ) -> dict[str, Any]:
+        """After the deadline: each entity in deficit gets its penalty, and its shortfall is
+        recorded as a deduction from next year's allocation. The price is the exchange's
+        average over the month ending at the deadline unless the operator gives the published
+        figure. Runs once per year."""
+        data = {"year": year_, "multiple": multiple, "average_price": average_price, "fine": fine}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            conn = uow.conn
+            y = year(year_)
+            plan = m.plan_year(y)
+            deadline = date.fromisoformat(plan.deadline)
+            if m.china_day(uow.now) <= deadline:
+                raise Conflict(
+                    "DEADLINE_NOT_PASSED",
+                    f"the {y} deadline is {plan.deadline}",
+                    f"{y} 年度清缴截止日为 {plan.deadline}",
+                )
+            a = s.compliance_allocations.c
+            if first(conn, sa.select(a.id).where(a.year == y + 1, a.kind == "DEDUCTION")):
+                raise Conflict("PENALTIES_DONE", f"{y} penalties were set already", "该年度已处罚")
+            price: int | None = None
+            if plan.penalty is PenaltyRule.DECREE_775:
+                if average_price is not None:
+                    price = fen_from_yuan(text(average_price, "average_price", required=True))
+                elif self.exchange is not None:
+                    price = self.exchange.average_price(conn, m.month_before(deadline), deadline)
+            lines = []
+            for cov in fetch(
+                conn,
+                sa.select(s.covered_entities)
+                .where(s.covered_entities.c.since <= y)
+                .order_by(s.covered_entities.c.entity_id),
+            ):
+                st = self._status_of(conn, cov, y)
+                if st["status"] != m.ComplianceStatus.IN_DEFICIT.value:
+                    continue
+                p = m.penalty(
+                    plan,
+                    st["shortfall"],
+                    average_price_fen=price,
+                    multiple=decimal(multiple, "multiple"),
+                    fine_fen=fen_from_yuan(text(fine, "fine", required=True)),
+                )
+                conn.execute(
+                    sa.insert(s.compliance_allocations).values(
+                        id=new_id(),
+                        entity_id=cov.entity_id,
+                        year=y + 1,
+                        kind="DEDUCTION",
+                        tonnes=p.deduction,
+                        parameters=json.dumps({"penalty_year": y}),
+                        transfer_id=None,
+                        created_by=actor.username,
+                        created_at=iso(uow.now),
+                    )
+                )
+                lines.append(
+                    {
+                        "entity_id": cov.entity_id,
+                        "shortfall": p.shortfall,
+                        "price": None if p.price_fen is None else yuan_from_fen(p.price_fen),
+                        "multiple": None if p.multiple is None else str(p.multiple),
+                        "fine": yuan_from_fen(p.fine_fen),
+                        "deduction_next_year": p.deduction,
+                    }
+                )
+            out = {"year": y, "rule": plan.penalty.value, "penalties": lines}
+            journal.append(uow, "compliance.penalties_set", actor.username, out)
+            return out
+
+        return idempotency.run(self.db, actor.username, key, "penalties", data, body)

@@ -145,6 +145,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "op.CANCEL": ("自愿注销", "Voluntary cancellation"),
     "op.COURT_TRANSFER": ("司法扣划", "Court-ordered transfer"),
     "op.REVERSAL": ("冲正", "Reversal"),
+    "op.CLAWBACK": ("配额收回", "Allocation claw-back"),
     "hold.PLEDGE": ("质押", "Pledge"),
     "hold.JUDICIAL_FREEZE": ("司法冻结", "Judicial freeze"),
     "hold.EXCHANGE_RESERVATION": ("交易预留", "Exchange reservation"),

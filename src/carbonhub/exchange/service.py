@@ -2255,6 +2255,23 @@ class ExchangeService:
             for r in reversed(rows)
         ]
 
+    def average_price(
+        self, conn: Connection, first_day: date, last_day: date, unit_kind: str = "CEA"
+    ) -> int | None:
+        """Value-weighted average price (fen per t, half-up) of every mode's trades in a unit
+        kind over a span of trading days: the monthly average a penalty is priced at."""
+        t = s.trades.c
+        volume, value = conn.execute(
+            sa.select(sa.func.sum(t.quantity), sa.func.sum(t.price * t.quantity)).where(
+                t.trading_day >= first_day.isoformat(),
+                t.trading_day <= last_day.isoformat(),
+                t.unit_class.like(f"{unit_kind}-%"),
+            )
+        ).one()
+        if not volume:
+            return None
+        return (int(value) * 2 + int(volume)) // (int(volume) * 2)
+
     def statistics(self, day: str | None = None) -> dict[str, Any]:
         """What an operator publishes: per mode and in total, the day's, the year's and the
         cumulative volume (t) and value (yuan), from the published market days."""

@@ -414,6 +414,7 @@ class Op(StrEnum):
     COURT_TRANSFER = "COURT_TRANSFER"
     REVERSAL = "REVERSAL"
     TRADE_DELIVERY = "TRADE_DELIVERY"
+    CLAWBACK = "CLAWBACK"
 
 
 @dataclass(frozen=True)
@@ -527,6 +528,20 @@ OPERATIONS: dict[Op, Operation] = {
             ALL_KINDS,
             frozenset({"operator"}),  # only the settlement run, as the system, starts it
             consumes_hold="EXCHANGE_RESERVATION",
+        ),
+        Operation(
+            Op.CLAWBACK,
+            "Allocation claw-back",
+            "配额收回",
+            frozenset({AccountType.HOLDING, AccountType.TRADING}),
+            frozenset({AccountType.ISSUANCE}),
+            frozenset({UnitKind.CEA}),
+            frozenset({"operator"}),
+            needs_approval=True,
+            passes_market_suspend=True,
+            sender_statuses=frozenset(
+                {AccountStatus.OPEN, AccountStatus.RESTRICTED, AccountStatus.SUSPENDED}
+            ),
         ),
         Operation(
             Op.REVERSAL,

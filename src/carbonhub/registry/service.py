@@ -1803,6 +1803,101 @@ class RegistryService:
                 f"账户 {account_id} 已关闭",
             )
 
+    def propose_allocation(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        *,
+        to_account: str,
+        unit_class: str,
+        quantity: int,
+        reason: str,
+        batch_ref: str,
+    ) -> dict[str, Any]:
+        """In the caller's transaction (the compliance cycle's): an allocation from the issuance
+        account, pending the checker's approval of its batch."""
+        src = self.system_account(uow.conn, m.AccountType.ISSUANCE)
+        op = m.operation(m.Op.ALLOCATE)
+        return self._propose(
+            uow,
+            actor,
+            op,
+            src,
+            to_account,
+            unit_class,
+            quantity,
+            reason=reason,
+            batch_ref=batch_ref,
+        )
+
+    def propose_clawback(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        *,
+        from_account: str,
+        unit_class: str,
+        quantity: int,
+        reason: str,
+        batch_ref: str,
+    ) -> dict[str, Any]:
+        """In the caller's transaction: allowances over-allocated before the true-up go back to
+        the issuance account, pending the checker's approval."""
+        to = self.system_account(uow.conn, m.AccountType.ISSUANCE)
+        op = m.operation(m.Op.CLAWBACK)
+        return self._propose(
+            uow,
+            actor,
+            op,
+            from_account,
+            to,
+            unit_class,
+            quantity,
+            reason=reason,
+            batch_ref=batch_ref,
+        )
+
+    def surrender_in(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        *,
+        from_account: str,
+        unit_class: str,
+        quantity: int,
+        compliance_year: int,
+    ) -> dict[str, Any]:
+        """A surrender in the caller's transaction, so the compliance rules checked there (the
+        CCER limit, say) still hold when it commits."""
+        to = self.system_account(uow.conn, m.AccountType.SURRENDER)
+        op = m.operation(m.Op.SURRENDER)
+        return self._propose(
+            uow, actor, op, from_account, to, unit_class, quantity, compliance_year=compliance_year
+        )
+
+    def surrendered(
+        self, conn: Connection, account_ids: Sequence[str], compliance_year: int
+    ) -> dict[str, int]:
+        """Units surrendered for a year from these accounts, per class, net of reversals."""
+        t = s.transfers
+        rev = t.alias("reversal")
+        rows = conn.execute(
+            sa.select(t.c.unit_class, sa.func.sum(t.c.quantity))
+            .where(
+                t.c.op == m.Op.SURRENDER.value,
+                t.c.status == "COMPLETED",
+                t.c.compliance_year == compliance_year,
+                t.c.from_account.in_(list(account_ids)),
+                ~sa.exists().where(
+                    rev.c.reverses == t.c.id,
+                    rev.c.op == m.Op.REVERSAL.value,
+                    rev.c.status == "COMPLETED",
+                ),
+            )
+            .group_by(t.c.unit_class)
+        ).all()
+        return {uc: int(q) for uc, q in rows}
+
     def unit_class_code(self, conn: Connection, code: str) -> str:
         """A unit class that exists in the registry."""
         uc = m.parse_unit_class(code)
