@@ -592,3 +592,95 @@ def test_the_average_price_of_a_month(market: Market) -> None:
     assert m.month_before(date(2024, 12, 31)) == date(2024, 12, 1)
     assert m.month_before(date(2023, 11, 15)) == date(2023, 10, 16)
     assert m.month_before(date(2025, 3, 31)) == date(2025, 3, 1)
+
+
+def test_a_bulk_import_keeps_good_rows_and_reports_bad_ones(mrv: Mrv) -> None:
+    x, w = mrv, mrv.w
+    with w.db.read() as uow:
+        code_a = uow.conn.execute(
+            sa.text("SELECT credit_code FROM entities WHERE id = :i"), {"i": w.entity_a}
+        ).scalar_one()
+    rows: list[dict[str, Any]] = [
+        {
+            "entity": code_a,
+            "unit": "#1",
+            "month": "1",
+            "kind": "fuel",
+            "item": "bituminous_coal",
+            "quantity": "100000",
+            "ncv": "20.9",
+            "element_carbon": "0.55",
+        },
+        {
+            "entity": w.entity_a,
+            "unit": "#1",
+            "month": 1,
+            "kind": "generation",
+            "quantity": "250000",
+            "operating_hours": "700",
+        },
+        {
+            "entity": w.entity_a,
+            "unit": "#1",
+            "month": 1,
+            "kind": "generation",
+            "quantity": "1",
+        },  # twice
+        {"entity": w.entity_a, "unit": "#9", "month": 1, "kind": "supply", "quantity": "1"},
+        {
+            "entity": w.entity_a,
+            "unit": "",
+            "month": 2.0,
+            "kind": "purchased_electricity",
+            "quantity": "-1",
+        },
+        {
+            "entity": w.entity_b,
+            "unit": "",
+            "month": 1,
+            "kind": "purchased_electricity",
+            "quantity": "1",
+        },
+        {
+            "entity": w.entity_a,
+            "unit": "#1",
+            "month": 2,
+            "kind": "generation",
+            "quantity": "250000",
+            "operating_hours": "800",
+        },  # February has 672 hours
+        {
+            "entity": w.entity_a,
+            "unit": "",
+            "month": 3,
+            "kind": "purchased_electricity",
+            "quantity": "10",
+        },
+    ]
+    before = rows_of(x)
+    out = x.svc.import_evidence(w.op1, w.key(), year_=2022, rows=rows)
+    assert out["accepted"] == 3
+    assert [(r["row"], r["code"]) for r in out["rejected"]] == [
+        (3, "RECORD_EXISTS"),
+        (4, "UNIT_NOT_FOUND"),
+        (5, "DECIMAL_INVALID"),
+        (6, "ENTITY_NOT_COVERED"),
+        (7, "HOURS_OUT_OF_RANGE"),
+    ]
+    assert rows_of(x) == before + 3
+    mine = x.svc.import_evidence(w.bob, w.key(), year_=2022, rows=[{**rows[-1], "month": 4}])
+    assert [r["code"] for r in mine["rejected"]] == ["NOT_YOUR_ENTITY"]
+    key = w.key()
+    again = [{**rows[-1], "month": 5}]
+    first_ = x.svc.import_evidence(w.alice, key, year_=2022, rows=again)
+    assert first_ == x.svc.import_evidence(w.alice, key, year_=2022, rows=again)
+    assert rows_of(x) == before + 4
+    rep = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    locked = x.svc.import_evidence(w.op1, w.key(), year_=2022, rows=[{**rows[-1], "month": 6}])
+    assert [r["code"] for r in locked["rejected"]] == ["REPORT_LOCKED"] and rep[
+        "status"
+    ] == "SUBMITTED"
+
+
+def rows_of(x: Mrv) -> int:
+    return rows(x, s.monthly_records)

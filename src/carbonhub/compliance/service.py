@@ -8,12 +8,14 @@ registry's service, never its tables.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -30,7 +32,7 @@ from carbonhub.compliance.reference import (
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
 from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many
-from carbonhub.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.fields import decimal, text, year
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
@@ -42,15 +44,50 @@ SECTORS = ("power", "steel", "cement", "aluminium")
 FUELS = ("coal", "gas")
 
 
-def _choice(value: object, field: str, options: Sequence[str]) -> str:
-    if value not in options:
+def _choice(value: object, field: str, options: Sequence[str] | frozenset[str]) -> str:
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(sorted(options))
         raise InvalidInput(
             "FIELD_INVALID",
-            f"{field} must be one of {', '.join(options)}",
-            f"{field} 须为 {', '.join(options)} 之一",
+            f"{field} must be one of {listed}",
+            f"{field} 须为 {listed} 之一",
             field=field,
         )
     return str(value)
+
+
+EVIDENCE_KINDS = frozenset(k.value for k in m.EvidenceKind)
+_KIND_OF = {k.value: k for k in m.EvidenceKind}
+IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity"})
+
+
+def _int_cell(value: object) -> object:
+    """A spreadsheet's month cell: 3, "3" or 3.0 are month 3; anything else stays as it is
+    and is refused by the month check."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _record_row(
+    entity_id: str, y: int, ev: m.Evidence, source: str, by: str, at: str
+) -> dict[str, Any]:
+    params = json.dumps({k: str(v) for k, v in sorted(ev.params.items())}) if ev.params else "{}"
+    return {
+        "entity_id": entity_id,
+        "scope": ev.scope,
+        "year": y,
+        "month": ev.month,
+        "kind": ev.kind.value,
+        "item": ev.item,
+        "quantity": str(ev.quantity),
+        "params": params,
+        "source": source,
+        "created_by": by,
+        "created_at": at,
+    }
 
 
 def _line_dict(ln: m.Line) -> dict[str, Any]:
@@ -106,7 +143,7 @@ class ComplianceService:
     def factor_table(self, conn: Connection) -> m.FactorTable:
         """The built-in reference rows, amended by what operators entered since, in order."""
         rows = list(FACTORS)
-        for r in fetch(conn, sa.select(s.compliance_factors).order_by(s.compliance_factors.c.id)):
+        for r in fetch(conn, s.FACTOR_ROWS):
             rows.append(
                 Factor(
                     r.table_name,
@@ -238,10 +275,7 @@ class ComplianceService:
         return idempotency.run(self.db, actor.username, key, "cover_entity", data, body)
 
     def _covered(self, conn: Connection, entity_id: str) -> Any:
-        row = first(
-            conn,
-            sa.select(s.covered_entities).where(s.covered_entities.c.entity_id == entity_id),
-        )
+        row = first(conn, s.COVERED, entity_id=entity_id)
         if row is None:
             raise NotFound(
                 "ENTITY_NOT_COVERED", f"entity {entity_id} is not covered", "该主体未纳入管控"
@@ -357,12 +391,7 @@ class ComplianceService:
         return idempotency.run(self.db, actor.username, key, "add_unit", data, body)
 
     def _units_of(self, conn: Connection, entity_id: str) -> dict[str, Any]:
-        q = (
-            sa.select(s.generating_units)
-            .join(s.facilities, s.facilities.c.id == s.generating_units.c.facility_id)
-            .where(s.facilities.c.entity_id == entity_id)
-        )
-        return {r.id: r for r in fetch(conn, q)}
+        return {r.id: r for r in fetch(conn, s.UNITS_OF_ENTITY, entity_id=entity_id)}
 
     # ------------------------------------------------------------ monthly evidence
 
@@ -405,35 +434,10 @@ class ComplianceService:
                         "RECORD_DUPLICATE", f"row {n}: the same line twice", f"第 {n} 行: 重复记录"
                     )
                 seen.add(line)
-                rows.append(
-                    {
-                        "id": new_id(),
-                        "entity_id": entity_id,
-                        "scope": ev.scope,
-                        "year": y,
-                        "month": ev.month,
-                        "kind": ev.kind.value,
-                        "item": ev.item,
-                        "quantity": str(ev.quantity),
-                        "params": json.dumps({k: str(v) for k, v in sorted(ev.params.items())}),
-                        "source": "manual",
-                        "created_by": actor.username,
-                        "created_at": iso(uow.now),
-                    }
-                )
+                rows.append(_record_row(entity_id, y, ev, "manual", actor.username, iso(uow.now)))
             existing = {
-                (r.scope, r.month, r.kind, r.item)
-                for r in fetch(
-                    conn,
-                    sa.select(
-                        s.monthly_records.c.scope,
-                        s.monthly_records.c.month,
-                        s.monthly_records.c.kind,
-                        s.monthly_records.c.item,
-                    ).where(
-                        s.monthly_records.c.entity_id == entity_id, s.monthly_records.c.year == y
-                    ),
-                )
+                tuple(r)[1:]
+                for r in fetch(conn, s.LINES_OF_ENTITY_YEAR, year=y, entity_id=entity_id)
             }
             clash = sorted(seen & existing)
             if clash:
@@ -454,15 +458,177 @@ class ComplianceService:
 
         return idempotency.run(self.db, actor.username, key, "record_months", data, body)
 
+    def import_evidence(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        year_: int,
+        rows: Sequence[Mapping[str, Any]],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Monthly evidence of many entities from a file (CSV or Excel, read by the adapter):
+        good rows are kept and bad ones rejected, each with its row number and reason.
+
+        A row: entity (id or unified social credit code), unit (a generating unit's code, or
+        empty for the entity), month, kind, item, quantity, and the kind's parameters as columns
+        (ncv, element_carbon, …); empty cells are absent values. An enterprise imports only its
+        own rows."""
+        if not isinstance(rows, (list, tuple)):
+            raise InvalidInput("RECORDS_EMPTY", "rows: a list", "记录为空")
+        digest = hashlib.sha256(orjson.dumps(list(rows), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        data = {"year": year_, "rows_sha256": digest, "rows": len(rows)}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            if actor.role is not Role.OPERATOR:
+                require_role(actor, Role.ENTERPRISE)
+            conn = uow.conn
+            y = year(year_)
+            m.plan_year(y)
+            factors = self.factor_table(conn)
+            covered = {r.entity_id: r for r in fetch(conn, sa.select(s.covered_entities))}
+            by_code = (
+                {
+                    r.credit_code: r.id
+                    for r in fetch(
+                        conn,
+                        sa.select(entities.c.id, entities.c.credit_code).where(
+                            entities.c.id.in_(list(covered))
+                        ),
+                    )
+                }
+                if covered
+                else {}
+            )
+            units: dict[str, dict[str, Any]] = {}
+            unit_code: dict[tuple[str, str], str] = {}
+            for u in fetch(
+                conn,
+                sa.select(s.generating_units, s.facilities.c.entity_id).join(
+                    s.facilities, s.facilities.c.id == s.generating_units.c.facility_id
+                ),
+            ):
+                units.setdefault(u.entity_id, {})[u.id] = u
+                unit_code[(u.entity_id, u.code)] = u.id
+            locked = {
+                r.entity_id
+                for r in fetch(
+                    conn,
+                    sa.select(s.emission_reports.c.entity_id).where(
+                        s.emission_reports.c.year == y,
+                        s.emission_reports.c.status.notin_([st.value for st in m.EDITABLE]),
+                    ),
+                )
+            }
+            seen = {tuple(r) for r in fetch(conn, s.LINES_OF_YEAR, year=y)}
+            at = iso(uow.now)
+            accepted: list[dict[str, Any]] = []
+            rejected: list[dict[str, Any]] = []
+            for n, raw in enumerate(rows, start=1):
+                try:
+                    if not isinstance(raw, Mapping):
+                        raise InvalidInput(
+                            "RECORD_INVALID", "each row is an object", "记录格式错误"
+                        )
+                    ref = str(raw.get("entity") or "").strip()
+                    eid = ref if ref in covered else by_code.get(ref)
+                    if eid is None:
+                        raise NotFound(
+                            "ENTITY_NOT_COVERED",
+                            f"entity {ref!r} is not covered",
+                            "该主体未纳入管控",
+                        )
+                    if actor.role is not Role.OPERATOR and actor.entity_id != eid:
+                        raise Forbidden(
+                            "NOT_YOUR_ENTITY",
+                            "an enterprise imports its own rows",
+                            "只能导入本主体数据",
+                        )
+                    if y < covered[eid].since:
+                        raise Conflict(
+                            "YEAR_NOT_COVERED",
+                            f"the entity is covered from {covered[eid].since}",
+                            "年度未纳入",
+                        )
+                    if eid in locked:
+                        raise Conflict(
+                            "REPORT_LOCKED", f"the {y} report is not editable", "报告已锁定"
+                        )
+                    code = str(raw.get("unit") or "").strip()
+                    scope = unit_code.get((eid, code), "") if code else ""
+                    if code and not scope:
+                        raise NotFound(
+                            "UNIT_NOT_FOUND", f"no generating unit {code!r}", "机组不存在"
+                        )
+                    params = {
+                        k: v
+                        for k, v in raw.items()
+                        if k not in IMPORT_COLUMNS and v not in (None, "")
+                    }
+                    rec = {
+                        "kind": raw.get("kind"),
+                        "month": _int_cell(raw.get("month")),
+                        "item": raw.get("item") or "",
+                        "unit_id": scope,
+                        "quantity": raw.get("quantity"),
+                        "params": params,
+                    }
+                    ev = self._evidence(rec, n, y, units.get(eid, {}), factors, prefix=False)
+                    line = (eid, ev.scope, ev.month, ev.kind.value, ev.item)
+                    if line in seen:
+                        raise Conflict(
+                            "RECORD_EXISTS",
+                            "this line is recorded already (or twice in the file)",
+                            "重复记录",
+                        )
+                    seen.add(line)
+                    accepted.append(_record_row(eid, y, ev, "import", actor.username, at))
+                except DomainError as err:
+                    rejected.append(
+                        {
+                            "row": n,
+                            "code": err.code,
+                            "message": err.message,
+                            "message_zh": err.message_zh,
+                        }
+                    )
+                if progress is not None and n % 10_000 == 0:
+                    progress(n)
+            for chunk in range(0, len(accepted), 50_000):
+                insert_many(conn, s.monthly_records, accepted[chunk : chunk + 50_000])
+            if progress is not None:
+                progress(len(rows))
+            out = {"year": y, "rows": len(rows), "accepted": len(accepted), "rejected": rejected}
+            journal.append(
+                uow,
+                "compliance.evidence_imported",
+                actor.username,
+                {
+                    "year": y,
+                    "rows": len(rows),
+                    "accepted": len(accepted),
+                    "rejected": len(rejected),
+                    "sha256": digest,
+                },
+            )
+            return out
+
+        return idempotency.run(self.db, actor.username, key, "import_evidence", data, body)
+
     def _evidence(
-        self, rec: Any, n: int, y: int, units: Mapping[str, Any], factors: m.FactorTable
+        self,
+        rec: Any,
+        n: int,
+        y: int,
+        units: Mapping[str, Any],
+        factors: m.FactorTable,
+        *,
+        prefix: bool = True,
     ) -> m.Evidence:
         try:
             if not isinstance(rec, Mapping):
                 raise InvalidInput("RECORD_INVALID", "each record is an object", "记录格式错误")
-            kind = m.EvidenceKind(
-                _choice(rec.get("kind"), "kind", [k.value for k in m.EvidenceKind])
-            )
+            kind = m.EvidenceKind(_choice(rec.get("kind"), "kind", EVIDENCE_KINDS))
             month = rec.get("month")
             if isinstance(month, bool) or not isinstance(month, int):
                 raise InvalidInput("MONTH_INVALID", "month must be 1–12", "月份应为 1–12")
@@ -499,41 +665,38 @@ class ComplianceService:
                 )
             return ev
         except (InvalidInput, NotFound, Conflict) as err:
-            err.message = f"row {n}: {err.message}"
-            err.message_zh = f"第 {n} 行: {err.message_zh}"
+            if prefix:
+                err.message = f"row {n}: {err.message}"
+                err.message_zh = f"第 {n} 行: {err.message_zh}"
             raise
 
-    def _records(self, conn: Connection, entity_id: str, y: int) -> list[m.Evidence]:
-        rows = fetch(
-            conn,
-            sa.select(s.monthly_records)
-            .where(s.monthly_records.c.entity_id == entity_id, s.monthly_records.c.year == y)
-            .order_by(s.monthly_records.c.month, s.monthly_records.c.id),
-        )
+    def _records(
+        self, conn: Connection, entity_id: str, y: int, *, outputs_only: bool = False
+    ) -> list[m.Evidence]:
+        """The year's evidence; `outputs_only`: just generation, supply and heat."""
+        query = s.OUTPUT_RECORDS_OF_YEAR if outputs_only else s.RECORDS_OF_YEAR
+        kinds = _KIND_OF
         return [
             m.Evidence(
-                m.EvidenceKind(r.kind),
+                kinds[r.kind],
                 r.month,
                 Decimal(r.quantity),
                 r.item,
                 r.scope,
-                {k: Decimal(v) for k, v in json.loads(r.params).items()},
+                {k: Decimal(v) for k, v in json.loads(r.params).items()}
+                if r.params != "{}"
+                else {},
             )
-            for r in rows
+            for r in fetch(conn, query, entity_id=entity_id, year=y)
         ]
 
     # ------------------------------------------------------------ the report
 
     def _report_row(self, conn: Connection, entity_id: str, y: int) -> Any:
-        return first(
-            conn,
-            sa.select(s.emission_reports).where(
-                s.emission_reports.c.entity_id == entity_id, s.emission_reports.c.year == y
-            ),
-        )
+        return first(conn, s.REPORT_OF_YEAR, entity_id=entity_id, year=y)
 
     def _report_by_id(self, conn: Connection, report_id: str) -> Any:
-        row = first(conn, sa.select(s.emission_reports).where(s.emission_reports.c.id == report_id))
+        row = first(conn, s.REPORT_BY_ID, id=report_id)
         if row is None:
             raise NotFound("REPORT_NOT_FOUND", f"no report {report_id}", "报告不存在")
         return row
@@ -793,7 +956,7 @@ class ComplianceService:
         factors: m.FactorTable,
     ) -> list[tuple[str, str, m.Allocation]]:
         """Each generating unit's allocation for `plan` on `basis_year`'s output."""
-        records = self._records(conn, entity_id, basis_year)
+        records = self._records(conn, entity_id, basis_year, outputs_only=True)
         out = []
         for unit in sorted(self._units_of(conn, entity_id).values(), key=lambda u: u.code):
             output = m.unit_output(records, unit.id, Decimal(unit.capacity_mw))
@@ -861,16 +1024,11 @@ class ComplianceService:
         return after, {**params, "full": full, "deducted": full - after}
 
     def _allocation_of(self, conn: Connection, entity_id: str, y: int, kind: str) -> int | None:
-        a = s.compliance_allocations.c
-        row = first(
-            conn,
-            sa.select(a.tonnes).where(a.entity_id == entity_id, a.year == y, a.kind == kind),
-        )
+        row = first(conn, s.ALLOCATION_OF, entity_id=entity_id, year=y, kind=kind)
         return None if row is None else int(row.tonnes)
 
     def _excluded(self, conn: Connection, y: int) -> set[str]:
-        x = s.compliance_exclusions.c
-        return {r.entity_id for r in fetch(conn, sa.select(x.entity_id).where(x.year == y))}
+        return {r.entity_id for r in fetch(conn, s.EXCLUDED_IN, year=y)}
 
     def allocate(self, actor: Actor, key: str, *, year_: int, kind: str) -> dict[str, Any]:
         """The year's pre-allocation (PRE) or true-up (TRUE_UP) for every covered entity, as one
@@ -1104,7 +1262,7 @@ class ComplianceService:
                 quantity=quantity,
                 compliance_year=y,
             )
-            return {"transfer": t, "status": self._status_of(conn, covered, y)}
+            return {"transfer": t, "status": self._status_of(conn, covered, y, due=due)}
 
         return idempotency.run(self.db, actor.username, key, "compliance_surrender", data, body)
 
@@ -1122,9 +1280,23 @@ class ComplianceService:
             )
         return kind, int(period)
 
-    def _status_of(self, conn: Connection, covered: Any, y: int) -> dict[str, Any]:
-        excluded = covered.entity_id in self._excluded(conn, y)
-        due = None if excluded else self._obligation(conn, covered, y)
+    def _status_of(
+        self,
+        conn: Connection,
+        covered: Any,
+        y: int,
+        *,
+        excluded_ids: set[str] | None = None,
+        due: int | None = None,
+    ) -> dict[str, Any]:
+        """`excluded_ids` and `due`, when the caller has them, spare working them out again."""
+        if excluded_ids is None:
+            excluded_ids = self._excluded(conn, y)
+        excluded = covered.entity_id in excluded_ids
+        if excluded:
+            due = None
+        elif due is None:
+            due = self._obligation(conn, covered, y)
         done = self.registry.surrendered(conn, [covered.account_id], y)
         surrendered = sum(done.values())
         st = m.status(
@@ -1156,7 +1328,8 @@ class ComplianceService:
                 .where(s.covered_entities.c.since <= y)
                 .order_by(s.covered_entities.c.entity_id),
             )
-            entities_ = [self._status_of(uow.conn, r, y) for r in rows]
+            excluded = self._excluded(uow.conn, y)
+            entities_ = [self._status_of(uow.conn, r, y, excluded_ids=excluded) for r in rows]
         by_sector: dict[str, dict[str, int]] = {}
         for e in entities_:
             acc = by_sector.setdefault(e["sector"], {st.value: 0 for st in m.ComplianceStatus})
@@ -1212,13 +1385,14 @@ class ComplianceService:
                 elif self.exchange is not None:
                     price = self.exchange.average_price(conn, m.month_before(deadline), deadline)
             lines = []
+            excluded = self._excluded(conn, y)
             for cov in fetch(
                 conn,
                 sa.select(s.covered_entities)
                 .where(s.covered_entities.c.since <= y)
                 .order_by(s.covered_entities.c.entity_id),
             ):
-                st = self._status_of(conn, cov, y)
+                st = self._status_of(conn, cov, y, excluded_ids=excluded)
                 if st["status"] != m.ComplianceStatus.IN_DEFICIT.value:
                     continue
                 p = m.penalty(

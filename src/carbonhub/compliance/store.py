@@ -15,6 +15,8 @@ emissions and allocation are integers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from carbonhub.core.db import metadata
@@ -66,7 +68,7 @@ generating_units = sa.Table(
 monthly_records = sa.Table(
     "monthly_records",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", _BIGINT, primary_key=True, autoincrement=True),
     sa.Column("entity_id", sa.String(36), nullable=False),
     sa.Column("scope", sa.String(36), nullable=False),  # a generating unit's id, or "" (entity)
     sa.Column("year", sa.Integer, nullable=False),
@@ -155,3 +157,54 @@ compliance_exclusions = sa.Table(
     sa.Column("created_by", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+
+def _p(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name)
+
+
+# the queries the service runs per entity, built once (their compiled form is cached by identity)
+RECORDS_OF_YEAR = (
+    sa.select(monthly_records)
+    .where(monthly_records.c.entity_id == _p("entity_id"), monthly_records.c.year == _p("year"))
+    .order_by(monthly_records.c.month, monthly_records.c.id)
+)
+OUTPUT_RECORDS_OF_YEAR = (
+    sa.select(monthly_records)
+    .where(
+        monthly_records.c.entity_id == _p("entity_id"),
+        monthly_records.c.year == _p("year"),
+        monthly_records.c.kind.in_(["generation", "supply", "heat"]),
+    )
+    .order_by(monthly_records.c.month, monthly_records.c.id)
+)
+UNITS_OF_ENTITY = (
+    sa.select(generating_units)
+    .join(facilities, facilities.c.id == generating_units.c.facility_id)
+    .where(facilities.c.entity_id == _p("entity_id"))
+)
+REPORT_OF_YEAR = sa.select(emission_reports).where(
+    emission_reports.c.entity_id == _p("entity_id"), emission_reports.c.year == _p("year")
+)
+REPORT_BY_ID = sa.select(emission_reports).where(emission_reports.c.id == _p("id"))
+ALLOCATION_OF = sa.select(compliance_allocations.c.tonnes).where(
+    compliance_allocations.c.entity_id == _p("entity_id"),
+    compliance_allocations.c.year == _p("year"),
+    compliance_allocations.c.kind == _p("kind"),
+)
+COVERED = sa.select(covered_entities).where(covered_entities.c.entity_id == _p("entity_id"))
+EXCLUDED_IN = sa.select(compliance_exclusions.c.entity_id).where(
+    compliance_exclusions.c.year == _p("year")
+)
+_LINE = (
+    monthly_records.c.entity_id,
+    monthly_records.c.scope,
+    monthly_records.c.month,
+    monthly_records.c.kind,
+    monthly_records.c.item,
+)
+LINES_OF_YEAR = sa.select(*_LINE).where(monthly_records.c.year == _p("year"))
+LINES_OF_ENTITY_YEAR = sa.select(*_LINE).where(
+    monthly_records.c.year == _p("year"), monthly_records.c.entity_id == _p("entity_id")
+)
+FACTOR_ROWS = sa.select(compliance_factors).order_by(compliance_factors.c.id)

@@ -70,7 +70,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_emission_reports_year_status', ['year', 'status'], unique=False)
 
     op.create_table('monthly_records',
-    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('entity_id', sa.String(length=36), nullable=False),
     sa.Column('scope', sa.String(length=36), nullable=False),
     sa.Column('year', sa.Integer(), nullable=False),
