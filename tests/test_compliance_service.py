@@ -520,25 +520,11 @@ def test_a_compliance_year_from_pre_allocation_to_penalty(mrv: Mrv) -> None:
 
 
 def test_decree_775_penalty_at_the_published_average_price(mrv: Mrv) -> None:
-    """2023: generation basis, no indirect emissions, Decree 775: 5–10 × the average price."""
+    """2023: no indirect emissions, Decree 775: 5–10 × the average price. The generation-basis
+    benchmarks of 2023 are not in the reference data, and nothing here needs them: the status,
+    the surrender and the penalty read the verified emissions, not today's factor table."""
     x, w = mrv, mrv.w
     svc = x.svc
-    for table, key_, value in (
-        ("benchmark.power.generation", "I", "0.7950"),
-        ("benchmark.heat", "coal", "0.1100"),
-    ):
-        svc.enter_factor(
-            w.op1,
-            w.key(),
-            table=table,
-            factor_key=key_,
-            first=2023,
-            last=2023,
-            value=value,
-            unit="t/unit",
-            source="test figure entered by the operator",
-            certainty="unverified",
-        )
     svc.record_months(
         w.alice, w.key(), entity_id=w.entity_a, year_=2023, records=year_of_evidence(x.unit)
     )
@@ -548,9 +534,20 @@ def test_decree_775_penalty_at_the_published_average_price(mrv: Mrv) -> None:
     svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
     svc.verify_report(x.vic, w.key(), report_id=rep["id"], verified_emissions=direct, findings="ok")
     svc.confirm_report(w.op1, w.key(), report_id=rep["id"])
+    refused(
+        Forbidden,
+        "ROLE_NOT_ALLOWED",  # the holder surrenders, not the operator
+        lambda: svc.surrender(
+            w.op1, w.key(), entity_id=w.entity_a, year_=2023, unit_class="CEA-2023", quantity=1
+        ),
+        x,
+    )
     svc.surrender(
         w.alice, w.key(), entity_id=w.entity_a, year_=2023, unit_class="CEA-2023", quantity=500_000
     )
+    mine = svc.entity_status(w.alice, w.entity_a, 2023)
+    assert (mine["status"], mine["surrendered"]) == ("in-deficit", 500_000)
+    refused(Forbidden, "NOT_YOUR_ENTITY", lambda: svc.entity_status(w.bob, w.entity_a, 2023), x)
     refused(
         InvalidInput,
         "PRICE_MISSING",
@@ -684,3 +681,65 @@ def test_a_bulk_import_keeps_good_rows_and_reports_bad_ones(mrv: Mrv) -> None:
 
 def rows_of(x: Mrv) -> int:
     return rows(x, s.monthly_records)
+
+
+def test_a_true_up_claws_back_and_waits_for_frozen_units(mrv: Mrv) -> None:
+    """2022 supply half of 2021's: the pre-allocation exceeds the final allocation and the
+    true-up claws the difference back. While a court freeze leaves too little, the entity is
+    skipped with the registry's reason and nothing of it is written; a later run takes it."""
+    x, w = mrv, mrv.w
+    svc = x.svc
+    half = [
+        {**r, "quantity": str(int(r["quantity"]) // 2)} if r["kind"] == "supply" else r
+        for r in year_of_evidence(x.unit)
+    ]
+    svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2021, records=year_of_evidence(x.unit)
+    )
+    issue(x, "CEA-2022", 5_000_000)
+    pre = svc.allocate(w.op1, w.key(), year_=2022, kind="PRE")
+    assert pre["lines"][0]["tonnes"] == PRE_2022
+    w.reg.approve_batch(w.op2, w.key(), pre["batch_ref"])
+    svc.record_months(w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=half)
+    rep = svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    svc.assign_verifier(w.op1, w.key(), report_id=rep["id"], verifier_entity_id=x.body)
+    svc.verify_report(x.vic, w.key(), report_id=rep["id"], verified_emissions=1_000, findings="ok")
+    svc.confirm_report(w.op1, w.key(), report_id=rep["id"])
+    issue(x, "CCER-2021-P0001", 10, origin="P0001")
+    refused(
+        Conflict,
+        "OBLIGATION_PROVISIONAL",  # the 20 % cap needs the final allocation
+        lambda: svc.surrender(
+            w.alice,
+            w.key(),
+            entity_id=w.entity_a,
+            year_=2022,
+            unit_class="CCER-2021-P0001",
+            quantity=1,
+        ),
+        x,
+    )
+    freeze = w.reg.place_hold(
+        w.op1,
+        w.key(),
+        account_id=w.a,
+        unit_class="CEA-2022",
+        quantity=1_500_000,
+        kind="JUDICIAL_FREEZE",
+        legal_basis="(2026)鄂01执1号",
+    )
+    stuck = svc.allocate(w.op1, w.key(), year_=2022, kind="TRUE_UP")
+    assert stuck["lines"] == []
+    assert stuck["skipped"] == [{"entity_id": w.entity_a, "reason": "INSUFFICIENT_AVAILABLE"}]
+    assert svc.entity_status(w.op1, w.entity_a, 2022)["allocation"] is None
+    w.reg.release_hold(w.op1, w.key(), freeze["id"], reason="解除冻结")
+    up = svc.allocate(w.op1, w.key(), year_=2022, kind="TRUE_UP")
+    final = 1_152_957 + 106_080  # 0.8177 × 1,410,000 MWh + 0.1105 × 960,000 GJ
+    assert [(ln["kind"], ln["tonnes"]) for ln in up["lines"]] == [
+        ("FINAL", final),
+        ("TRUE_UP", final - PRE_2022),
+    ]
+    w.reg.approve_batch(w.op2, w.key(), up["batch_ref"])
+    assert holding(x, "CEA-2022") == final
+    status = svc.entity_status(w.alice, w.entity_a, 2022)
+    assert (status["obligation"], status["obligation_provisional"]) == (1_000, False)

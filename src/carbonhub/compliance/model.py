@@ -9,6 +9,7 @@ operator's later rows), each with its source and certainty.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -164,6 +165,13 @@ class FuelUse:
     oxidation: Decimal | None = None
 
 
+GAS_FUELS = frozenset({"natural_gas"})
+
+
+def is_gas(fuel: str) -> bool:
+    return fuel in GAS_FUELS
+
+
 def _default_family(fuel: str) -> str:
     return "coal" if fuel.endswith("coal") or fuel == "coal" else fuel
 
@@ -192,7 +200,10 @@ def combustion(use: FuelUse, year: int, factors: FactorTable) -> Line:
                 f"{use.fuel} 低位发热量 {ncv} {unit} 超出物理范围 {low}–{high} {unit}",
                 fuel=use.fuel,
             )
-    nonnegative(ncv, "ncv")
+    if not ncv.is_finite() or ncv <= 0:
+        raise _bad(
+            "NCV_OUT_OF_RANGE", "the net calorific value must be positive", "低位发热量须为正数"
+        )
     if use.carbon_per_gj is not None:
         carbon = nonnegative(use.carbon_per_gj, "carbon content")
     elif use.element_carbon is not None:
@@ -649,13 +660,8 @@ def penalty(
     2021 Measures: a fine of 20,000–30,000 yuan and the same deduction."""
     if missing < 0:
         raise _bad("ACTIVITY_NEGATIVE", "shortfall must not be negative", "缺口不能为负")
+    check_penalty_terms(plan, multiple, fine_fen)
     if plan.penalty is PenaltyRule.DECREE_775:
-        if not Decimal(5) <= multiple <= Decimal(10):
-            raise _bad(
-                "PENALTY_MULTIPLE_OUT_OF_RANGE",
-                "Decree 775 sets 5 to 10 times the average price",
-                "第 775 号令规定为平均价格的 5 至 10 倍",
-            )
         if average_price_fen is None or average_price_fen <= 0:
             raise _bad(
                 "PRICE_MISSING",
@@ -664,6 +670,19 @@ def penalty(
             )
         fine = half_up(Decimal(missing) * average_price_fen * multiple)
         return Penalty(plan.penalty, missing, fine, average_price_fen, multiple, missing)
+    return Penalty(plan.penalty, missing, fine_fen if missing else 0, None, None, missing)
+
+
+def check_penalty_terms(plan: PlanYear, multiple: Decimal, fine_fen: int) -> None:
+    """The multiple (Decree 775) or the fine (2021 Measures) within what the rule allows."""
+    if plan.penalty is PenaltyRule.DECREE_775:
+        if not Decimal(5) <= multiple <= Decimal(10):
+            raise _bad(
+                "PENALTY_MULTIPLE_OUT_OF_RANGE",
+                "Decree 775 sets 5 to 10 times the average price",
+                "第 775 号令规定为平均价格的 5 至 10 倍",
+            )
+        return
     low, high = MEASURES_2021_FINE_FEN
     if not low <= fine_fen <= high:
         raise _bad(
@@ -671,7 +690,6 @@ def penalty(
             "the 2021 Measures set a fine of 20,000 to 30,000 yuan",
             "《碳排放权交易管理办法(试行)》规定罚款 2 万至 3 万元",
         )
-    return Penalty(plan.penalty, missing, fine_fen if missing else 0, None, None, missing)
 
 
 def month_before(deadline: date) -> date:
@@ -724,6 +742,10 @@ EVIDENCE_PARAMS: Mapping[EvidenceKind, frozenset[str]] = {
     EvidenceKind.ANODE: frozenset({"sulphur", "ash"}),
     EvidenceKind.ALUMINIUM: frozenset({"cf4_kg_per_t", "c2f6_kg_per_t"}),
 }
+REQUIRED_PARAMS: Mapping[EvidenceKind, frozenset[str]] = {
+    EvidenceKind.CARBON_IN: frozenset({"carbon"}),
+    EvidenceKind.CARBON_OUT: frozenset({"carbon"}),
+}
 UNIT_SCOPED = frozenset({EvidenceKind.GENERATION, EvidenceKind.SUPPLY, EvidenceKind.HEAT})
 ITEM_REQUIRED = frozenset(
     {
@@ -747,10 +769,7 @@ class Evidence:
 
 
 def days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        return 29 if leap else 28
-    return 30 if month in (4, 6, 9, 11) else 31
+    return calendar.monthrange(year, month)[1]
 
 
 def check_evidence(ev: Evidence, year: int, capacity_mw: Decimal | None) -> None:
@@ -765,6 +784,13 @@ def check_evidence(ev: Evidence, year: int, capacity_mw: Decimal | None) -> None
             "EVIDENCE_PARAM_UNKNOWN",
             f"{ev.kind.value} records take {sorted(allowed) or 'no parameters'}, not {unknown}",
             f"{ev.kind.value} 记录不接受参数 {unknown}",
+        )
+    missing = sorted(REQUIRED_PARAMS.get(ev.kind, frozenset()) - set(ev.params))
+    if missing:
+        raise _bad(
+            "EVIDENCE_PARAM_MISSING",
+            f"{ev.kind.value} records need {missing}",
+            f"{ev.kind.value} 记录须填写 {missing}",
         )
     if ev.kind in ITEM_REQUIRED and not ev.item:
         raise _bad(
@@ -815,7 +841,7 @@ def evidence_lines(records: Iterable[Evidence], year: int, factors: FactorTable)
         elif k is EvidenceKind.CARBONATE:
             lines.append(carbonates(ev.item, ev.quantity, year, factors))
         elif k in (EvidenceKind.CARBON_IN, EvidenceKind.CARBON_OUT):
-            c = ev.quantity * fraction(p.get("carbon", ZERO), f"{ev.item} carbon")
+            c = ev.quantity * fraction(p["carbon"], f"{ev.item} carbon")
             sign = 1 if k is EvidenceKind.CARBON_IN else -1
             lines.append(Line("process:carbon-balance", sign * c * C_TO_CO2, True))
         elif k is EvidenceKind.ANODE:

@@ -2,9 +2,11 @@
 
 Every value carries its source and how sure we are of it, in the words of
 `research/mrv-inclusion-anchors.md`: VERIFIED (a retrieved source, or two, or one plus an
-arithmetic check), SECONDARY (one secondary source), UNVERIFIED (recalled or from a weak
-source; the console flags it and an operator should check it against the official text).
-A value the research did not find is not here: asking for it is FACTOR_MISSING, never a guess.
+arithmetic check), SECONDARY (one secondary source), UNVERIFIED (from a weak source, or a
+standard default recalled from the guideline or IPCC table its source names: every use of one
+is flagged in the report or allocation that used it, and an operator should check it against
+the official text and enter the confirmed value). A value with no source at all is not here:
+asking for it is FACTOR_MISSING, never a guess.
 
 Two grid-factor series are kept apart (DESIGN §7): `grid.ets` is what the ETS reporting rules
 prescribe for purchased electricity; `grid.statistical` is the MEE/NBS national average, for
@@ -173,9 +175,9 @@ FACTORS: tuple[Factor, ...] = (
         "natural_gas",
         2019,
         None,
-        "0.01532",
+        "0.0153",
         "tC/GJ",
-        "GB/T 32150 appendix (15.32 tC/TJ) as seen in a public fixture; check the standard",
+        "GB/T 32150 appendix (15.3 tC/TJ) as seen in a public fixture; check the standard",
         U,
     ),
     _f(
@@ -300,7 +302,7 @@ class PlanYear:
     first_vintage: int  # eligible CEA vintages for surrender
     last_vintage: int
     industrial: IndustrialStrategy | None  # None: industrial sectors not yet covered
-    deadline: str  # ISO date of full surrender
+    deadline: str | None  # ISO date of full surrender; None: not published (or not found)
     penalty: PenaltyRule
     source: str
     certainty: Certainty
@@ -404,7 +406,7 @@ PLAN_YEARS: tuple[PlanYear, ...] = (
         2019,
         2025,
         IndustrialStrategy.INTENSITY,
-        "2026-12-31",
+        None,
         PenaltyRule.DECREE_775,
         "ICAP 2024–2025 industrial allocation plan (intensity from 2025, 70 % pre-allocation)",
         U,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
@@ -33,7 +34,7 @@ from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
 from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from carbonhub.core.fields import decimal, text, year
+from carbonhub.core.fields import choice, decimal, text, year
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
 from carbonhub.core.timefmt import iso
@@ -44,18 +45,6 @@ SECTORS = ("power", "steel", "cement", "aluminium")
 FUELS = ("coal", "gas")
 
 
-def _choice(value: object, field: str, options: Sequence[str] | frozenset[str]) -> str:
-    if not isinstance(value, str) or value not in options:
-        listed = ", ".join(sorted(options))
-        raise InvalidInput(
-            "FIELD_INVALID",
-            f"{field} must be one of {listed}",
-            f"{field} 须为 {listed} 之一",
-            field=field,
-        )
-    return str(value)
-
-
 EVIDENCE_KINDS = frozenset(k.value for k in m.EvidenceKind)
 _KIND_OF = {k.value: k for k in m.EvidenceKind}
 IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity"})
@@ -64,7 +53,7 @@ IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity
 def _int_cell(value: object) -> object:
     """A spreadsheet's month cell: 3, "3" or 3.0 are month 3; anything else stays as it is
     and is refused by the month check."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,2}", value.strip()):
         return int(value.strip())
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -195,7 +184,7 @@ class ComplianceService:
                 decimal(value, "value"),
                 text(unit, "unit", required=True, max_len=32),
                 text(source, "source", required=True, max_len=2000),
-                Certainty(_choice(certainty, "certainty", [c.value for c in Certainty])),
+                Certainty(choice(certainty, "certainty", [c.value for c in Certainty])),
             )
             if f.last is not None and f.last < f.first:
                 raise InvalidInput("YEAR_RANGE_INVALID", "last comes before first", "年份区间错误")
@@ -263,7 +252,7 @@ class ComplianceService:
             row = {
                 "entity_id": entity_id,
                 "account_id": account_id,
-                "sector": _choice(sector, "sector", SECTORS),
+                "sector": choice(sector, "sector", SECTORS),
                 "region": text(region, "region", required=True, max_len=32),
                 "since": year(since, "since"),
                 "created_at": iso(uow.now),
@@ -275,7 +264,7 @@ class ComplianceService:
         return idempotency.run(self.db, actor.username, key, "cover_entity", data, body)
 
     def _covered(self, conn: Connection, entity_id: str) -> Any:
-        row = first(conn, s.COVERED, entity_id=entity_id)
+        row = first(conn, s.COVERED, entity_id=entity_id) if isinstance(entity_id, str) else None
         if row is None:
             raise NotFound(
                 "ENTITY_NOT_COVERED", f"entity {entity_id} is not covered", "该主体未纳入管控"
@@ -338,7 +327,12 @@ class ComplianceService:
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
             conn = uow.conn
-            fac = first(conn, sa.select(s.facilities).where(s.facilities.c.id == facility_id))
+            fac = first(
+                conn,
+                sa.select(s.facilities).where(
+                    s.facilities.c.id == text(facility_id, "facility_id")
+                ),
+            )
             if fac is None:
                 raise NotFound("FACILITY_NOT_FOUND", f"no facility {facility_id}", "设施不存在")
             self._own_or_operator(actor, fac.entity_id)
@@ -348,8 +342,8 @@ class ComplianceService:
                     "generating units belong to power-sector facilities",
                     "机组只能属于发电行业设施",
                 )
-            cat = m.UnitCategory(_choice(category, "category", [c.value for c in m.UnitCategory]))
-            fuel_ = _choice(fuel, "fuel", FUELS)
+            cat = m.UnitCategory(choice(category, "category", [c.value for c in m.UnitCategory]))
+            fuel_ = choice(fuel, "fuel", FUELS)
             if (cat is m.UnitCategory.GAS) != (fuel_ == "gas"):
                 raise InvalidInput(
                     "CATEGORY_FUEL_MISMATCH",
@@ -371,7 +365,7 @@ class ComplianceService:
                 "code": text(code, "code", required=True, max_len=40),
                 "category": cat.value,
                 "capacity_mw": str(capacity),
-                "cooling": _choice(cooling, "cooling", [c.value for c in m.Cooling]),
+                "cooling": choice(cooling, "cooling", [c.value for c in m.Cooling]),
                 "fuel": fuel_,
                 "heat_supply": heat_supply,
                 "created_at": iso(uow.now),
@@ -476,7 +470,16 @@ class ComplianceService:
         own rows."""
         if not isinstance(rows, (list, tuple)):
             raise InvalidInput("RECORDS_EMPTY", "rows: a list", "记录为空")
-        digest = hashlib.sha256(orjson.dumps(list(rows), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        try:
+            digest = hashlib.sha256(
+                orjson.dumps(list(rows), option=orjson.OPT_SORT_KEYS)
+            ).hexdigest()
+        except TypeError as exc:
+            raise InvalidInput(
+                "RECORD_INVALID",
+                "rows hold text, numbers and objects of text keys only",
+                "记录格式错误",
+            ) from exc
         data = {"year": year_, "rows_sha256": digest, "rows": len(rows)}
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
@@ -532,17 +535,19 @@ class ComplianceService:
                         )
                     ref = str(raw.get("entity") or "").strip()
                     eid = ref if ref in covered else by_code.get(ref)
+                    mine = actor.entity_id is not None and actor.entity_id in (eid, ref)
+                    if actor.role is not Role.OPERATOR and not mine:
+                        # one answer for every other entity: whether it is covered stays private
+                        raise Forbidden(
+                            "NOT_YOUR_ENTITY",
+                            "an enterprise imports its own rows",
+                            "只能导入本主体数据",
+                        )
                     if eid is None:
                         raise NotFound(
                             "ENTITY_NOT_COVERED",
                             f"entity {ref!r} is not covered",
                             "该主体未纳入管控",
-                        )
-                    if actor.role is not Role.OPERATOR and actor.entity_id != eid:
-                        raise Forbidden(
-                            "NOT_YOUR_ENTITY",
-                            "an enterprise imports its own rows",
-                            "只能导入本主体数据",
                         )
                     if y < covered[eid].since:
                         raise Conflict(
@@ -628,7 +633,7 @@ class ComplianceService:
         try:
             if not isinstance(rec, Mapping):
                 raise InvalidInput("RECORD_INVALID", "each record is an object", "记录格式错误")
-            kind = m.EvidenceKind(_choice(rec.get("kind"), "kind", EVIDENCE_KINDS))
+            kind = m.EvidenceKind(choice(rec.get("kind"), "kind", EVIDENCE_KINDS))
             month = rec.get("month")
             if isinstance(month, bool) or not isinstance(month, int):
                 raise InvalidInput("MONTH_INVALID", "month must be 1–12", "月份应为 1–12")
@@ -696,7 +701,7 @@ class ComplianceService:
         return first(conn, s.REPORT_OF_YEAR, entity_id=entity_id, year=y)
 
     def _report_by_id(self, conn: Connection, report_id: str) -> Any:
-        row = first(conn, s.REPORT_BY_ID, id=report_id)
+        row = first(conn, s.REPORT_BY_ID, id=report_id) if isinstance(report_id, str) else None
         if row is None:
             raise NotFound("REPORT_NOT_FOUND", f"no report {report_id}", "报告不存在")
         return row
@@ -792,6 +797,7 @@ class ComplianceService:
                 emissions=emissions,
                 lines=json.dumps([_line_dict(ln) for ln in lines]),
                 version=report.version + 1,
+                verifier_entity_id=None,  # a resubmitted report is assigned afresh
             )
 
         return idempotency.run(self.db, actor.username, key, "submit_report", data, body)
@@ -804,7 +810,12 @@ class ComplianceService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             report = self._report_by_id(uow.conn, report_id)
-            ver = first(uow.conn, sa.select(entities).where(entities.c.id == verifier_entity_id))
+            ver = first(
+                uow.conn,
+                sa.select(entities).where(
+                    entities.c.id == text(verifier_entity_id, "verifier_entity_id")
+                ),
+            )
             if ver is None:
                 raise NotFound("ENTITY_NOT_FOUND", f"no entity {verifier_entity_id}", "主体不存在")
             m.check_verifier(ver.id, ver.kind, report.entity_id)
@@ -981,7 +992,10 @@ class ComplianceService:
             full = sum(a.tonnes for _, _, a in parts)
             params: dict[str, Any] = {
                 "basis_year": basis_year,
-                "units": {code: {"tonnes": a.tonnes, **a.parameters} for code, _, a in parts},
+                "units": {
+                    code: {"tonnes": a.tonnes, "fuel": fuel, **a.parameters}
+                    for code, fuel, a in parts
+                },
                 "unverified": sorted({u for _, _, a in parts for u in a.unverified}),
             }
         else:
@@ -1041,7 +1055,7 @@ class ComplianceService:
             require_role(actor, Role.OPERATOR)
             conn = uow.conn
             y = year(year_)
-            _choice(kind, "kind", ("PRE", "TRUE_UP"))
+            choice(kind, "kind", ("PRE", "TRUE_UP"))
             plan = m.plan_year(y)
             factors = self.factor_table(conn)
             excluded = self._excluded(conn, y)
@@ -1054,15 +1068,25 @@ class ComplianceService:
                 .where(s.covered_entities.c.since <= y)
                 .order_by(s.covered_entities.c.entity_id),
             )
+            done_kind = "PRE" if kind == "PRE" else "TRUE_UP"
             for cov in covered_rows:
                 eid = cov.entity_id
                 if eid in excluded:
                     continue
-                if kind == "PRE":
-                    if self._allocation_of(conn, eid, y, "PRE") is not None:
-                        raise Conflict(
-                            "ALREADY_ALLOCATED", f"{y} was pre-allocated already", "该年度已预分配"
-                        )
+                prior = first(conn, s.ALLOCATION_ROW, entity_id=eid, year=y, kind=done_kind)
+                if prior is not None:
+                    state = (
+                        self.registry.transfer_status(conn, prior.transfer_id)
+                        if prior.transfer_id
+                        else "COMPLETED"
+                    )
+                    if state not in ("VOIDED", "EXPIRED"):
+                        continue  # done, or waiting for the checker
+                    # the checker voided it or let it lapse: the same movement is proposed again
+                    rows: list[tuple[str, int, dict[str, Any] | None, int]] = [
+                        (done_kind, int(prior.tonnes), None, int(prior.tonnes))
+                    ]
+                elif kind == "PRE":
                     if (
                         cov.sector != "power"
                         and plan.industrial is not IndustrialStrategy.INTENSITY
@@ -1072,8 +1096,6 @@ class ComplianceService:
                     tonnes, params = self.entitlement(conn, cov, y, "PRE", factors)
                     rows = [("PRE", tonnes, params, tonnes)]
                 else:
-                    if self._allocation_of(conn, eid, y, "TRUE_UP") is not None:
-                        continue  # trued up by an earlier run
                     if self._verified(conn, eid, y) is None:
                         skipped.append({"entity_id": eid, "reason": "NOT_VERIFIED"})
                         continue
@@ -1081,45 +1103,25 @@ class ComplianceService:
                     pre = self._allocation_of(conn, eid, y, "PRE") or 0
                     diff = m.true_up(final, pre)
                     rows = [("FINAL", final, params, 0), ("TRUE_UP", diff, {"pre": pre}, diff)]
-                for k, tonnes, params, move in rows:
-                    transfer_id = None
-                    if move > 0:
-                        transfer_id = self.registry.propose_allocation(
-                            uow,
-                            actor,
-                            to_account=cov.account_id,
-                            unit_class=unit_class,
-                            quantity=move,
-                            reason=f"{y} {k}",
-                            batch_ref=batch_ref,
-                        )["id"]
-                    elif move < 0:
-                        transfer_id = self.registry.propose_clawback(
-                            uow,
-                            actor,
-                            from_account=cov.account_id,
-                            unit_class=unit_class,
-                            quantity=-move,
-                            reason=f"{y} {k}",
-                            batch_ref=batch_ref,
-                        )["id"]
-                    conn.execute(
-                        sa.insert(s.compliance_allocations).values(
-                            id=new_id(),
-                            entity_id=eid,
-                            year=y,
-                            kind=k,
-                            tonnes=tonnes,
-                            parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
-                            transfer_id=transfer_id,
-                            created_by=actor.username,
-                            created_at=iso(uow.now),
+                savepoint = conn.begin_nested()  # a movement the registry refuses skips the entity
+                try:
+                    made = [
+                        self._allocation_row(
+                            uow, actor, cov, y, k, tonnes, params, move, unit_class, batch_ref
                         )
+                        for k, tonnes, params, move in rows
+                    ]
+                    savepoint.commit()
+                except DomainError as err:
+                    savepoint.rollback()
+                    skipped.append({"entity_id": eid, "reason": err.code})
+                    continue
+                lines += made
+            if not lines and not skipped:
+                if kind == "PRE":
+                    raise Conflict(
+                        "ALREADY_ALLOCATED", f"{y} was pre-allocated already", "该年度已预分配"
                     )
-                    lines.append(
-                        {"entity_id": eid, "kind": k, "tonnes": tonnes, "transfer_id": transfer_id}
-                    )
-            if not lines and kind == "TRUE_UP" and not skipped:
                 raise Conflict("TRUE_UP_DONE", f"every {y} true-up has run", f"{y} 年度核定已完成")
             out = {
                 "year": y,
@@ -1145,6 +1147,70 @@ class ComplianceService:
             return out
 
         return idempotency.run(self.db, actor.username, key, "allocate", data, body)
+
+    def _allocation_row(
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        cov: Any,
+        y: int,
+        kind: str,
+        tonnes: int,
+        params: dict[str, Any] | None,
+        move: int,
+        unit_class: str,
+        batch_ref: str,
+    ) -> dict[str, Any]:
+        """One allocation record and its registry proposal (issue if positive, claw back if
+        negative). `params` None: the record exists and its proposal is made again."""
+        transfer_id = None
+        if move > 0:
+            transfer_id = self.registry.propose_allocation(
+                uow,
+                actor,
+                to_account=cov.account_id,
+                unit_class=unit_class,
+                quantity=move,
+                reason=f"{y} {kind}",
+                batch_ref=batch_ref,
+            )["id"]
+        elif move < 0:
+            transfer_id = self.registry.propose_clawback(
+                uow,
+                actor,
+                from_account=cov.account_id,
+                unit_class=unit_class,
+                quantity=-move,
+                reason=f"{y} {kind}",
+                batch_ref=batch_ref,
+            )["id"]
+        a = s.compliance_allocations
+        if params is None:
+            uow.conn.execute(
+                sa.update(a)
+                .where(a.c.entity_id == cov.entity_id, a.c.year == y, a.c.kind == kind)
+                .values(transfer_id=transfer_id)
+            )
+        else:
+            uow.conn.execute(
+                sa.insert(a).values(
+                    id=new_id(),
+                    entity_id=cov.entity_id,
+                    year=y,
+                    kind=kind,
+                    tonnes=tonnes,
+                    parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
+                    transfer_id=transfer_id,
+                    created_by=actor.username,
+                    created_at=iso(uow.now),
+                )
+            )
+        return {
+            "entity_id": cov.entity_id,
+            "kind": kind,
+            "tonnes": tonnes,
+            "transfer_id": transfer_id,
+        }
 
     def exclude(
         self, actor: Actor, key: str, *, entity_id: str, year_: int, reason: str
@@ -1180,34 +1246,36 @@ class ComplianceService:
 
     # ------------------------------------------------------------ obligation and surrender
 
-    def _obligation(self, conn: Connection, covered: Any, y: int) -> int | None:
-        """Verified emissions with the plan year's caps; None until the report is confirmed.
-        A power entity's verified emissions split between its coal and gas parts in the
-        proportion of its reported fuel lines."""
+    def _obligation(self, conn: Connection, covered: Any, y: int) -> tuple[int, bool] | None:
+        """(tonnes due, provisional): verified emissions with the plan year's caps, None until
+        the report is confirmed. The caps read the final allocation recorded at the true-up
+        (per unit, before any deduction), never today's factors; before it, the obligation is
+        the verified emissions, provisional where a cap may still lower it. A power entity's
+        verified emissions split between coal and gas in the proportion of its fuel lines."""
         verified = self._verified(conn, covered.entity_id, y)
         if verified is None:
             return None
         plan = m.plan_year(y)
         if covered.sector != "power":
-            return m.obligation([m.ObligationPart(m.PartKind.INDUSTRIAL, verified, 0)], plan)
-        allocated = {"coal": 0, "gas": 0}  # the plan's formula, before any deduction
-        for _, fuel, a in self._power_parts(
-            conn, covered.entity_id, plan, y, self.factor_table(conn)
-        ):
-            allocated[fuel] += a.tonnes
+            return m.obligation([m.ObligationPart(m.PartKind.INDUSTRIAL, verified, 0)], plan), False
+        final = first(conn, s.ALLOCATION_ROW, entity_id=covered.entity_id, year=y, kind="FINAL")
+        if final is None:
+            return verified, plan.coal_cap_share is not None or plan.gas_capped_at_allocation
+        allocated = {"coal": 0, "gas": 0}
+        for unit in json.loads(final.parameters)["units"].values():
+            allocated[unit["fuel"]] += int(unit["tonnes"])
         burnt = {"coal": Decimal(0), "gas": Decimal(0)}
         for ln in json.loads(self._report_row(conn, covered.entity_id, y).lines):
             if ln["source"].startswith("fuel:"):
-                burnt["gas" if ln["source"] == "fuel:natural_gas" else "coal"] += Decimal(
-                    ln["tco2"]
-                )
+                family = "gas" if m.is_gas(ln["source"][5:]) else "coal"
+                burnt[family] += Decimal(ln["tco2"])
         total = burnt["coal"] + burnt["gas"]
         gas_verified = m.half_up(verified * burnt["gas"] / total) if total else 0
         parts = [
             m.ObligationPart(m.PartKind.COAL, verified - gas_verified, allocated["coal"]),
             m.ObligationPart(m.PartKind.GAS, gas_verified, allocated["gas"]),
         ]
-        return m.obligation(parts, plan)
+        return m.obligation(parts, plan), False
 
     def surrender(
         self,
@@ -1229,22 +1297,31 @@ class ComplianceService:
         }
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.ENTERPRISE)  # the holder surrenders; the registry agrees
             self._own_or_operator(actor, entity_id)
             conn = uow.conn
             covered = self._covered(conn, entity_id)
             y = year(year_)
             plan = m.plan_year(y)
-            due = self._obligation(conn, covered, y)
-            if due is None:
+            obligation = self._obligation(conn, covered, y)
+            if obligation is None:
                 raise Conflict(
                     "OBLIGATION_NOT_SET",
                     f"the {y} report is not confirmed yet: nothing is due",
                     f"{y} 年度排放量尚未确认",
                 )
-            kind, vintage = self._unit_kind(unit_class)
+            due, provisional = obligation
+            code = self.registry.unit_class_code(conn, unit_class)  # refuses malformed classes
+            kind, vintage = code.split("-")[0], int(code.split("-")[1])
             if kind == "CEA":
                 m.check_vintage(vintage, plan)
             elif kind == "CCER":
+                if provisional:
+                    raise Conflict(
+                        "OBLIGATION_PROVISIONAL",
+                        f"the CCER limit follows the final {y} allocation: wait for the true-up",
+                        f"CCER 抵销上限取决于 {y} 年度最终配额: 请待核定后清缴",
+                    )
                 done = self.registry.surrendered(conn, [covered.account_id], y)
                 ccer = sum(q for uc, q in done.items() if uc.startswith("CCER-"))
                 m.check_ccer(due, ccer, quantity if isinstance(quantity, int) else 0, plan)
@@ -1262,23 +1339,9 @@ class ComplianceService:
                 quantity=quantity,
                 compliance_year=y,
             )
-            return {"transfer": t, "status": self._status_of(conn, covered, y, due=due)}
+            return {"transfer": t, "status": self._status_of(conn, covered, y, due=obligation)}
 
         return idempotency.run(self.db, actor.username, key, "compliance_surrender", data, body)
-
-    @staticmethod
-    def _unit_kind(unit_class: object) -> tuple[str, int]:
-        if not isinstance(unit_class, str) or "-" not in unit_class:
-            raise InvalidInput(
-                "UNIT_CLASS_MALFORMED", "unit class like CEA-2023", "单位类别格式错误"
-            )
-        kind, _, rest = unit_class.partition("-")
-        period = rest.split("-", 1)[0]
-        if not period.isdigit():
-            raise InvalidInput(
-                "UNIT_CLASS_MALFORMED", "unit class like CEA-2023", "单位类别格式错误"
-            )
-        return kind, int(period)
 
     def _status_of(
         self,
@@ -1287,20 +1350,21 @@ class ComplianceService:
         y: int,
         *,
         excluded_ids: set[str] | None = None,
-        due: int | None = None,
+        due: tuple[int, bool] | None = None,
     ) -> dict[str, Any]:
         """`excluded_ids` and `due`, when the caller has them, spare working them out again."""
         if excluded_ids is None:
             excluded_ids = self._excluded(conn, y)
         excluded = covered.entity_id in excluded_ids
         if excluded:
-            due = None
-        elif due is None:
-            due = self._obligation(conn, covered, y)
+            obligation = None
+        else:
+            obligation = due if due is not None else self._obligation(conn, covered, y)
+        tonnes, provisional = obligation if obligation is not None else (None, False)
         done = self.registry.surrendered(conn, [covered.account_id], y)
         surrendered = sum(done.values())
         st = m.status(
-            excluded=excluded, verified=due is not None, due=due or 0, surrendered=surrendered
+            excluded=excluded, verified=tonnes is not None, due=tonnes or 0, surrendered=surrendered
         )
         return {
             "entity_id": covered.entity_id,
@@ -1308,13 +1372,26 @@ class ComplianceService:
             "region": covered.region,
             "year": y,
             "status": st.value,
-            "obligation": due,
+            "obligation": tonnes,
+            "obligation_provisional": provisional,
             "surrendered": surrendered,
             "surrendered_ccer": sum(q for uc, q in done.items() if uc.startswith("CCER-")),
-            "shortfall": m.shortfall(due, surrendered) if due is not None else None,
+            "shortfall": m.shortfall(tonnes, surrendered) if tonnes is not None else None,
             "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
             "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
         }
+
+    def entity_status(self, actor: Actor, entity_id: str, year_: int) -> dict[str, Any]:
+        """One entity's status for the year: the operator's, or the enterprise's own."""
+        if actor.role is not Role.OPERATOR:
+            require_role(actor, Role.ENTERPRISE)
+            if actor.entity_id != entity_id:
+                raise Forbidden(
+                    "NOT_YOUR_ENTITY", "an enterprise sees its own status", "只能查看本主体"
+                )
+        y = year(year_)
+        with self.db.read() as uow:
+            return self._status_of(uow.conn, self._covered(uow.conn, entity_id), y)
 
     def status(self, actor: Actor, year_: int) -> dict[str, Any]:
         """Every covered entity's status for the year, and the market's compliance rate
@@ -1368,6 +1445,12 @@ class ComplianceService:
             conn = uow.conn
             y = year(year_)
             plan = m.plan_year(y)
+            if plan.deadline is None:
+                raise Conflict(
+                    "DEADLINE_UNKNOWN",
+                    f"the {y} surrender deadline is not in the rules yet",
+                    f"{y} 年度清缴截止日尚未确定",
+                )
             deadline = date.fromisoformat(plan.deadline)
             if m.china_day(uow.now) <= deadline:
                 raise Conflict(
@@ -1378,6 +1461,9 @@ class ComplianceService:
             a = s.compliance_allocations.c
             if first(conn, sa.select(a.id).where(a.year == y + 1, a.kind == "DEDUCTION")):
                 raise Conflict("PENALTIES_DONE", f"{y} penalties were set already", "该年度已处罚")
+            mult = decimal(multiple, "multiple")
+            fine_fen = fen_from_yuan(text(fine, "fine", required=True))
+            m.check_penalty_terms(plan, mult, fine_fen)
             price: int | None = None
             if plan.penalty is PenaltyRule.DECREE_775:
                 if average_price is not None:
@@ -1399,8 +1485,8 @@ class ComplianceService:
                     plan,
                     st["shortfall"],
                     average_price_fen=price,
-                    multiple=decimal(multiple, "multiple"),
-                    fine_fen=fen_from_yuan(text(fine, "fine", required=True)),
+                    multiple=mult,
+                    fine_fen=fine_fen,
                 )
                 conn.execute(
                     sa.insert(s.compliance_allocations).values(

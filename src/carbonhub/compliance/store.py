@@ -192,6 +192,11 @@ ALLOCATION_OF = sa.select(compliance_allocations.c.tonnes).where(
     compliance_allocations.c.year == _p("year"),
     compliance_allocations.c.kind == _p("kind"),
 )
+ALLOCATION_ROW = sa.select(compliance_allocations).where(
+    compliance_allocations.c.entity_id == _p("entity_id"),
+    compliance_allocations.c.year == _p("year"),
+    compliance_allocations.c.kind == _p("kind"),
+)
 COVERED = sa.select(covered_entities).where(covered_entities.c.entity_id == _p("entity_id"))
 EXCLUDED_IN = sa.select(compliance_exclusions.c.entity_id).where(
     compliance_exclusions.c.year == _p("year")

@@ -7,6 +7,7 @@ lost digits before we see it, and no float may reach a ledger.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from decimal import Decimal, InvalidOperation
 
 from carbonhub.core.errors import InvalidInput
@@ -27,6 +28,18 @@ def text(value: object, field: str, *, required: bool = False, max_len: int = 20
     if len(value) > max_len:
         raise InvalidInput(
             "FIELD_TOO_LONG", f"{field} exceeds {max_len} characters", f"{field} 过长", field=field
+        )
+    return value
+
+
+def choice(value: object, field: str, options: Collection[str]) -> str:
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(sorted(options))
+        raise InvalidInput(
+            "FIELD_INVALID",
+            f"{field} must be one of {listed}",
+            f"{field} 须为 {listed} 之一",
+            field=field,
         )
     return value
 

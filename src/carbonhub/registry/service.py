@@ -1875,6 +1875,13 @@ class RegistryService:
             uow, actor, op, from_account, to, unit_class, quantity, compliance_year=compliance_year
         )
 
+    def transfer_status(self, conn: Connection, transfer_id: str) -> str | None:
+        """PENDING, COMPLETED, VOIDED or EXPIRED; None for an unknown id."""
+        row = conn.execute(
+            sa.select(s.transfers.c.status).where(s.transfers.c.id == transfer_id)
+        ).first()
+        return None if row is None else str(row.status)
+
     def surrendered(
         self, conn: Connection, account_ids: Sequence[str], compliance_year: int
     ) -> dict[str, int]:
