@@ -718,7 +718,10 @@ class InstrumentView:
                 )
             finally:
                 self.busy = False
-                button.enable()
+                if not button.is_deleted:
+                    button.enable()
+            if button.is_deleted:
+                return  # the page went away while the order ran; it stands, nothing to show
             if result is None:
                 return  # the error is on screen; the same key may be retried, corrected
             self.order_key = new_id()

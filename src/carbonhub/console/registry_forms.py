@@ -57,7 +57,10 @@ def form_dialog(
                 result = await submit(key)
             finally:
                 busy = False
-                button.enable()
+                if not button.is_deleted:
+                    button.enable()
+            if button.is_deleted:
+                return  # the page went away while the command ran; it stands, nothing to show
             if result is None:
                 return  # the error is on screen; the same key may be retried with corrected input
             dialog.close()
