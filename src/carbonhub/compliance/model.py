@@ -292,37 +292,6 @@ def clinker(
     )
 
 
-@dataclass(frozen=True)
-class CarbonFlow:
-    """A material entering or leaving the steelworks, with its carbon mass fraction."""
-
-    material: str
-    tonnes: Decimal
-    carbon: Decimal
-
-
-def carbon_balance(inputs: Sequence[CarbonFlow], outputs: Sequence[CarbonFlow]) -> Line:
-    """Steel: (carbon in − carbon out) × 44/12; carbon leaving in products is not emitted."""
-    c_in = ZERO
-    c_out = ZERO
-    for flow in inputs:
-        c_in += nonnegative(flow.tonnes, flow.material) * fraction(flow.carbon, flow.material)
-    for flow in outputs:
-        c_out += nonnegative(flow.tonnes, flow.material) * fraction(flow.carbon, flow.material)
-    if c_out > c_in:
-        raise _bad(
-            "CARBON_BALANCE_NEGATIVE",
-            f"more carbon leaves ({c_out} t) than enters ({c_in} t)",
-            f"输出碳量 ({c_out} t) 大于输入碳量 ({c_in} t)",
-        )
-    return Line(
-        "process:carbon-balance",
-        (c_in - c_out) * C_TO_CO2,
-        True,
-        {"carbon_in": str(c_in), "carbon_out": str(c_out)},
-    )
-
-
 def anode(anode_t: Decimal, *, sulphur: Decimal = ZERO, ash: Decimal = ZERO) -> Line:
     """Aluminium electrolysis: net anode consumption × (1 − S − ash) × 44/12."""
     nonnegative(anode_t, "anode consumption")

@@ -15,7 +15,7 @@ other uses (finance, inclusion). Accounting reads only the first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -288,128 +288,88 @@ class PenaltyRule(StrEnum):
 
 @dataclass(frozen=True)
 class PlanYear:
-    """The rules of one compliance year; a change of rule is a new row, never a code fork."""
+    """The rules of one compliance year; a change of rule is a new row, never a code fork.
+    The defaults are what every national plan so far has in common."""
 
     year: int
     power_basis: Basis
     count_indirect: bool  # purchased electricity and heat in the power sector's obligation
     coal_cap_share: Decimal | None  # obligation ≤ allocation + share × verified; None: no cap
-    gas_capped_at_allocation: bool
-    ccer_share: Decimal  # CCER ≤ share × the obligation
-    pre_allocation_share: Decimal
-    borrowing_trigger: Decimal | None  # borrowing allowed when gap > trigger × verified
-    borrowing_share: Decimal  # … up to this share of the gap
-    first_vintage: int  # eligible CEA vintages for surrender
-    last_vintage: int
+    last_vintage: int  # the newest CEA vintage that may be surrendered
     industrial: IndustrialStrategy | None  # None: industrial sectors not yet covered
     deadline: str | None  # ISO date of full surrender; None: not published (or not found)
     penalty: PenaltyRule
     source: str
     certainty: Certainty
     notes: str = ""
+    gas_capped_at_allocation: bool = True
+    ccer_share: Decimal = Decimal("0.05")  # CCER ≤ share × the obligation
+    pre_allocation_share: Decimal = Decimal("0.70")
+    borrowing_trigger: Decimal | None = None  # borrowing allowed when gap > trigger × verified
+    borrowing_share: Decimal = Decimal(0)  # … up to this share of the gap
+    first_vintage: int = 2019  # the oldest CEA vintage that may be surrendered
 
 
-_D = Decimal
+_2019 = PlanYear(
+    2019,
+    Basis.SUPPLY,
+    count_indirect=True,
+    coal_cap_share=Decimal("0.20"),
+    last_vintage=2020,
+    industrial=None,
+    deadline="2021-12-31",
+    penalty=PenaltyRule.MEASURES_2021,
+    source="ICAP news-archive/804; climatecooperation.cn; MEE notice 2021-10-26",
+    certainty=V,
+)
+_2021 = replace(
+    _2019,
+    year=2021,
+    last_vintage=2022,
+    deadline="2023-12-31",
+    borrowing_trigger=Decimal("0.10"),
+    borrowing_share=Decimal("0.50"),
+    source="ICAP china-releases-allocation-plan-and-compliance-arrangements-2021-and-2022; "
+    "climatecooperation.cn (borrowing 2021–22 only)",
+)
+_2023 = PlanYear(
+    2023,
+    Basis.GENERATION,
+    count_indirect=False,
+    coal_cap_share=None,
+    last_vintage=2023,
+    industrial=None,
+    deadline="2024-12-31",
+    penalty=PenaltyRule.DECREE_775,
+    source="ICAP china-releases-allocation-plan-power-sector-2023-and-2024 (国环规气候〔2024〕1号)",
+    certainty=S,
+    notes="the 20 % shortfall cap is not confirmed for 2023–24 (research A1.2): none applied",
+)
 PLAN_YEARS: tuple[PlanYear, ...] = (
-    *(
-        PlanYear(
-            y,
-            Basis.SUPPLY,
-            True,
-            _D("0.20"),
-            True,
-            _D("0.05"),
-            _D("0.70"),
-            None,
-            _D(0),
-            2019,
-            2020,
-            None,
-            "2021-12-31",
-            PenaltyRule.MEASURES_2021,
-            "ICAP news-archive/804; climatecooperation.cn; MEE notice 2021-10-26",
-            V,
-        )
-        for y in (2019, 2020)
-    ),
-    *(
-        PlanYear(
-            y,
-            Basis.SUPPLY,
-            True,
-            _D("0.20"),
-            True,
-            _D("0.05"),
-            _D("0.70"),
-            _D("0.10"),
-            _D("0.50"),
-            2019,
-            2022,
-            None,
-            "2023-12-31",
-            PenaltyRule.MEASURES_2021,
-            "ICAP china-releases-allocation-plan-and-compliance-arrangements-2021-and-2022; "
-            "climatecooperation.cn (borrowing 2021–22 only)",
-            V,
-        )
-        for y in (2021, 2022)
-    ),
-    PlanYear(
-        2023,
-        Basis.GENERATION,
-        False,
-        None,
-        True,
-        _D("0.05"),
-        _D("0.70"),
-        None,
-        _D(0),
-        2019,
-        2023,
-        None,
-        "2024-12-31",
-        PenaltyRule.DECREE_775,
-        "ICAP china-releases-allocation-plan-power-sector-2023-and-2024 (国环规气候〔2024〕1号)",
-        S,
-        "the 20 % shortfall cap is not confirmed for 2023–24 (research A1.2): none applied",
-    ),
-    PlanYear(
-        2024,
-        Basis.GENERATION,
-        False,
-        None,
-        True,
-        _D("0.05"),
-        _D("0.70"),
-        None,
-        _D(0),
-        2019,
-        2024,
-        IndustrialStrategy.EMISSIONS,
-        "2025-12-31",
-        PenaltyRule.DECREE_775,
-        "ICAP 2023–24 power plan; ICAP 2024–2025 industrial allocation plan",
-        S,
-        "2024 deadline unverified (research A1.2); steel, cement, aluminium: allocation = "
+    _2019,
+    replace(_2019, year=2020),
+    _2021,
+    replace(_2021, year=2022),
+    _2023,
+    replace(
+        _2023,
+        year=2024,
+        last_vintage=2024,
+        industrial=IndustrialStrategy.EMISSIONS,
+        deadline="2025-12-31",
+        source="ICAP 2023–24 power plan; ICAP 2024–2025 industrial allocation plan",
+        notes="2024 deadline unverified (research A1.2); steel, cement, aluminium: allocation = "
         "verified emissions in their first year",
     ),
-    PlanYear(
-        2025,
-        Basis.GENERATION,
-        False,
-        None,
-        True,
-        _D("0.05"),
-        _D("0.70"),
-        None,
-        _D(0),
-        2019,
-        2025,
-        IndustrialStrategy.INTENSITY,
-        None,
-        PenaltyRule.DECREE_775,
-        "ICAP 2024–2025 industrial allocation plan (intensity from 2025, 70 % pre-allocation)",
-        U,
-        "power benchmarks for 2025 and the deadline not retrieved",
+    replace(
+        _2023,
+        year=2025,
+        last_vintage=2025,
+        industrial=IndustrialStrategy.INTENSITY,
+        deadline=None,
+        source="ICAP 2024–2025 industrial allocation plan (intensity from 2025, 70 % "
+        "pre-allocation)",
+        certainty=U,
+        notes="power benchmarks for 2025 and the deadline not retrieved",
     ),
 )

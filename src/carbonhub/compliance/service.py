@@ -45,7 +45,6 @@ SECTORS = ("power", "steel", "cement", "aluminium")
 FUELS = ("coal", "gas")
 
 
-EVIDENCE_KINDS = frozenset(k.value for k in m.EvidenceKind)
 _KIND_OF = {k.value: k for k in m.EvidenceKind}
 IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity"})
 
@@ -77,6 +76,35 @@ def _record_row(
         "created_by": by,
         "created_at": at,
     }
+
+
+def _insert_allocation(
+    uow: UnitOfWork,
+    actor: Actor,
+    entity_id: str,
+    y: int,
+    kind: str,
+    tonnes: int,
+    params: dict[str, Any],
+    transfer_id: str | None = None,
+) -> None:
+    uow.conn.execute(
+        sa.insert(s.compliance_allocations).values(
+            id=new_id(),
+            entity_id=entity_id,
+            year=y,
+            kind=kind,
+            tonnes=tonnes,
+            parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
+            transfer_id=transfer_id,
+            created_by=actor.username,
+            created_at=iso(uow.now),
+        )
+    )
+
+
+def _ccer(surrendered: Mapping[str, int]) -> int:
+    return sum(q for unit_class, q in surrendered.items() if unit_class.startswith("CCER-"))
 
 
 def _line_dict(ln: m.Line) -> dict[str, Any]:
@@ -241,12 +269,7 @@ class ComplianceService:
                 conn, sa.select(entities.c.id).where(entities.c.id == entity_id)
             ):
                 raise NotFound("ENTITY_NOT_FOUND", f"no entity {entity_id}", "主体不存在")
-            if first(
-                conn,
-                sa.select(s.covered_entities.c.entity_id).where(
-                    s.covered_entities.c.entity_id == entity_id
-                ),
-            ):
+            if first(conn, s.COVERED, entity_id=entity_id):
                 raise Conflict("ALREADY_COVERED", "the entity is already covered", "该主体已纳入")
             self.registry.check_holding_account(conn, text(account_id, "account_id"), entity_id)
             row = {
@@ -633,7 +656,7 @@ class ComplianceService:
         try:
             if not isinstance(rec, Mapping):
                 raise InvalidInput("RECORD_INVALID", "each record is an object", "记录格式错误")
-            kind = m.EvidenceKind(choice(rec.get("kind"), "kind", EVIDENCE_KINDS))
+            kind = _KIND_OF[choice(rec.get("kind"), "kind", _KIND_OF.keys())]
             month = rec.get("month")
             if isinstance(month, bool) or not isinstance(month, int):
                 raise InvalidInput("MONTH_INVALID", "month must be 1–12", "月份应为 1–12")
@@ -680,10 +703,9 @@ class ComplianceService:
     ) -> list[m.Evidence]:
         """The year's evidence; `outputs_only`: just generation, supply and heat."""
         query = s.OUTPUT_RECORDS_OF_YEAR if outputs_only else s.RECORDS_OF_YEAR
-        kinds = _KIND_OF
         return [
             m.Evidence(
-                kinds[r.kind],
+                _KIND_OF[r.kind],
                 r.month,
                 Decimal(r.quantity),
                 r.item,
@@ -1038,7 +1060,7 @@ class ComplianceService:
         return after, {**params, "full": full, "deducted": full - after}
 
     def _allocation_of(self, conn: Connection, entity_id: str, y: int, kind: str) -> int | None:
-        row = first(conn, s.ALLOCATION_OF, entity_id=entity_id, year=y, kind=kind)
+        row = first(conn, s.ALLOCATION_ROW, entity_id=entity_id, year=y, kind=kind)
         return None if row is None else int(row.tonnes)
 
     def _excluded(self, conn: Connection, y: int) -> set[str]:
@@ -1046,9 +1068,10 @@ class ComplianceService:
 
     def allocate(self, actor: Actor, key: str, *, year_: int, kind: str) -> dict[str, Any]:
         """The year's pre-allocation (PRE) or true-up (TRUE_UP) for every covered entity, as one
-        batch of registry proposals a second operator approves. Each runs once per year: a
-        second run is refused. The true-up issues the difference to the final allocation, or
-        claws it back; entities without a confirmed report wait for a later true-up run."""
+        batch of registry proposals a second operator approves. Each happens once per entity
+        and year: a later run takes only entities not done yet, proposals the checker voided or
+        let expire, and entities the registry refused before; with nothing left it is refused.
+        The true-up issues the difference to the final allocation, or claws it back."""
         data = {"year": year_, "kind": kind}
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
@@ -1062,18 +1085,12 @@ class ComplianceService:
             unit_class = f"CEA-{y}"
             batch_ref = f"compliance-{y}-{kind.lower()}-{new_id()[:8]}"
             lines, skipped = [], []
-            covered_rows = fetch(
-                conn,
-                sa.select(s.covered_entities)
-                .where(s.covered_entities.c.since <= y)
-                .order_by(s.covered_entities.c.entity_id),
-            )
-            done_kind = "PRE" if kind == "PRE" else "TRUE_UP"
+            covered_rows = fetch(conn, s.COVERED_IN_YEAR, year=y)
             for cov in covered_rows:
                 eid = cov.entity_id
                 if eid in excluded:
                     continue
-                prior = first(conn, s.ALLOCATION_ROW, entity_id=eid, year=y, kind=done_kind)
+                prior = first(conn, s.ALLOCATION_ROW, entity_id=eid, year=y, kind=kind)
                 if prior is not None:
                     state = (
                         self.registry.transfer_status(conn, prior.transfer_id)
@@ -1084,7 +1101,7 @@ class ComplianceService:
                         continue  # done, or waiting for the checker
                     # the checker voided it or let it lapse: the same movement is proposed again
                     rows: list[tuple[str, int, dict[str, Any] | None, int]] = [
-                        (done_kind, int(prior.tonnes), None, int(prior.tonnes))
+                        (kind, int(prior.tonnes), None, int(prior.tonnes))
                     ]
                 elif kind == "PRE":
                     if (
@@ -1184,27 +1201,15 @@ class ComplianceService:
                 reason=f"{y} {kind}",
                 batch_ref=batch_ref,
             )["id"]
-        a = s.compliance_allocations
         if params is None:
+            a = s.compliance_allocations
             uow.conn.execute(
                 sa.update(a)
                 .where(a.c.entity_id == cov.entity_id, a.c.year == y, a.c.kind == kind)
                 .values(transfer_id=transfer_id)
             )
         else:
-            uow.conn.execute(
-                sa.insert(a).values(
-                    id=new_id(),
-                    entity_id=cov.entity_id,
-                    year=y,
-                    kind=kind,
-                    tonnes=tonnes,
-                    parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
-                    transfer_id=transfer_id,
-                    created_by=actor.username,
-                    created_at=iso(uow.now),
-                )
-            )
+            _insert_allocation(uow, actor, cov.entity_id, y, kind, tonnes, params, transfer_id)
         return {
             "entity_id": cov.entity_id,
             "kind": kind,
@@ -1221,15 +1226,7 @@ class ComplianceService:
             require_role(actor, Role.OPERATOR)
             self._covered(uow.conn, entity_id)
             y = year(year_)
-            if y in {
-                r.year
-                for r in fetch(
-                    uow.conn,
-                    sa.select(s.compliance_exclusions.c.year).where(
-                        s.compliance_exclusions.c.entity_id == entity_id
-                    ),
-                )
-            }:
+            if entity_id in self._excluded(uow.conn, y):
                 raise Conflict("ALREADY_EXCLUDED", f"excluded from {y} already", "已排除")
             row = {
                 "entity_id": entity_id,
@@ -1323,8 +1320,7 @@ class ComplianceService:
                         f"CCER 抵销上限取决于 {y} 年度最终配额: 请待核定后清缴",
                     )
                 done = self.registry.surrendered(conn, [covered.account_id], y)
-                ccer = sum(q for uc, q in done.items() if uc.startswith("CCER-"))
-                m.check_ccer(due, ccer, quantity if isinstance(quantity, int) else 0, plan)
+                m.check_ccer(due, _ccer(done), quantity if isinstance(quantity, int) else 0, plan)
             else:
                 raise Conflict(
                     "UNIT_NOT_ELIGIBLE",
@@ -1375,7 +1371,7 @@ class ComplianceService:
             "obligation": tonnes,
             "obligation_provisional": provisional,
             "surrendered": surrendered,
-            "surrendered_ccer": sum(q for uc, q in done.items() if uc.startswith("CCER-")),
+            "surrendered_ccer": _ccer(done),
             "shortfall": m.shortfall(tonnes, surrendered) if tonnes is not None else None,
             "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
             "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
@@ -1399,12 +1395,7 @@ class ComplianceService:
         require_role(actor, Role.OPERATOR)
         y = year(year_)
         with self.db.read() as uow:
-            rows = fetch(
-                uow.conn,
-                sa.select(s.covered_entities)
-                .where(s.covered_entities.c.since <= y)
-                .order_by(s.covered_entities.c.entity_id),
-            )
+            rows = fetch(uow.conn, s.COVERED_IN_YEAR, year=y)
             excluded = self._excluded(uow.conn, y)
             entities_ = [self._status_of(uow.conn, r, y, excluded_ids=excluded) for r in rows]
         by_sector: dict[str, dict[str, int]] = {}
@@ -1472,12 +1463,7 @@ class ComplianceService:
                     price = self.exchange.average_price(conn, m.month_before(deadline), deadline)
             lines = []
             excluded = self._excluded(conn, y)
-            for cov in fetch(
-                conn,
-                sa.select(s.covered_entities)
-                .where(s.covered_entities.c.since <= y)
-                .order_by(s.covered_entities.c.entity_id),
-            ):
+            for cov in fetch(conn, s.COVERED_IN_YEAR, year=y):
                 st = self._status_of(conn, cov, y, excluded_ids=excluded)
                 if st["status"] != m.ComplianceStatus.IN_DEFICIT.value:
                     continue
@@ -1488,18 +1474,8 @@ class ComplianceService:
                     multiple=mult,
                     fine_fen=fine_fen,
                 )
-                conn.execute(
-                    sa.insert(s.compliance_allocations).values(
-                        id=new_id(),
-                        entity_id=cov.entity_id,
-                        year=y + 1,
-                        kind="DEDUCTION",
-                        tonnes=p.deduction,
-                        parameters=json.dumps({"penalty_year": y}),
-                        transfer_id=None,
-                        created_by=actor.username,
-                        created_at=iso(uow.now),
-                    )
+                _insert_allocation(
+                    uow, actor, cov.entity_id, y + 1, "DEDUCTION", p.deduction, {"penalty_year": y}
                 )
                 lines.append(
                     {

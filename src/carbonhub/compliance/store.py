@@ -187,15 +187,15 @@ REPORT_OF_YEAR = sa.select(emission_reports).where(
     emission_reports.c.entity_id == _p("entity_id"), emission_reports.c.year == _p("year")
 )
 REPORT_BY_ID = sa.select(emission_reports).where(emission_reports.c.id == _p("id"))
-ALLOCATION_OF = sa.select(compliance_allocations.c.tonnes).where(
-    compliance_allocations.c.entity_id == _p("entity_id"),
-    compliance_allocations.c.year == _p("year"),
-    compliance_allocations.c.kind == _p("kind"),
-)
 ALLOCATION_ROW = sa.select(compliance_allocations).where(
     compliance_allocations.c.entity_id == _p("entity_id"),
     compliance_allocations.c.year == _p("year"),
     compliance_allocations.c.kind == _p("kind"),
+)
+COVERED_IN_YEAR = (
+    sa.select(covered_entities)
+    .where(covered_entities.c.since <= _p("year"))
+    .order_by(covered_entities.c.entity_id)
 )
 COVERED = sa.select(covered_entities).where(covered_entities.c.entity_id == _p("entity_id"))
 EXCLUDED_IN = sa.select(compliance_exclusions.c.entity_id).where(

@@ -210,9 +210,12 @@ def vwap(trades: Iterable[tuple[int, int]]) -> int | None:
     for price, qty in trades:
         value += price * qty
         volume += qty
-    if not volume:
-        return None
-    return (value * 2 + volume) // (volume * 2)
+    return average_price(value, volume)
+
+
+def average_price(value: int, volume: int) -> int | None:
+    """value ÷ volume rounded half-up to the fen; None when nothing traded."""
+    return (value * 2 + volume) // (volume * 2) if volume else None
 
 
 # ---------------------------------------------------------------- calendar and sessions

@@ -2268,9 +2268,7 @@ class ExchangeService:
                 t.unit_class.like(f"{unit_kind}-%"),
             )
         ).one()
-        if not volume:
-            return None
-        return (int(value) * 2 + int(volume)) // (int(volume) * 2)
+        return m.average_price(int(value or 0), int(volume or 0))
 
     def statistics(self, day: str | None = None) -> dict[str, Any]:
         """What an operator publishes: per mode and in total, the day's, the year's and the
@@ -2308,12 +2306,16 @@ class ExchangeService:
                     acc[0] += v
                     acc[1] += x
 
+        def average(value: int, volume: int) -> str | None:
+            fen = m.average_price(value, volume)
+            return None if fen is None else yuan_from_fen(fen)
+
         def view(figs: dict[str, list[int]]) -> dict[str, Any]:
             modes = {
                 mode: {
                     "volume": v,
                     "value": yuan_from_fen(x),
-                    "average": yuan_from_fen((x * 2 + v) // (v * 2)) if v else None,
+                    "average": average(x, v),
                 }
                 for mode, (v, x) in sorted(figs.items())
             }
@@ -2323,7 +2325,7 @@ class ExchangeService:
                 "total": {
                     "volume": tv,
                     "value": yuan_from_fen(tx),
-                    "average": yuan_from_fen((tx * 2 + tv) // (tv * 2)) if tv else None,
+                    "average": average(tx, tv),
                 },
             }
 
