@@ -62,6 +62,16 @@ LEDGER_TABLES = (
     "unit_blocks",
     "unit_classes",
     "users",
+    # compliance: a refused request leaves the annual cycle as it was too
+    "covered_entities",
+    "facilities",
+    "generating_units",
+    "monthly_records",
+    "emission_reports",
+    "report_events",
+    "compliance_factors",
+    "compliance_allocations",
+    "compliance_exclusions",
 )
 
 

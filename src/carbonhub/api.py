@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carbonhub import __version__
+from carbonhub.compliance.api import router as compliance_router
+from carbonhub.compliance.service import ComplianceService
 from carbonhub.core import journal
 from carbonhub.core.api import (
     LeanRoutes,
@@ -111,6 +113,7 @@ def create_app(
     app.state.cash = cash
     app.state.exchange = exchange
     app.state.settlement = SettlementService(db, registry, cash, exchange)
+    app.state.compliance = ComplianceService(db, registry, exchange)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -123,6 +126,7 @@ def create_app(
     app.include_router(core_router)
     app.include_router(registry_router)
     app.include_router(settlement_router)
+    app.include_router(compliance_router)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health() -> dict[str, str]:

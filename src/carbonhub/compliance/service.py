@@ -8,6 +8,7 @@ registry's service, never its tables.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,10 +21,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carbonhub.compliance import files
 from carbonhub.compliance import model as m
 from carbonhub.compliance import store as s
 from carbonhub.compliance.reference import (
     FACTORS,
+    PLAN_YEARS,
     Certainty,
     Factor,
     IndustrialStrategy,
@@ -46,6 +49,14 @@ FUELS = ("coal", "gas")
 
 
 _KIND_OF = {k.value: k for k in m.EvidenceKind}
+_PENALTY_FIELDS = (
+    "entity_id",
+    "shortfall",
+    "price",
+    "multiple",
+    "fine",
+    "deduction_next_year",
+)
 IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity"})
 
 
@@ -643,6 +654,28 @@ class ComplianceService:
 
         return idempotency.run(self.db, actor.username, key, "import_evidence", data, body)
 
+    def import_evidence_file(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        year_: int,
+        data: bytes,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """`import_evidence` of a CSV (UTF-8 or GBK) or Excel file: a file of the wrong shape
+        is refused whole; otherwise each rejection names its line in the file."""
+        if actor.role is not Role.OPERATOR:  # who may import, before the file is read
+            require_role(actor, Role.ENTERPRISE)
+        f = files.read_evidence(data)
+        out = self.import_evidence(actor, key, year_=year_, rows=f.rows, progress=progress)
+        for r in out["rejected"]:
+            r["line"] = f.lines[r.pop("row") - 1]
+        out["rejected"] = sorted(out["rejected"] + f.rejected, key=lambda r: int(r["line"]))
+        out["rows"] += len(f.rejected)
+        out["encoding"] = f.encoding
+        return out
+
     def _evidence(
         self,
         rec: Any,
@@ -971,6 +1004,128 @@ class ComplianceService:
             )
         return [report_dict(r) for r in rows]
 
+    def reports(self, actor: Actor, year_: int, status: str | None = None) -> list[dict[str, Any]]:
+        """The year's reports the actor may read: all for an operator, its own for an
+        enterprise, those assigned to it for a verification body; without their lines."""
+        y = year(year_)
+        r = s.emission_reports.c
+        query = sa.select(s.emission_reports).where(r.year == y).order_by(r.entity_id)
+        if status is not None:
+            query = query.where(
+                r.status == choice(status, "status", [x.value for x in m.ReportStatus])
+            )
+        if actor.role is Role.ENTERPRISE:
+            query = query.where(r.entity_id == actor.entity_id)
+        elif actor.role is Role.VERIFIER:
+            query = query.where(r.verifier_entity_id == actor.entity_id)
+        else:
+            require_role(actor, Role.OPERATOR)
+        with self.db.read() as uow:
+            rows = fetch(uow.conn, query)
+        return [{k: v for k, v in report_dict(row).items() if k != "lines"} for row in rows]
+
+    def covered_entities(self, actor: Actor) -> list[dict[str, Any]]:
+        """Covered entities with their names: every one for an operator, its own for an
+        enterprise."""
+        c = s.covered_entities.c
+        query = (
+            sa.select(s.covered_entities, entities.c.name, entities.c.credit_code)
+            .join(entities, entities.c.id == c.entity_id)
+            .order_by(c.sector, entities.c.credit_code)
+        )
+        if actor.role is not Role.OPERATOR:
+            require_role(actor, Role.ENTERPRISE)
+            query = query.where(c.entity_id == actor.entity_id)
+        with self.db.read() as uow:
+            return [r._asdict() for r in fetch(uow.conn, query)]
+
+    def covered_entity(self, actor: Actor, entity_id: str) -> dict[str, Any]:
+        """One covered entity: its facilities and generating units, and its reports."""
+        self._own_or_operator(actor, entity_id)
+        with self.db.read() as uow:
+            conn = uow.conn
+            out: dict[str, Any] = self._covered(conn, entity_id)._asdict()
+            f = s.facilities.c
+            out["facilities"] = [
+                r._asdict()
+                for r in fetch(
+                    conn,
+                    sa.select(s.facilities).where(f.entity_id == entity_id).order_by(f.name),
+                )
+            ]
+            out["units"] = [
+                u._asdict()
+                for u in sorted(self._units_of(conn, entity_id).values(), key=lambda u: u.code)
+            ]
+            r = s.emission_reports.c
+            out["reports"] = [
+                row._asdict()
+                for row in fetch(
+                    conn,
+                    sa.select(r.id, r.year, r.status, r.emissions, r.verified_emissions)
+                    .where(r.entity_id == entity_id)
+                    .order_by(r.year),
+                )
+            ]
+        return out
+
+    def evidence(self, actor: Actor, entity_id: str, year_: int) -> list[dict[str, Any]]:
+        """The monthly evidence lines recorded for an entity and year, in month order."""
+        self._own_or_operator(actor, entity_id)
+        y = year(year_)
+        mr = s.monthly_records.c
+        with self.db.read() as uow:
+            self._covered(uow.conn, entity_id)
+            rows = fetch(
+                uow.conn,
+                sa.select(s.monthly_records)
+                .where(mr.entity_id == entity_id, mr.year == y)
+                .order_by(mr.month, mr.kind, mr.scope, mr.item, mr.id),
+            )
+        return [
+            {
+                "month": r.month,
+                "kind": r.kind,
+                "item": r.item,
+                "unit_id": r.scope or None,
+                "quantity": r.quantity,
+                "params": json.loads(r.params),
+                "source": r.source,
+                "created_by": r.created_by,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ]
+
+    def allocations(self, actor: Actor, year_: int) -> list[dict[str, Any]]:
+        """The year's allocation records (PRE, FINAL, TRUE_UP, DEDUCTION) with their
+        parameters and the registry proposal's state; an enterprise sees its own."""
+        y = year(year_)
+        a = s.compliance_allocations.c
+        query = sa.select(s.compliance_allocations).where(a.year == y).order_by(a.entity_id, a.kind)
+        if actor.role is not Role.OPERATOR:
+            require_role(actor, Role.ENTERPRISE)
+            query = query.where(a.entity_id == actor.entity_id)
+        with self.db.read() as uow:
+            return [
+                {
+                    "entity_id": r.entity_id,
+                    "year": r.year,
+                    "kind": r.kind,
+                    "tonnes": r.tonnes,
+                    "parameters": json.loads(r.parameters),
+                    "transfer_id": r.transfer_id,
+                    "transfer_status": (
+                        self.registry.transfer_status(uow.conn, r.transfer_id)
+                        if r.transfer_id
+                        else None
+                    ),
+                    "created_by": r.created_by,
+                    "created_at": r.created_at,
+                }
+                for r in fetch(uow.conn, query)
+            ]
+
     # ------------------------------------------------------------ allocation
 
     def _verified(self, conn: Connection, entity_id: str, y: int) -> int | None:
@@ -1079,7 +1234,7 @@ class ComplianceService:
             conn = uow.conn
             y = year(year_)
             choice(kind, "kind", ("PRE", "TRUE_UP"))
-            plan = m.plan_year(y)
+            m.plan_year(y)  # refuses a year without rules
             factors = self.factor_table(conn)
             excluded = self._excluded(conn, y)
             unit_class = f"CEA-{y}"
@@ -1091,42 +1246,23 @@ class ComplianceService:
                 if eid in excluded:
                     continue
                 prior = first(conn, s.ALLOCATION_ROW, entity_id=eid, year=y, kind=kind)
-                if prior is not None:
-                    state = (
-                        self.registry.transfer_status(conn, prior.transfer_id)
-                        if prior.transfer_id
-                        else "COMPLETED"
-                    )
-                    if state not in ("VOIDED", "EXPIRED"):
-                        continue  # done, or waiting for the checker
-                    # the checker voided it or let it lapse: the same movement is proposed again
-                    rows: list[tuple[str, int, dict[str, Any] | None, int]] = [
-                        (kind, int(prior.tonnes), None, int(prior.tonnes))
-                    ]
-                elif kind == "PRE":
-                    if (
-                        cov.sector != "power"
-                        and plan.industrial is not IndustrialStrategy.INTENSITY
-                    ):
-                        skipped.append({"entity_id": eid, "reason": "NO_PRE_ALLOCATION"})
-                        continue
-                    tonnes, params = self.entitlement(conn, cov, y, "PRE", factors)
-                    rows = [("PRE", tonnes, params, tonnes)]
-                else:
-                    if self._verified(conn, eid, y) is None:
-                        skipped.append({"entity_id": eid, "reason": "NOT_VERIFIED"})
-                        continue
-                    final, params = self.entitlement(conn, cov, y, "FINAL", factors)
-                    pre = self._allocation_of(conn, eid, y, "PRE") or 0
-                    diff = m.true_up(final, pre)
-                    rows = [("FINAL", final, params, 0), ("TRUE_UP", diff, {"pre": pre}, diff)]
-                savepoint = conn.begin_nested()  # a movement the registry refuses skips the entity
+                if prior is not None and (
+                    not prior.transfer_id
+                    or self.registry.transfer_status(conn, prior.transfer_id)
+                    not in ("VOIDED", "EXPIRED")
+                ):
+                    continue  # done, or waiting for the checker
+                # an entity whose entitlement cannot be worked out (not verified, no units, a
+                # factor missing) or whose movement the registry refuses is skipped, with why
+                savepoint = conn.begin_nested()
                 try:
                     made = [
                         self._allocation_row(
                             uow, actor, cov, y, k, tonnes, params, move, unit_class, batch_ref
                         )
-                        for k, tonnes, params, move in rows
+                        for k, tonnes, params, move in self._movements(
+                            conn, cov, y, kind, factors, prior
+                        )
                     ]
                     savepoint.commit()
                 except DomainError as err:
@@ -1164,6 +1300,29 @@ class ComplianceService:
             return out
 
         return idempotency.run(self.db, actor.username, key, "allocate", data, body)
+
+    def _movements(
+        self,
+        conn: Connection,
+        cov: Any,
+        y: int,
+        kind: str,
+        factors: m.FactorTable,
+        prior: Any,
+    ) -> list[tuple[str, int, dict[str, Any] | None, int]]:
+        """(kind, tonnes, parameters, movement) rows of one entity's allocation run; a prior
+        record the checker voided or let lapse is proposed again as it was (parameters None)."""
+        if prior is not None:
+            return [(kind, int(prior.tonnes), None, int(prior.tonnes))]
+        if kind == "PRE":
+            tonnes, params = self.entitlement(conn, cov, y, "PRE", factors)
+            return [("PRE", tonnes, params, tonnes)]
+        if self._verified(conn, cov.entity_id, y) is None:
+            raise Conflict("NOT_VERIFIED", f"no confirmed {y} emissions", f"{y} 年度排放量未确认")
+        final, params = self.entitlement(conn, cov, y, "FINAL", factors)
+        pre = self._allocation_of(conn, cov.entity_id, y, "PRE") or 0
+        diff = m.true_up(final, pre)
+        return [("FINAL", final, params, 0), ("TRUE_UP", diff, {"pre": pre}, diff)]
 
     def _allocation_row(
         self,
@@ -1474,21 +1633,52 @@ class ComplianceService:
                     multiple=mult,
                     fine_fen=fine_fen,
                 )
+                line = {
+                    "entity_id": cov.entity_id,
+                    "shortfall": p.shortfall,
+                    "price": None if p.price_fen is None else yuan_from_fen(p.price_fen),
+                    "multiple": None if p.multiple is None else str(p.multiple),
+                    "fine": yuan_from_fen(p.fine_fen),
+                    "deduction_next_year": p.deduction,
+                }
                 _insert_allocation(
-                    uow, actor, cov.entity_id, y + 1, "DEDUCTION", p.deduction, {"penalty_year": y}
+                    uow,
+                    actor,
+                    cov.entity_id,
+                    y + 1,
+                    "DEDUCTION",
+                    p.deduction,
+                    {"penalty_year": y, "rule": plan.penalty.value, **line},
                 )
-                lines.append(
-                    {
-                        "entity_id": cov.entity_id,
-                        "shortfall": p.shortfall,
-                        "price": None if p.price_fen is None else yuan_from_fen(p.price_fen),
-                        "multiple": None if p.multiple is None else str(p.multiple),
-                        "fine": yuan_from_fen(p.fine_fen),
-                        "deduction_next_year": p.deduction,
-                    }
-                )
+                lines.append(line)
             out = {"year": y, "rule": plan.penalty.value, "penalties": lines}
             journal.append(uow, "compliance.penalties_set", actor.username, out)
             return out
 
         return idempotency.run(self.db, actor.username, key, "penalties", data, body)
+
+    def penalty_report(self, actor: Actor, year_: int) -> dict[str, Any]:
+        """The penalties set for a year, as recorded with each deduction from the next."""
+        require_role(actor, Role.OPERATOR)
+        y = year(year_)
+        a = s.compliance_allocations.c
+        with self.db.read() as uow:
+            rows = fetch(
+                uow.conn,
+                sa.select(s.compliance_allocations)
+                .where(a.year == y + 1, a.kind == "DEDUCTION")
+                .order_by(a.entity_id),
+            )
+        lines = []
+        for r in rows:
+            params = json.loads(r.parameters)
+            lines.append({k: params.get(k) for k in _PENALTY_FIELDS})
+        return {"year": y, "rule": m.plan_year(y).penalty.value, "penalties": lines}
+
+    @staticmethod
+    def plan_years() -> list[dict[str, Any]]:
+        """Every plan year's rules as data, with the surrender deadline (public)."""
+        return [
+            {k: str(v) if isinstance(v, Decimal) else v for k, v in dataclasses.asdict(p).items()}
+            for p in PLAN_YEARS
+        ]
