@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from carbonhub.compliance.service import ComplianceService
 from carbonhub.core import auth as core_auth
 from carbonhub.core.auth import Actor, AuthService
 from carbonhub.core.db import Database
@@ -55,11 +56,30 @@ from tests.test_api import CHEAP_HASHER, assert_problem, make_client, reject
 from tests.test_exchange_api import exchange_snapshot
 
 CEA = "CEA-2023"
+
+
+def evidence(unit_id: str) -> list[dict[str, Any]]:
+    """A year of a coal unit's evidence: measured coal and its generation."""
+    out: list[dict[str, Any]] = []
+    for month in range(1, 13):
+        out.append(
+            {
+                "kind": "fuel",
+                "month": month,
+                "item": "bituminous_coal",
+                "quantity": "100000",
+                "params": {"ncv": "20.900", "element_carbon": "0.5500"},
+            }
+        )
+        out.append({"kind": "generation", "month": month, "unit_id": unit_id, "quantity": "250000"})
+    return out
+
+
 ROLES = (
     "operator",  # op1 (op2 is the other half of maker–checker in the set-ups)
     "owner",  # alice, enterprise, holds account A: the account every request targets
     "nonowner",  # bob, enterprise, holds account B
-    "verifier",  # vera, no entity
+    "verifier",  # vera, of the verification body V
     "member",  # exchange member with an entity, a holding account (no units) and cash
     "bank",  # settlement bank with an entity
     "partner",  # data partner (metro) with an entity
@@ -82,7 +102,7 @@ MATRIX: dict[str, str] = {
     "GET /registry/totals":                               "A  A  A  A  A  A  A  A  A  A",
     "GET /registry/market":                               "A  A  A  A  A  A  A  A  A  A",
     "POST /registry/market/suspension":                   "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/accounts":                             "A  A  A  D  A  A  A  D  A  D",
+    "GET /registry/accounts":                             "A  A  A  A  A  A  A  D  A  D",
     "POST /registry/accounts":                            "A  A  A  D  A  D  D  D  A  D",
     "GET /registry/accounts/{account_id}":                "A  A  D  D  D  D  D  D  D  D",
     "POST /registry/accounts/{account_id}/approve":       "A  D  D  D  D  D  D  D  D  D",
@@ -91,7 +111,7 @@ MATRIX: dict[str, str] = {
     "GET /registry/accounts/{account_id}/blocks":         "A  A  D  D  D  D  D  D  D  D",
     "GET /registry/accounts/{account_id}/trusted":        "A  A  D  D  D  D  D  D  D  D",
     "POST /registry/accounts/{account_id}/trusted":       "A  A  D  D  D  D  D  D  D  D",
-    "GET /registry/transfers":                            "A  A  A  D  A  A  A  D  A  D",
+    "GET /registry/transfers":                            "A  A  A  A  A  A  A  D  A  D",
     "POST /registry/transfers":                           "D  A  D  D  D  D  D  D  D  D",
     "GET /registry/transfers/{transfer_id}":              "A  A  D  D  D  D  D  D  D  D",
     "POST /registry/transfers/{transfer_id}/approve":     "A  D  D  D  D  D  D  D  D  D",
@@ -105,7 +125,7 @@ MATRIX: dict[str, str] = {
     "POST /registry/cancellations":                       "D  A  D  D  D  D  D  D  D  D",
     "POST /registry/court-transfers":                     "A  D  D  D  D  D  D  D  D  D",
     "GET /registry/approvals":                            "A  D  D  D  D  D  D  D  D  D",
-    "GET /registry/holds":                                "A  A  A  D  A  A  A  D  A  D",
+    "GET /registry/holds":                                "A  A  A  A  A  A  A  D  A  D",
     "POST /registry/holds":                               "A  A  D  D  D  D  D  D  D  D",
     "POST /registry/holds/{hold_id}/release":             "A  A  D  D  D  D  D  D  D  D",
     "POST /registry/serial-flags":                        "A  D  D  D  D  D  D  D  D  D",
@@ -158,6 +178,40 @@ MATRIX: dict[str, str] = {
     "GET /settlement/days/{day}/report":                  "A  A  A  A  A  A  A  A  A  A",
     "GET /settlement/days/{day}/statement":               "A  A  D  D  D  D  D  D  D  D",
     "GET /settlement/days/{day}/failures":                "A  D  D  D  D  D  D  D  D  D",
+    # compliance (the verifier column is vera of the verification body V)
+    "GET /compliance/plan-years":                         "A  A  A  A  A  A  A  A  A  A",
+    "GET /compliance/factors":                            "A  A  A  A  A  A  A  A  A  A",
+    "POST /compliance/factors":                           "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/entities":                          "A  D  D  D  D  D  D  D  D  D",
+    "GET /compliance/entities":                           "A  A  A  D  D  D  D  D  D  D",
+    "GET /compliance/entities/{entity_id}":               "A  A  D  D  D  D  D  D  D  D",
+    "POST /compliance/entities/{entity_id}/facilities":   "A  A  D  D  D  D  D  D  D  D",
+    "POST /compliance/facilities/{facility_id}/units":    "A  A  D  D  D  D  D  D  D  D",
+    "POST /compliance/entities/{entity_id}/years/{year}/records":
+                                                          "A  A  D  D  D  D  D  D  D  D",
+    "GET /compliance/entities/{entity_id}/years/{year}/records":
+                                                          "A  A  D  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/evidence-import":      "A  A  A  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/evidence-file":        "A  A  A  D  D  D  D  D  D  D",
+    "POST /compliance/entities/{entity_id}/years/{year}/report":
+                                                          "A  A  D  D  D  D  D  D  D  D",
+    "GET /compliance/reports":                            "A  A  A  A  D  D  D  D  D  D",
+    "GET /compliance/verification-queue":                 "D  D  D  A  D  D  D  D  D  D",
+    "GET /compliance/reports/{report_id}":                "A  A  D  A  D  D  D  D  D  D",
+    "POST /compliance/reports/{report_id}/assign":        "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/reports/{report_id}/verify":        "D  D  D  A  D  D  D  D  D  D",
+    "POST /compliance/reports/{report_id}/return":        "A  D  D  A  D  D  D  D  D  D",
+    "POST /compliance/reports/{report_id}/confirm":       "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/allocations":          "A  D  D  D  D  D  D  D  D  D",
+    "GET /compliance/years/{year}/allocations":           "A  A  A  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/exclusions":           "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/entities/{entity_id}/years/{year}/surrender":
+                                                          "D  A  D  D  D  D  D  D  D  D",
+    "GET /compliance/entities/{entity_id}/years/{year}/status":
+                                                          "A  A  D  D  D  D  D  D  D  D",
+    "GET /compliance/years/{year}/status":                "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/penalties":            "A  D  D  D  D  D  D  D  D  D",
+    "GET /compliance/years/{year}/penalties":             "A  D  D  D  D  D  D  D  D  D",
 }
 # fmt: on
 
@@ -190,6 +244,10 @@ class Market:
     x: Actor  # the counterparty member (no column)
     entity_k: str  # the bank
     cash_a: str  # A's cash account
+    compliance: ComplianceService  # the app's
+    entity_v: str  # the verification body
+    facility_a: str  # A's power plant (A is covered from 2019)
+    report_a: str  # A's 2023 report, verified by V and confirmed
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     serial: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -295,6 +353,69 @@ class Market:
         )
         return str(a["id"])
 
+    # compliance set-ups: units of A's plant, covered entities and reports in a given state
+
+    def fresh_unit(self) -> tuple[str, str]:
+        """(id, code) of a new generating unit of A's plant."""
+        code = f"#{next(self.serial)}"
+        unit = self.compliance.add_unit(
+            self.actors["owner"],
+            self.key(),
+            facility_id=self.facility_a,
+            code=code,
+            category="I",
+            capacity_mw="600",
+            cooling="water",
+            fuel="coal",
+        )
+        return str(unit["id"]), code
+
+    def fresh_covered(self) -> dict[str, str]:
+        """A new power entity covered from 2019, with one unit and 2023 evidence."""
+        op = self.actors["operator"]
+        ent = self.fresh_member()
+        self.compliance.cover_entity(
+            op, self.key(), **ent, sector="power", region="湖北", since=2019
+        )
+        fac = self.compliance.add_facility(op, self.key(), entity_id=ent["entity_id"], name="电厂")
+        unit = self.compliance.add_unit(
+            op,
+            self.key(),
+            facility_id=fac["id"],
+            code="#1",
+            category="I",
+            capacity_mw="600",
+            cooling="water",
+            fuel="coal",
+        )
+        self.compliance.record_months(
+            op, self.key(), entity_id=ent["entity_id"], year_=2023, records=evidence(unit["id"])
+        )
+        return ent | {"unit_id": str(unit["id"])}
+
+    def fresh_report(self, status: str) -> str:
+        """A fresh entity's 2023 report, SUBMITTED, UNDER_VERIFICATION (V) or VERIFIED."""
+        op = self.actors["operator"]
+        ent = self.fresh_covered()
+        rid = str(
+            self.compliance.submit_report(op, self.key(), entity_id=ent["entity_id"], year_=2023)[
+                "id"
+            ]
+        )
+        if status in ("UNDER_VERIFICATION", "VERIFIED"):
+            self.compliance.assign_verifier(
+                op, self.key(), report_id=rid, verifier_entity_id=self.entity_v
+            )
+        if status == "VERIFIED":
+            self.compliance.verify_report(
+                self.actors["verifier"],
+                self.key(),
+                report_id=rid,
+                verified_emissions=1_000,
+                findings="符合",
+            )
+        return rid
+
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # Monday 14:00 in Shanghai: every mode trades
 DAY = "2026-11-23"
@@ -306,7 +427,7 @@ USERS = {
     "operator": ("op1", "operator", None),
     "owner": ("alice", "enterprise", "A"),
     "nonowner": ("bob", "enterprise", "B"),
-    "verifier": ("vera", "verifier", None),
+    "verifier": ("vera", "verifier", "V"),
     "member": ("mia", "member", "M"),
     "bank": ("bank1", "bank", "K"),
     "partner": ("metro", "partner", "P"),
@@ -321,6 +442,7 @@ ENTITIES = {
     "P": ("武汉地铁集团", "partner", "91420100MA4KX0005E"),
     "L": ("湖北碳基金", "lender", "91420100MA4KX0006F"),
     "X": ("武汉碳资产管理有限公司", "enterprise", "91420100MA4KX0007G"),  # the counterparty
+    "V": ("中环联合认证中心", "verifier", "91110000MA4KX0008H"),  # a verification body
 }
 
 
@@ -378,6 +500,36 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 reference_price="80.00",
                 preset=preset,
             )
+        # compliance: A is a covered power entity with a plant, 2022 and 2023 evidence, and a
+        # 2023 report verified by V and confirmed
+        comp = client.app.state.compliance
+        op, owner = actors["operator"], actors["owner"]
+        comp.cover_entity(
+            op, k(), entity_id=ents["A"], account_id=a, sector="power", region="湖北", since=2019
+        )
+        fac_a = comp.add_facility(owner, k(), entity_id=ents["A"], name="阳逻电厂")["id"]
+        unit_a = comp.add_unit(
+            owner,
+            k(),
+            facility_id=fac_a,
+            code="#1",
+            category="I",
+            capacity_mw="600",
+            cooling="water",
+            fuel="coal",
+        )["id"]
+        for y in (2022, 2023):
+            comp.record_months(owner, k(), entity_id=ents["A"], year_=y, records=evidence(unit_a))
+        report_a = comp.submit_report(owner, k(), entity_id=ents["A"], year_=2023)["id"]
+        comp.assign_verifier(op, k(), report_id=report_a, verifier_entity_id=ents["V"])
+        comp.verify_report(
+            actors["verifier"],
+            k(),
+            report_id=report_a,
+            verified_emissions=2_400_000,
+            findings="符合",
+        )
+        comp.confirm_report(op, k(), report_id=report_a)
         j = metadata.tables["journal"]
         with db.read() as uow:
             alice_seq = uow.conn.execute(
@@ -401,6 +553,10 @@ def market(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             x,
             ents["K"],
             cash_ids["A"],
+            comp,
+            ents["V"],
+            fac_a,
+            report_a,
         )
         mk.tokens = {
             role: {"Authorization": f"Bearer {auth.issue_token(actor)['token']}"}
@@ -418,6 +574,11 @@ Request = tuple[str, Any]  # (url below /api/v1, JSON body or None)
 def _login(mk: Market, role: str) -> Request:
     username = USERS["owner" if role == "public" else role][0]
     return "/auth/token", {"username": username, "password": f"password-{username}"}
+
+
+def _allocate(mk: Market, role: str) -> Request:
+    mk.fresh_covered()  # something for the run to do (or to skip, with why), whatever ran before
+    return "/compliance/years/2024/allocations", {"kind": "PRE"}
 
 
 def _revoke(mk: Market, role: str) -> Request:
@@ -711,6 +872,136 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
         None,
     ),
     "GET /settlement/days/{day}/failures": lambda mk, r: (f"/settlement/days/{DAY}/failures", None),
+    # compliance
+    "GET /compliance/plan-years": lambda mk, r: ("/compliance/plan-years", None),
+    "GET /compliance/factors": lambda mk, r: ("/compliance/factors", None),
+    "POST /compliance/factors": lambda mk, r: (
+        "/compliance/factors",
+        {
+            "table": "matrix.test",
+            "key": f"k{next(mk.serial)}",
+            "first": 2023,
+            "value": "1.5",
+            "unit": "t/t",
+            "source": "the matrix",
+            "certainty": "unverified",
+        },
+    ),
+    "POST /compliance/entities": lambda mk, r: (
+        "/compliance/entities",
+        mk.fresh_member() | {"sector": "steel", "region": "湖北", "since": 2024},
+    ),
+    "GET /compliance/entities": lambda mk, r: ("/compliance/entities", None),
+    "GET /compliance/entities/{entity_id}": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}",
+        None,
+    ),
+    "POST /compliance/entities/{entity_id}/facilities": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}/facilities",
+        {"name": f"二期 {next(mk.serial)}"},
+    ),
+    "POST /compliance/facilities/{facility_id}/units": lambda mk, r: (
+        f"/compliance/facilities/{mk.facility_a}/units",
+        {
+            "code": f"#{next(mk.serial)}",
+            "category": "II",
+            "capacity_mw": "300",
+            "cooling": "air",
+            "fuel": "coal",
+        },
+    ),
+    "POST /compliance/entities/{entity_id}/years/{year}/records": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}/years/2024/records",
+        {
+            "records": [
+                {
+                    "kind": "generation",
+                    "month": 1,
+                    "unit_id": mk.fresh_unit()[0],
+                    "quantity": "1000",
+                }
+            ]
+        },
+    ),
+    "GET /compliance/entities/{entity_id}/years/{year}/records": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}/years/2023/records",
+        None,
+    ),
+    "POST /compliance/years/{year}/evidence-import": lambda mk, r: (
+        "/compliance/years/2024/evidence-import",
+        {
+            "rows": [
+                {
+                    "entity": mk.entity_a,
+                    "unit": mk.fresh_unit()[1],
+                    "month": 1,
+                    "kind": "generation",
+                    "item": "",
+                    "quantity": "1000",
+                }
+            ]
+        },
+    ),
+    "POST /compliance/years/{year}/evidence-file": lambda mk, r: (
+        "/compliance/years/2024/evidence-file",
+        f"entity,unit,month,kind,item,quantity\n{mk.entity_a},{mk.fresh_unit()[1]},1,generation,,1000\n".encode(),
+    ),
+    # the operator submits for a fresh entity, the owner A's 2022 report (once)
+    "POST /compliance/entities/{entity_id}/years/{year}/report": lambda mk, r: (
+        f"/compliance/entities/{mk.fresh_covered()['entity_id']}/years/2023/report"
+        if r == "operator"
+        else f"/compliance/entities/{mk.entity_a}/years/2022/report",
+        None,
+    ),
+    "GET /compliance/reports": lambda mk, r: ("/compliance/reports?year=2023", None),
+    "GET /compliance/verification-queue": lambda mk, r: ("/compliance/verification-queue", None),
+    "GET /compliance/reports/{report_id}": lambda mk, r: (
+        f"/compliance/reports/{mk.report_a}",
+        None,
+    ),
+    "POST /compliance/reports/{report_id}/assign": lambda mk, r: (
+        f"/compliance/reports/{mk.fresh_report('SUBMITTED')}/assign",
+        {"verifier_entity_id": mk.entity_v},
+    ),
+    "POST /compliance/reports/{report_id}/verify": lambda mk, r: (
+        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')}/verify",
+        {"verified_emissions": 1_000, "findings": "符合"},
+    ),
+    "POST /compliance/reports/{report_id}/return": lambda mk, r: (
+        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')}/return",
+        {"reasons": "2 月燃煤量缺少凭证"},
+    ),
+    "POST /compliance/reports/{report_id}/confirm": lambda mk, r: (
+        f"/compliance/reports/{mk.fresh_report('VERIFIED')}/confirm",
+        None,
+    ),
+    "POST /compliance/years/{year}/allocations": _allocate,
+    "GET /compliance/years/{year}/allocations": lambda mk, r: (
+        "/compliance/years/2024/allocations",
+        None,
+    ),
+    "POST /compliance/years/{year}/exclusions": lambda mk, r: (
+        "/compliance/years/2023/exclusions",
+        {"entity_id": mk.fresh_covered()["entity_id"], "reason": "停产"},
+    ),
+    "POST /compliance/entities/{entity_id}/years/{year}/surrender": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}/years/2023/surrender",
+        {"unit_class": CEA, "quantity": 1},
+    ),
+    "GET /compliance/entities/{entity_id}/years/{year}/status": lambda mk, r: (
+        f"/compliance/entities/{mk.entity_a}/years/2023/status",
+        None,
+    ),
+    "GET /compliance/years/{year}/status": lambda mk, r: ("/compliance/years/2023/status", None),
+    # 2019: past its deadline, nobody in deficit (no report confirmed), so it may run again
+    "POST /compliance/years/{year}/penalties": lambda mk, r: (
+        "/compliance/years/2019/penalties",
+        {},
+    ),
+    "GET /compliance/years/{year}/penalties": lambda mk, r: (
+        "/compliance/years/2019/penalties",
+        None,
+    ),
 }
 
 
@@ -780,6 +1071,13 @@ def test_cell(market: Market, row: str, role: str, cell: str) -> None:
     headers = market.headers(role)
 
     def send() -> Any:
+        if isinstance(body, bytes):  # a file upload
+            return market.client.request(
+                method,
+                f"/api/v1{url}",
+                headers={**headers, "Content-Type": "text/csv"},
+                content=body,
+            )
         return market.client.request(method, f"/api/v1{url}", headers=headers, json=body)
 
     if cell == "A":

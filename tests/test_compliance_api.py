@@ -215,7 +215,10 @@ def test_a_csv_in_utf8_or_gbk_is_imported(http: Http, encoding: str) -> None:
     assert (out["rows"], out["accepted"], out["rejected"]) == (6, 6, []), out
     assert out["encoding"] == ("gbk" if encoding == "gbk" else "utf-8")
     got = http.get("alice", f"/entities/{http.x.w.entity_a}/years/2023/records")
-    assert {(g["kind"], g["item"]) for g in got} == {("fuel", "bituminous_coal"), ("generation", "")}
+    assert {(g["kind"], g["item"]) for g in got} == {
+        ("fuel", "bituminous_coal"),
+        ("generation", ""),
+    }
 
 
 def test_a_workbook_is_imported_and_bad_lines_are_named(http: Http) -> None:

@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 
 from carbonhub.api import create_app
+from carbonhub.compliance.service import ComplianceService
 from carbonhub.core.db import Database
 from carbonhub.core.settings import Settings
 from carbonhub.registry import model as m
@@ -97,6 +98,7 @@ KNOWN = {
     "moments": ["2026-11-23T06:00:00.000000Z", "2026-11-23T06:30:00.000000Z"],
     "amounts": ["1.00", "1000.00"],
     "versions": [1, 2],
+    "years": [2022, 2023, 2024],
     "entities": ["ID_ENTITY_A", "ID_ENTITY_B", "ID_ENTITY_NEW", "ID_BANK"],
     "orders": ["ID_ORDER"],
     "deals": ["ID_DEAL"],
@@ -143,6 +145,8 @@ BINDINGS = {
     "body.order_id": "orders",
     "path.deal_id": "deals",
     "path.auction_id": "auctions",
+    "path.year": "years",
+    "query.year": "years",
 }
 
 # Who calls each operation (default: an operator, who may call everything else).
@@ -162,6 +166,7 @@ CALLER = {
     "POST /api/v1/settlement/cash-accounts": "bank",
     "POST /api/v1/settlement/cash-accounts/{account_id}/fund": "bank",
     "POST /api/v1/settlement/cash-accounts/{account_id}/defund": "bank",
+    "POST /api/v1/compliance/entities/{entity_id}/years/{year}/surrender": "alice",
 }
 
 # Only /openapi.json is read from this app: its database is never connected to or created.
@@ -218,6 +223,12 @@ def target(market: Market) -> Target:
         closes_at=KNOWN["moments"][1],
     )
     new = w.auth.create_entity("武汉新能源有限公司", "enterprise", "91420100MA4KX0008H")
+    # alice is a covered power entity with a plant, so compliance requests reach its rules
+    compliance = ComplianceService(w.db, w.reg)
+    compliance.cover_entity(
+        w.op1, key(), entity_id=w.entity_a, account_id=A, sector="power", region="湖北", since=2019
+    )
+    compliance.add_facility(w.alice, key(), entity_id=w.entity_a, name="阳逻电厂")
     ids = {
         "ID_ENTITY_A": w.entity_a,
         "ID_ENTITY_B": w.entity_b,
