@@ -9,6 +9,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from carbonhub.compliance.cli import app as compliance_app
 from carbonhub.core import journal, migrate
 from carbonhub.core.auth import AuthService
 from carbonhub.core.cli_support import (
@@ -42,6 +43,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(cash_app, name="cash")
 app.add_typer(settlement_app, name="settlement")
+app.add_typer(compliance_app, name="compliance")
 app.command()(settle)
 
 

@@ -1523,6 +1523,7 @@ class ComplianceService:
         )
         return {
             "entity_id": covered.entity_id,
+            "account_id": covered.account_id,
             "sector": covered.sector,
             "region": covered.region,
             "year": y,

@@ -237,6 +237,27 @@ class AuthService:
             raise Unauthorized("LOGIN_FAILED", "wrong username or password", "用户名或密码错误")
         return Actor(row.id, row.username, Role(row.role), row.entity_id)
 
+    def impersonate(self, by: Actor, username: str) -> Actor:
+        """Another user, for an operator on a simulation market only: a scripted cycle acts for
+        each party as that party. Every use is journaled under the operator."""
+        if not self.db.settings.simulation:
+            raise Forbidden(
+                "SIMULATION_ONLY",
+                "acting as another user is possible on a simulation market only "
+                "(CARBONHUB_SIMULATION=1)",
+                "仅模拟市场可代他人操作",
+            )
+        require_role(by, Role.OPERATOR)
+        with self.db.uow() as uow:
+            row = uow.conn.execute(sa.select(users).where(users.c.username == username)).first()
+            if row is None or not row.active:
+                raise NotFound("USER_NOT_FOUND", f"no active user {username}", "用户不存在")
+            journal.append(
+                uow, "auth.impersonated", by.username, {"user_id": row.id, "username": username}
+            )
+            uow.commit()
+        return Actor(row.id, row.username, Role(row.role), row.entity_id)
+
     def issue_token(self, actor: Actor) -> dict[str, Any]:
         token = "chk_" + secrets.token_urlsafe(32)
         with self.db.uow() as uow:

@@ -47,6 +47,11 @@ class Settings:
     order_writer: str = field(
         default_factory=lambda: os.environ.get("CARBONHUB_ORDER_WRITER", "process")
     )
+    # A simulation market (demo, training, scripted tests): an operator may act as other users
+    # (`AuthService.impersonate`, journaled), as `carbonhub compliance run-cycle` does. Never on.
+    simulation: bool = field(
+        default_factory=lambda: os.environ.get("CARBONHUB_SIMULATION", "") == "1"
+    )
     # Debug mode re-checks ledger invariants at the end of every ledger-changing command.
     check_invariants: bool = field(
         default_factory=lambda: os.environ.get("CARBONHUB_CHECK_INVARIANTS", "") == "1"

@@ -1,0 +1,222 @@
+"""One compliance year driven end to end: pre-allocation, reports, verification, true-up,
+surrender and status, each step by the party whose step it is.
+
+For scripting, the demo market and the bench: every step goes through the same service calls a
+person would make (so every rule, refusal and journal entry is the real one), and each party acts
+as itself: the operator allocates, assigns and confirms; a second operator approves the registry
+batches; the verification body verifies; each entity submits and surrenders. A step that is done
+already is skipped, so a second run changes nothing and a run after new evidence or new purchases
+takes up only what is left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from carbonhub.compliance import model as m
+from carbonhub.compliance import store as s
+from carbonhub.compliance.service import ComplianceService
+from carbonhub.core.auth import Actor, AuthService, Role, users
+from carbonhub.core.db import fetch
+from carbonhub.core.errors import Conflict
+from carbonhub.core.ids import new_id
+
+
+@dataclass(frozen=True)
+class Cast:
+    """Who acts in the cycle. `enterprises`: each covered entity's user (an entity without one
+    submits and surrenders nothing)."""
+
+    operator: Actor
+    checker: Actor  # the second operator of maker–checker
+    verifier: Actor  # a user of the verification body the reports are assigned to
+    enterprises: Mapping[str, Actor]
+
+
+Verified = Callable[[dict[str, Any]], int]  # the verifier's figure for a submitted report
+Surrenders = Callable[[str, int], int]  # (entity, tonnes outstanding) → tonnes to surrender
+
+
+def _key() -> str:
+    return f"cycle-{new_id()}"
+
+
+def run_cycle(
+    svc: ComplianceService,
+    cast: Cast,
+    year_: int,
+    *,
+    verified: Verified | None = None,
+    surrenders: Surrenders | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The year's whole cycle; returns what each phase did and how long it took.
+
+    `verified` gives the verifier's figure (default: the reported emissions, no misstatement
+    found); `surrenders` how much an entity surrenders of what it still owes (default: all it
+    can, from its eligible CEA vintages, oldest first)."""
+    plan = m.plan_year(year_)
+    phases: dict[str, dict[str, Any]] = {}
+    report = progress or (lambda phase, done, total: None)
+
+    def timed(name: str, step: Callable[[], dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        out = step()
+        phases[name] = {**out, "seconds": round(time.perf_counter() - t0, 3)}
+
+    def allocate(kind: str) -> dict[str, Any]:
+        try:
+            run = svc.allocate(cast.operator, _key(), year_=year_, kind=kind)
+        except Conflict as err:
+            if err.code in ("ALREADY_ALLOCATED", "TRUE_UP_DONE"):
+                return {"proposed": 0, "skipped": 0}
+            raise
+        moving = [ln for ln in run["lines"] if ln["transfer_id"]]
+        if moving:
+            svc.registry.approve_batch(cast.checker, _key(), run["batch_ref"])
+        return {"proposed": len(moving), "skipped": len(run["skipped"])}
+
+    def reports() -> dict[str, Any]:
+        entities = _with_evidence(svc, year_)
+        open_ = _reports(svc, year_)
+        with svc.db.read() as uow:
+            excluded = {r.entity_id for r in fetch(uow.conn, s.EXCLUDED_IN, year=year_)}
+        due = [
+            e
+            for e in entities
+            if e in cast.enterprises
+            and e not in excluded
+            and open_.get(e, m.ReportStatus.DRAFT.value)
+            in (m.ReportStatus.DRAFT.value, m.ReportStatus.RETURNED.value)
+        ]
+        for n, e in enumerate(due, start=1):
+            svc.submit_report(cast.enterprises[e], _key(), entity_id=e, year_=year_)
+            report("reports", n, len(due))
+        return {"submitted": len(due)}
+
+    def verification() -> dict[str, Any]:
+        body = cast.verifier.entity_id or ""
+        rows = svc.reports(cast.operator, year_)
+        counts = {"assigned": 0, "verified": 0, "confirmed": 0}
+        for n, r in enumerate(rows, start=1):
+            status = r["status"]
+            if status == m.ReportStatus.SUBMITTED.value:
+                svc.assign_verifier(
+                    cast.operator, _key(), report_id=r["id"], verifier_entity_id=body
+                )
+                counts["assigned"] += 1
+                status = m.ReportStatus.UNDER_VERIFICATION.value
+            if status == m.ReportStatus.UNDER_VERIFICATION.value and (
+                r["verifier_entity_id"] in (None, body)
+            ):
+                figure = verified(r) if verified else int(r["emissions"])
+                svc.verify_report(
+                    cast.verifier,
+                    _key(),
+                    report_id=r["id"],
+                    verified_emissions=figure,
+                    findings="无重大差异 / no material misstatement",
+                )
+                counts["verified"] += 1
+                status = m.ReportStatus.VERIFIED.value
+            if status == m.ReportStatus.VERIFIED.value:
+                svc.confirm_report(cast.operator, _key(), report_id=r["id"])
+                counts["confirmed"] += 1
+            report("verification", n, len(rows))
+        return counts
+
+    def surrender() -> dict[str, Any]:
+        standing = svc.status(cast.operator, year_)["entities"]
+        done = {"surrenders": 0, "tonnes": 0}
+        for n, st in enumerate(standing, start=1):
+            e = st["entity_id"]
+            actor = cast.enterprises.get(e)
+            if actor is None or st["shortfall"] in (None, 0) or st["obligation_provisional"]:
+                continue
+            want = st["shortfall"] if surrenders is None else surrenders(e, st["shortfall"])
+            account = svc.registry.account(actor, st["account_id"])
+            eligible = [
+                h
+                for h in account["holdings"]
+                if h["unit_class"].startswith("CEA-")
+                and plan.first_vintage <= int(h["unit_class"][4:]) <= plan.last_vintage
+                and h["available"] > 0
+            ]
+            for h in sorted(eligible, key=lambda h: str(h["unit_class"])):
+                if want <= 0:
+                    break
+                q = min(want, int(h["available"]))
+                svc.surrender(
+                    actor, _key(), entity_id=e, year_=year_, unit_class=h["unit_class"], quantity=q
+                )
+                want -= q
+                done["surrenders"] += 1
+                done["tonnes"] += q
+            report("surrender", n, len(standing))
+        return done
+
+    timed("pre_allocation", lambda: allocate("PRE"))
+    timed("reports", reports)
+    timed("verification", verification)
+    timed("true_up", lambda: allocate("TRUE_UP"))
+    timed("surrender", surrender)
+    status = svc.status(cast.operator, year_)
+    counts: dict[str, int] = {}
+    for e in status["entities"]:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    return {
+        "year": year_,
+        "phases": phases,
+        "status": counts,
+        "compliance_rate": status["compliance_rate"],
+        "non_compliant": status["non_compliant"],
+    }
+
+
+def simulated_cast(auth: AuthService, operator: Actor, checker: str, verifier: str) -> Cast:
+    """The cast of a simulation market: the named checker and verifier, and for each covered
+    entity its first enterprise user by name, each impersonated by the operator (journaled)."""
+    c, u = s.covered_entities.c, users.c
+    with auth.db.read() as uow:
+        rows = fetch(
+            uow.conn,
+            sa.select(u.entity_id, u.username)
+            .join(s.covered_entities, c.entity_id == u.entity_id)
+            .where(u.role == Role.ENTERPRISE.value, u.active.is_(True))
+            .order_by(u.entity_id, u.username),
+        )
+    names: dict[str, str] = {}
+    for r in rows:
+        names.setdefault(r.entity_id, r.username)
+    return Cast(
+        operator,
+        auth.impersonate(operator, checker),
+        auth.impersonate(operator, verifier),
+        {e: auth.impersonate(operator, name) for e, name in names.items()},
+    )
+
+
+def _with_evidence(svc: ComplianceService, y: int) -> list[str]:
+    mr = s.monthly_records.c
+    with svc.db.read() as uow:
+        return [
+            r.entity_id
+            for r in fetch(
+                uow.conn,
+                sa.select(mr.entity_id).where(mr.year == y).distinct().order_by(mr.entity_id),
+            )
+        ]
+
+
+def _reports(svc: ComplianceService, y: int) -> dict[str, str]:
+    r = s.emission_reports.c
+    with svc.db.read() as uow:
+        return {
+            row.entity_id: row.status
+            for row in fetch(uow.conn, sa.select(r.entity_id, r.status).where(r.year == y))
+        }
