@@ -508,3 +508,13 @@ def test_demo_seeds_once_and_verifies(cli: Cli) -> None:
     login = result["logins"][0]
     code, out, err = cli.run("login", login["username"], "--password", login["password"])
     assert code == 0, err
+
+    # two whole compliance years: 2021 with one entity in deficit and its penalty, 2022 all met
+    s2021 = cli.ok("compliance", "status", "--year", "2021", user=None)
+    assert [e["status"] for e in s2021["entities"]].count("in-deficit") == 1
+    assert all(e["status"] == "compliant" for e in s2021["entities"] if e["shortfall"] == 0)
+    penalties = cli.ok("compliance", "penalties", "--year", "2021", user=None)["penalties"]
+    assert [p["entity_id"] for p in penalties] == s2021["non_compliant"]
+    assert (
+        cli.ok("compliance", "status", "--year", "2022", user=None)["compliance_rate"] == "1.0000"
+    )

@@ -250,7 +250,7 @@ def test_duplicate_lines_and_unknown_years(mrv: Mrv) -> None:
     refused(Conflict, "RECORD_DUPLICATE", record(2022, [line, line]), x)
     record(2022, [line])()
     refused(Conflict, "RECORD_EXISTS", record(2022, [line]), x)
-    refused(Conflict, "YEAR_NOT_COVERED", record(2020, [line]), x)
+    refused(Conflict, "YEAR_NOT_COVERED", record(2019, [line]), x)  # 2020: the basis year
     refused(InvalidInput, "YEAR_INVALID", record(1999, [line]), x)
     refused(
         NotFound,

@@ -5,7 +5,9 @@ steel, cement and aluminium, CEA for 2023 and 2024 allocated by maker–checker,
 transfers, a pledge, a surrender and a voluntary cancellation. Then the exchange: every
 enterprise a member with a funded cash account, CEA2023 and CEA2024 under the national rules and
 HBEA2024 under Hubei's, and about three months of trading history made by running orders, takes,
-block deals and auctions through the engine on a simulated clock, each day settled DvP.
+block deals and auctions through the engine on a simulated clock, each day settled DvP. Last,
+two whole compliance years (2021 and 2022) for the seven power plants: evidence imported, each
+year's cycle run by its parties, one entity in deficit in 2021 with its penalty and deduction.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from carbonhub.compliance.cycle import Cast, run_cycle
+from carbonhub.compliance.service import ComplianceService
 from carbonhub.core.auth import AuthService
 from carbonhub.core.db import Database
 from carbonhub.core.ids import new_id
@@ -74,7 +79,16 @@ def seed(db: Database, *, seed_value: int = 2026) -> dict[str, Any]:
     key = new_id
     auth.create_user("op_zhang", DEMO_PASSWORD, "operator", display_name="张敏 (登记机构经办)")
     auth.create_user("op_li", DEMO_PASSWORD, "operator", display_name="李强 (登记机构复核)")
-    auth.create_user("verifier_wang", DEMO_PASSWORD, "verifier", display_name="王审核")
+    body = auth.create_entity(
+        "中环联合(北京)认证中心有限公司",
+        "verifier",
+        _credit_code(rng),
+        name_en="CEC Verification",
+        region="北京",
+    )
+    auth.create_user(
+        "verifier_wang", DEMO_PASSWORD, "verifier", body["id"], display_name="王审核 (核查机构)"
+    )
     maker = auth.authenticate("op_zhang", DEMO_PASSWORD)
     checker = auth.authenticate("op_li", DEMO_PASSWORD)
 
@@ -186,11 +200,199 @@ def seed(db: Database, *, seed_value: int = 2026) -> dict[str, Any]:
     reg.issue(maker, key(), unit_class="CEA-2024", quantity=300_000, reason="新增产能预留")
 
     seed_market(db, holders, maker, auth.authenticate("bank_clearing", DEMO_PASSWORD), rng)
+    seed_compliance(
+        db, holders, maker, checker, auth.authenticate("verifier_wang", DEMO_PASSWORD), rng
+    )
 
     with db.uow() as uow:
         store.set_flag(uow.conn, SEEDED_FLAG, "1")
         uow.commit()
     return {"seeded": True, "logins": logins()}
+
+
+# The power plants of the two demo compliance years (2021 and 2022, whose rules and benchmarks
+# are all verified): by enterprise index, their units (code, category, MW, cooling, heat supply)
+# and their coal intensity in tCO2 per MWh supplied. 大唐黄石 (2) runs old air-cooled units above
+# the benchmark and buys nothing in 2021: the demo's entity in deficit, penalised, its shortfall
+# deducted from its 2022 allocation; in 2022 it buys what it lacks and complies.
+PLANTS: dict[int, tuple[list[tuple[str, str, str, str, bool]], str]] = {
+    0: ([("#1", "I", "660", "water", False), ("#2", "I", "660", "water", False)], "0.805"),
+    1: ([("#1", "I", "600", "water", False), ("#2", "I", "600", "water", False)], "0.835"),
+    2: ([("#1", "I", "330", "air", False), ("#2", "II", "300", "air", False)], "0.905"),
+    3: ([("#1", "I", "660", "water", False), ("#2", "I", "660", "water", False)], "0.815"),
+    4: ([("#1", "I", "1000", "water", False)], "0.800"),
+    5: ([("#1", "II", "300", "water", True), ("#2", "II", "300", "water", True)], "0.860"),
+    18: ([("#1", "II", "350", "water", True)], "0.850"),
+}
+COMPLIANCE_YEARS = (2021, 2022)
+DEFICIT_ENTITY = 2
+
+
+def _plant_rows(
+    entity_id: str,
+    allocation: int,
+    plant: tuple[list[tuple[str, str, str, str, bool]], str],
+    y: int,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """A year of one plant's monthly evidence, as import rows: supply near what its allocation
+    figure suggests, generation 6 % above it, heat for the CHP units, and the coal (measured NCV
+    and element carbon) that makes the plant's intensity."""
+    units, intensity = plant
+    per_month = Decimal(allocation) / Decimal("0.82") / len(units) / 12
+    rows: list[dict[str, Any]] = []
+    for month in range(1, 13):
+        coal_t = Decimal(0)
+        for code, _cat, _mw, _cool, heat in units:
+            supply = (per_month * Decimal(rng.uniform(0.9, 1.1))).quantize(Decimal(1))
+            rows.append(_row(entity_id, code, month, "supply", supply))
+            rows.append(
+                _row(
+                    entity_id,
+                    code,
+                    month,
+                    "generation",
+                    (supply * Decimal("1.06")).quantize(Decimal(1)),
+                )
+            )
+            co2 = supply * Decimal(intensity)
+            if heat:
+                gj = (supply * Decimal("1.2")).quantize(Decimal(1))
+                rows.append(_row(entity_id, code, month, "heat", gj, heat_ratio="0.25"))
+                co2 += gj * Decimal("0.115")
+            coal_t += co2 / Decimal("1.99650")  # t of coal at 0.55 tC/t, 99 % oxidised
+        rows.append(
+            _row(
+                entity_id,
+                "",
+                month,
+                "fuel",
+                coal_t.quantize(Decimal(1)),
+                item="bituminous_coal",
+                ncv="20.900",
+                element_carbon="0.5500",
+            )
+        )
+    return rows
+
+
+def _row(
+    entity: str, unit: str, month: int, kind: str, quantity: Decimal, item: str = "", **params: str
+) -> dict[str, Any]:
+    return {
+        "entity": entity,
+        "unit": unit,
+        "month": month,
+        "kind": kind,
+        "item": item,
+        "quantity": str(quantity),
+        **params,
+    }
+
+
+def seed_compliance(
+    db: Database,
+    holders: list[tuple[str, Any, str, int]],
+    operator: Any,
+    checker: Any,
+    verifier: Any,
+    rng: random.Random,
+) -> None:
+    """Two whole compliance years of the power plants, through the compliance service: covered
+    from 2021, their evidence imported, each year's cycle run by its parties, the entities short
+    of allowances buying from those with a surplus, and the entity in deficit penalised."""
+    registry = RegistryService(db)
+    compliance = ComplianceService(db, registry)
+    key = new_id
+    plants = {i: holders[i] for i in PLANTS}
+    for i, (account, who, _sector, _alloc) in plants.items():
+        compliance.cover_entity(
+            operator,
+            key(),
+            entity_id=who.entity_id,
+            account_id=account,
+            sector="power",
+            region="湖北",
+            since=min(COMPLIANCE_YEARS),
+        )
+        fac = compliance.add_facility(
+            who,
+            key(),
+            entity_id=who.entity_id,
+            name=f"{ENTERPRISES[i][0].removesuffix('有限责任公司').removesuffix('有限公司')} 厂区",
+        )
+        for code, cat, mw, cooling, heat in PLANTS[i][0]:
+            compliance.add_unit(
+                who,
+                key(),
+                facility_id=fac["id"],
+                code=code,
+                category=cat,
+                capacity_mw=mw,
+                cooling=cooling,
+                fuel="coal",
+                heat_supply=heat,
+            )
+    for y in (
+        min(COMPLIANCE_YEARS) - 1,
+        *COMPLIANCE_YEARS,
+    ):  # the year before: pre-allocation's basis
+        rows = [
+            r
+            for i, (_a, who, _s, alloc) in plants.items()
+            for r in _plant_rows(who.entity_id, alloc, PLANTS[i], y, rng)
+        ]
+        got = compliance.import_evidence(operator, key(), year_=y, rows=rows)
+        assert not got["rejected"], got["rejected"][:3]
+    cast = Cast(
+        operator, checker, verifier, {who.entity_id: who for _a, who, _s, _al in plants.values()}
+    )
+    deficit = holders[DEFICIT_ENTITY][1].entity_id
+    for y in COMPLIANCE_YEARS:
+        unit_class = f"CEA-{y}"
+        t = registry.issue(
+            operator, key(), unit_class=unit_class, quantity=60_000_000, reason=f"{y} 年度配额"
+        )
+        registry.approve(checker, key(), t["id"])
+        run_cycle(compliance, cast, y, verified=lambda r: int(r["emissions"]) * 995 // 1000)
+        # the market between entities: the short buy what they lack from those with a surplus
+        # (in 2021 the entity in deficit does not), then surrender the rest
+        standing = compliance.status(operator, y)["entities"]
+        short = [
+            e
+            for e in standing
+            if e["shortfall"] and not (y == COMPLIANCE_YEARS[0] and e["entity_id"] == deficit)
+        ]
+        spare = {e["entity_id"]: e for e in standing if not e["shortfall"]}
+        for e in short:
+            need = int(e["shortfall"])
+            for s_id, s in spare.items():
+                seller = cast.enterprises[s_id]
+                have = _available(registry, seller, s["account_id"], unit_class)
+                q = min(need, have)
+                if q <= 0:
+                    continue
+                registry.transfer(
+                    seller,
+                    key(),
+                    from_account=s["account_id"],
+                    to_account=e["account_id"],
+                    unit_class=unit_class,
+                    quantity=q,
+                    reason="履约缺口协议转让",
+                )
+                need -= q
+                if need == 0:
+                    break
+        run_cycle(compliance, cast, y)
+        compliance.penalties(operator, key(), year_=y, multiple="5", fine="25000.00")
+
+
+def _available(registry: RegistryService, actor: Any, account: str, unit_class: str) -> int:
+    for h in registry.account(actor, account)["holdings"]:
+        if h["unit_class"] == unit_class:
+            return int(h["available"])
+    return 0
 
 
 HISTORY_DAYS = 91  # calendar days of trading history before today
@@ -399,5 +601,9 @@ def logins() -> list[dict[str, str]]:
             "password": DEMO_PASSWORD,
             "role": "settlement bank: 汉口银行",
         },
-        {"username": "verifier_wang", "password": DEMO_PASSWORD, "role": "verifier"},
+        {
+            "username": "verifier_wang",
+            "password": DEMO_PASSWORD,
+            "role": "verifier: 中环联合认证中心",
+        },
     ]

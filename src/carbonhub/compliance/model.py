@@ -741,6 +741,19 @@ def days_in_month(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
+def check_evidence_year(y: int, since: int) -> None:
+    """Evidence is kept from the year before coverage: that year's output is the basis of the
+    first pre-allocation (as 2018–2020 data were reported before the national market's first
+    period). Anything earlier belongs to no allocation and no obligation."""
+    if y < since - 1:
+        raise Conflict(
+            "YEAR_NOT_COVERED",
+            f"the entity is covered from {since}: evidence from {since - 1} on",
+            f"该主体自 {since} 年起纳入, 数据自 {since - 1} 年起",
+            year=y,
+        )
+
+
 def check_evidence(ev: Evidence, year: int, capacity_mw: Decimal | None) -> None:
     """A record on its own: month, non-negative quantity, known parameters, physical limits."""
     if not 1 <= ev.month <= 12:

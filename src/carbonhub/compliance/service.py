@@ -435,12 +435,7 @@ class ComplianceService:
             conn = uow.conn
             covered = self._covered(conn, entity_id)
             y = year(year_)
-            if y < covered.since:
-                raise Conflict(
-                    "YEAR_NOT_COVERED",
-                    f"the entity is covered from {covered.since}",
-                    f"该主体自 {covered.since} 年起纳入",
-                )
+            m.check_evidence_year(y, covered.since)
             report = self._report_row(conn, entity_id, y)
             if report is not None and m.ReportStatus(report.status) not in m.EDITABLE:
                 raise Conflict(
@@ -583,12 +578,7 @@ class ComplianceService:
                             f"entity {ref!r} is not covered",
                             "该主体未纳入管控",
                         )
-                    if y < covered[eid].since:
-                        raise Conflict(
-                            "YEAR_NOT_COVERED",
-                            f"the entity is covered from {covered[eid].since}",
-                            "年度未纳入",
-                        )
+                    m.check_evidence_year(y, covered[eid].since)
                     if eid in locked:
                         raise Conflict(
                             "REPORT_LOCKED", f"the {y} report is not editable", "报告已锁定"
@@ -813,9 +803,16 @@ class ComplianceService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             self._own_or_operator(actor, entity_id)
             conn = uow.conn
-            sector = self._covered(conn, entity_id).sector
+            covered = self._covered(conn, entity_id)
+            sector = covered.sector
             y = year(year_)
             plan = m.plan_year(y)
+            if y < covered.since:
+                raise Conflict(
+                    "YEAR_NOT_COVERED",
+                    f"the entity reports from {covered.since}, its first covered year",
+                    f"该主体自 {covered.since} 年起报告",
+                )
             records = self._records(conn, entity_id, y)
             if not records:
                 raise Conflict("NO_EVIDENCE", f"nothing recorded for {y}", f"{y} 年度尚无月度数据")
