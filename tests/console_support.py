@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +131,26 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
         except OSError:
             time.sleep(0.2)
     raise TimeoutError("console server did not start")
+
+
+@contextmanager
+def served(
+    url: str, work: Path, module: str = "tests.console_support", *args: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The console server of `module` on a free port: (base URL, process). On the way out the
+    server stops, and its log must hold no traceback."""
+    port = free_port()
+    proc = start_server(url, port, work, module, *args)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log = (work / "server.log").read_text(errors="replace")
+        assert "Traceback" not in log, log
 
 
 def serve(url: str, port: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,11 +27,10 @@ from carbonhub.registry.service import RegistryService
 from tests.console_support import (
     PASSWORDS,
     Seeded,
-    free_port,
     key,
     prepare,
     seed,
-    start_server,
+    served,
     wait_ready,
 )
 
@@ -161,10 +159,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     work = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{work / 'carbonhub.db'}"
     prepare(url)
-    port = free_port()
-    proc = start_server(url, port, work)  # starts while the test seeds the market
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with served(url, work) as (base, proc):  # the server starts while the test seeds
         seeded = seed(url)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -173,14 +168,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             yield c
             browser.close()
         assert c.external == [], f"the console loaded from outside: {c.external}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log = (work / "server.log").read_text(errors="replace")
-        assert "Traceback" not in log, log
 
 
 def test_console_leaves_api_paths_to_the_api(console: Console) -> None:

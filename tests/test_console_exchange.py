@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import random
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from carbonhub.registry.service import RegistryService
 from carbonhub.settlement.service import CashService, SettlementService
 from tests import test_console
 from tests.conftest import Clock
-from tests.console_support import ROOT, free_port, key, prepare, start_server, wait_ready
+from tests.console_support import ROOT, key, prepare, served, wait_ready
 from tests.test_console import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -292,12 +291,11 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     work = tmp_path_factory.mktemp("console-exchange")
     url = f"sqlite:///{work / 'carbonhub.db'}"
     prepare(url)
-    port = free_port()
-    proc = start_server(  # starts while the test seeds the market
-        url, port, work, "tests.test_console_exchange", iso(shanghai(TODAY, NOW))
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    # the server starts while the test seeds the market
+    with served(url, work, "tests.test_console_exchange", iso(shanghai(TODAY, NOW))) as (
+        base,
+        proc,
+    ):
         seeded = seed(url)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -307,14 +305,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             browser.close()
             c.svc.db.dispose()
         assert c.external == [], f"the console loaded from outside: {c.external}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log = (work / "server.log").read_text(errors="replace")
-        assert "Traceback" not in log, log
 
 
 def cells(page: Page, testid: str, row_text: str | re.Pattern[str]) -> list[str]:

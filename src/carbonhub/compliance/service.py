@@ -1021,6 +1021,17 @@ class ComplianceService:
             rows = fetch(uow.conn, query)
         return [{k: v for k, v in report_dict(row).items() if k != "lines"} for row in rows]
 
+    def active_years(self) -> list[int]:
+        """Years with a report or an allocation, newest first: the years worth showing."""
+        r, a = s.emission_reports.c, s.compliance_allocations.c
+        with self.db.read() as uow:
+            found = {
+                int(row[0])
+                for q in (sa.select(r.year).distinct(), sa.select(a.year).distinct())
+                for row in uow.conn.execute(q)
+            }
+        return sorted(found, reverse=True)
+
     def covered_entities(self, actor: Actor) -> list[dict[str, Any]]:
         """Covered entities with their names: every one for an operator, its own for an
         enterprise."""

@@ -21,6 +21,8 @@ from nicegui import ui
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
+from carbonhub.compliance.service import ComplianceService
+from carbonhub.console.compliance_pages import register_compliance
 from carbonhub.console.exchange_pages import Market, register_exchange
 from carbonhub.console.i18n import register as register_texts
 from carbonhub.console.i18n import t
@@ -49,6 +51,10 @@ def mount(app: fastapi.FastAPI, db: Database) -> None:
     register_operator(services)
     register_exchange(services, market)
     register_settlement(services, market)
+    compliance = getattr(app.state, "compliance", None) or ComplianceService(
+        db, services.registry, market.exchange
+    )
+    register_compliance(services, compliance)
     ui.run_with(
         app,
         storage_secret=db.settings.console_secret,
