@@ -207,6 +207,8 @@ MATRIX: dict[str, str] = {
     "POST /compliance/years/{year}/exclusions":           "A  D  D  D  D  D  D  D  D  D",
     "POST /compliance/entities/{entity_id}/years/{year}/surrender":
                                                           "D  A  D  D  D  D  D  D  D  D",
+    "POST /compliance/entities/{entity_id}/years/{year}/borrow":
+                                                          "A  D  D  D  D  D  D  D  D  D",
     "GET /compliance/entities/{entity_id}/years/{year}/status":
                                                           "A  A  D  D  D  D  D  D  D  D",
     "GET /compliance/years/{year}/status":                "A  D  D  D  D  D  D  D  D  D",
@@ -392,6 +394,30 @@ class Market:
             op, self.key(), entity_id=ent["entity_id"], year_=2023, records=evidence(unit["id"])
         )
         return ent | {"unit_id": str(unit["id"])}
+
+    def borrower(self) -> str:
+        """A fresh entity verified at 1,000 t for 2021 and trued up with nothing (it supplied
+        no power): its gap lets it borrow up to 500 t of CEA-2023."""
+        op = self.actors["operator"]
+        ent = self.fresh_covered()
+        e = ent["entity_id"]
+        self.compliance.record_months(
+            op, self.key(), entity_id=e, year_=2021, records=evidence(ent["unit_id"])
+        )
+        rid = self.compliance.submit_report(op, self.key(), entity_id=e, year_=2021)["id"]
+        self.compliance.assign_verifier(
+            op, self.key(), report_id=rid, verifier_entity_id=self.entity_v
+        )
+        self.compliance.verify_report(
+            self.actors["verifier"],
+            self.key(),
+            report_id=rid,
+            verified_emissions=1_000,
+            findings="符合",
+        )
+        self.compliance.confirm_report(op, self.key(), report_id=rid)
+        self.compliance.allocate(op, self.key(), year_=2021, kind="TRUE_UP")
+        return e
 
     def fresh_report(self, status: str) -> str:
         """A fresh entity's 2023 report, SUBMITTED, UNDER_VERIFICATION (V) or VERIFIED."""
@@ -987,6 +1013,10 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
     "POST /compliance/entities/{entity_id}/years/{year}/surrender": lambda mk, r: (
         f"/compliance/entities/{mk.entity_a}/years/2023/surrender",
         {"unit_class": CEA, "quantity": 1},
+    ),
+    "POST /compliance/entities/{entity_id}/years/{year}/borrow": lambda mk, r: (
+        f"/compliance/entities/{mk.borrower()}/years/2021/borrow",
+        {"quantity": 500},
     ),
     "GET /compliance/entities/{entity_id}/years/{year}/status": lambda mk, r: (
         f"/compliance/entities/{mk.entity_a}/years/2023/status",

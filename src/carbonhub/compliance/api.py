@@ -351,6 +351,25 @@ def surrender(
     )
 
 
+class BorrowBody(Strict):
+    quantity: int = Field(ge=1, le=10**10, description="whole tonnes of the lending year's CEA")
+
+
+@router.post(
+    "/entities/{entity_id}/years/{year}/borrow",
+    summary="Record an entity's borrowing from next year's allowances (operator; 2021–22)",
+)
+def borrow(
+    entity_id: str,
+    year: YearPath,
+    body: BorrowBody,
+    actor: ActorDep,
+    key: KeyDep,
+    request: Request,
+) -> Any:
+    return svc(request).borrow(actor, key, entity_id=entity_id, year_=year, quantity=body.quantity)
+
+
 @router.get("/entities/{entity_id}/years/{year}/status", summary="An entity's status")
 def entity_status(
     entity_id: str, year: YearPath, actor: ActorDep, request: Request

@@ -432,6 +432,25 @@ def surrender(
 
 
 @app.command()
+def borrow(
+    entity_id: str,
+    quantity: int,
+    year: int = YearOpt,
+    key: str = KeyOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Record an entity's borrowing from the lending year's allowances (operator; 2021–22)."""
+    emit(
+        call(
+            lambda: svc().borrow(
+                actor(), key_or_new(key), entity_id=entity_id, year_=year, quantity=quantity
+            )
+        ),
+        as_json,
+    )
+
+
+@app.command()
 def status(
     year: int = YearOpt,
     entity_id: str = typer.Option(None, "--entity", help="one entity (an enterprise: its own)"),

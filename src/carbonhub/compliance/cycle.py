@@ -130,6 +130,18 @@ def run_cycle(
             report("verification", n, len(rows))
         return counts
 
+    # what a class may still cover: borrowed units up to what was borrowed, older vintages
+    # within the year's carry-over limit, the eligible vintages without a cap
+    borrowed = f"CEA-{plan.borrow_from}" if plan.borrow_from else None
+    rule = plan.carry_over
+
+    def cap_of(unit_class: str) -> str | None:
+        if unit_class == borrowed:
+            return "borrowed"
+        if rule is not None and int(unit_class[4:]) <= rule.last_old_vintage:
+            return "old"
+        return None
+
     def surrender() -> dict[str, Any]:
         standing = svc.status(cast.operator, year_)["entities"]
         done = {"surrenders": 0, "tonnes": 0}
@@ -140,17 +152,27 @@ def run_cycle(
                 continue
             want = st["shortfall"] if surrenders is None else surrenders(e, st["shortfall"])
             account = svc.registry.account(actor, st["account_id"])
+            caps = {"borrowed": st["borrowed_left"] or 0, "old": st["carry_over_left"]}
             eligible = [
                 h
                 for h in account["holdings"]
                 if h["unit_class"].startswith("CEA-")
-                and plan.first_vintage <= int(h["unit_class"][4:]) <= plan.last_vintage
                 and h["available"] > 0
+                and (
+                    h["unit_class"] == borrowed
+                    or plan.first_vintage <= int(h["unit_class"][4:]) <= plan.last_vintage
+                )
             ]
             for h in sorted(eligible, key=lambda h: str(h["unit_class"])):
                 if want <= 0:
                     break
                 q = min(want, int(h["available"]))
+                cap = cap_of(h["unit_class"])
+                if cap is not None:
+                    q = min(q, int(caps[cap] or 0))
+                    if q <= 0:
+                        continue
+                    caps[cap] = int(caps[cap] or 0) - q
                 svc.surrender(
                     actor, _key(), entity_id=e, year_=year_, unit_class=h["unit_class"], quantity=q
                 )

@@ -20,6 +20,7 @@ from carbonhub.compliance.reference import (
     FACTORS,
     PLAN_YEARS,
     Basis,
+    CarryOver,
     Certainty,
     Factor,
     IndustrialStrategy,
@@ -555,6 +556,42 @@ def borrowing_limit(verified: int, allocation: int, plan: PlanYear) -> int:
     if plan.borrowing_trigger is None or gap <= plan.borrowing_trigger * verified:
         return 0
     return round_down(Decimal(gap) * plan.borrowing_share)
+
+
+def check_borrowing(quantity: object, limit: int, plan: PlanYear) -> int:
+    """A borrowing request: whole tonnes within the entity's limit, in a year that allows it."""
+    if plan.borrow_from is None:
+        raise Conflict(
+            "BORROWING_NOT_ALLOWED",
+            f"borrowing is not part of the {plan.year} rules",
+            f"{plan.year} 年度不允许预支配额",
+        )
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise _bad("QUANTITY_INVALID", "quantity: whole tonnes above 0", "数量须为正整数吨")
+    if quantity > limit:
+        raise Conflict(
+            "BORROWING_LIMIT",
+            f"at most {limit} t may be borrowed: half the gap, when the gap exceeds "
+            f"{plan.borrowing_trigger:%} of verified emissions",
+            f"最多可预支 {limit} 吨",
+            limit=limit,
+        )
+    return quantity
+
+
+def carry_over_limit(rule: CarryOver, net_sold: int) -> int:
+    """Older vintages a year accepts from one entity: base + multiple × its net sales."""
+    return rule.base + round_down(Decimal(max(net_sold, 0)) * rule.sales_multiple)
+
+
+def check_carry_over(limit: int, already: int, quantity: int, rule: CarryOver) -> None:
+    if already + quantity > limit:
+        raise Conflict(
+            "CARRY_OVER_EXCEEDED",
+            f"vintages up to {rule.last_old_vintage} may cover at most {limit} t of this year "
+            f"({rule.base} t + {rule.sales_multiple} × net sales); {already} t used already",
+            f"{rule.last_old_vintage} 年及以前的配额最多可结转 {limit} 吨, 已使用 {already} 吨",
+        )
 
 
 def check_vintage(vintage: int, plan: PlanYear) -> None:

@@ -287,6 +287,18 @@ class PenaltyRule(StrEnum):
 
 
 @dataclass(frozen=True)
+class CarryOver:
+    """Banking into a year: older vintages count for it only up to base + multiple × the
+    entity's net allowances sold over the sales years (the 2023–24 plan's rule for 2025)."""
+
+    last_old_vintage: int
+    base: int
+    sales_multiple: Decimal
+    sales_from: int
+    sales_to: int
+
+
+@dataclass(frozen=True)
 class PlanYear:
     """The rules of one compliance year; a change of rule is a new row, never a code fork.
     The defaults are what every national plan so far has in common."""
@@ -308,6 +320,8 @@ class PlanYear:
     borrowing_trigger: Decimal | None = None  # borrowing allowed when gap > trigger × verified
     borrowing_share: Decimal = Decimal(0)  # … up to this share of the gap
     first_vintage: int = 2019  # the oldest CEA vintage that may be surrendered
+    borrow_from: int | None = None  # whose allowances are lent (and repaid from its allocation)
+    carry_over: CarryOver | None = None  # a limit on older vintages surrendered for the year
 
 
 _2019 = PlanYear(
@@ -329,6 +343,7 @@ _2021 = replace(
     deadline="2023-12-31",
     borrowing_trigger=Decimal("0.10"),
     borrowing_share=Decimal("0.50"),
+    borrow_from=2023,
     source="ICAP china-releases-allocation-plan-and-compliance-arrangements-2021-and-2022; "
     "climatecooperation.cn (borrowing 2021–22 only)",
 )
@@ -370,6 +385,14 @@ PLAN_YEARS: tuple[PlanYear, ...] = (
         source="ICAP 2024–2025 industrial allocation plan (intensity from 2025, 70 % "
         "pre-allocation)",
         certainty=U,
-        notes="power benchmarks for 2025 and the deadline not retrieved",
+        notes="power benchmarks for 2025 and the deadline not retrieved; carry-over of 2019–2024 "
+        "vintages: 10,000 t + 1.5 × net sales 2019–2024 (ICAP 2023–24 final plan page, verified)",
+        carry_over=CarryOver(
+            last_old_vintage=2024,
+            base=10_000,
+            sales_multiple=Decimal("1.5"),
+            sales_from=2019,
+            sales_to=2024,
+        ),
     ),
 )

@@ -27,6 +27,7 @@ from carbonhub.compliance import store as s
 from carbonhub.compliance.reference import (
     FACTORS,
     PLAN_YEARS,
+    CarryOver,
     Certainty,
     Factor,
     IndustrialStrategy,
@@ -1218,9 +1219,10 @@ class ComplianceService:
                 full, params = a.tonnes, {**a.parameters, "unverified": list(a.unverified)}
         if kind == "PRE":
             return m.pre_allocation(full, plan), {**params, "full": full}
-        owed = self._allocation_of(conn, entity_id, y, "DEDUCTION")
-        after, _still = m.deduct(full, owed or 0)
-        return after, {**params, "full": full, "deducted": full - after}
+        owed = self._allocation_of(conn, entity_id, y, "DEDUCTION") or 0
+        repaid = self._repayments(conn, entity_id, y)
+        after, _still = m.deduct(full, owed + repaid)
+        return after, {**params, "full": full, "deducted": full - after, "repaid": repaid}
 
     def _allocation_of(self, conn: Connection, entity_id: str, y: int, kind: str) -> int | None:
         row = first(conn, s.ALLOCATION_ROW, entity_id=entity_id, year=y, kind=kind)
@@ -1477,8 +1479,10 @@ class ComplianceService:
             due, provisional = obligation
             code = self.registry.unit_class_code(conn, unit_class)  # refuses malformed classes
             kind, vintage = code.split("-")[0], int(code.split("-")[1])
+            done = self.registry.surrendered(conn, [covered.account_id], y)
+            q = quantity if isinstance(quantity, int) and not isinstance(quantity, bool) else 0
             if kind == "CEA":
-                m.check_vintage(vintage, plan)
+                self._check_cea(conn, covered.entity_id, plan, vintage, q, done)
             elif kind == "CCER":
                 if provisional:
                     raise Conflict(
@@ -1486,8 +1490,7 @@ class ComplianceService:
                         f"the CCER limit follows the final {y} allocation: wait for the true-up",
                         f"CCER 抵销上限取决于 {y} 年度最终配额: 请待核定后清缴",
                     )
-                done = self.registry.surrendered(conn, [covered.account_id], y)
-                m.check_ccer(due, _ccer(done), quantity if isinstance(quantity, int) else 0, plan)
+                m.check_ccer(due, _ccer(done), q, plan)
             else:
                 raise Conflict(
                     "UNIT_NOT_ELIGIBLE",
@@ -1505,6 +1508,133 @@ class ComplianceService:
             return {"transfer": t, "status": self._status_of(conn, covered, y, due=obligation)}
 
         return idempotency.run(self.db, actor.username, key, "compliance_surrender", data, body)
+
+    def _check_cea(
+        self,
+        conn: Connection,
+        entity_id: str,
+        plan: PlanYear,
+        vintage: int,
+        quantity: int,
+        done: Mapping[str, int],
+    ) -> None:
+        """A CEA vintage for the year: eligible, borrowed (counted against what was borrowed),
+        or an older vintage within the year's carry-over limit."""
+        if plan.borrow_from is not None and vintage == plan.borrow_from:
+            left = self._borrowed_left(conn, entity_id, plan, done)
+            if quantity > left:
+                raise Conflict(
+                    "VINTAGE_NOT_ELIGIBLE",
+                    f"CEA {vintage} counts for {plan.year} only as borrowed allowances: "
+                    f"{left} t of them left",
+                    f"{vintage} 年度配额仅可按预支数量用于 {plan.year} 年度清缴 (剩余 {left} 吨)",
+                )
+            return
+        m.check_vintage(vintage, plan)
+        rule = plan.carry_over
+        if rule is not None and vintage <= rule.last_old_vintage:
+            limit = self._carry_over_limit(conn, entity_id, rule)
+            m.check_carry_over(limit, self._old_used(plan, done), quantity, rule)
+
+    def _borrowed_left(
+        self, conn: Connection, entity_id: str, plan: PlanYear, done: Mapping[str, int]
+    ) -> int:
+        borrowed = self._allocation_of(conn, entity_id, plan.year, "BORROW") or 0
+        return borrowed - done.get(f"CEA-{plan.borrow_from}", 0)
+
+    @staticmethod
+    def _old_used(plan: PlanYear, done: Mapping[str, int]) -> int:
+        rule = plan.carry_over
+        if rule is None:
+            return 0
+        return sum(
+            q
+            for uc, q in done.items()
+            if uc.startswith("CEA-") and int(uc[4:]) <= rule.last_old_vintage
+        )
+
+    def _carry_over_left(
+        self, conn: Connection, entity_id: str, plan: PlanYear, done: Mapping[str, int]
+    ) -> int | None:
+        """What older vintages may still cover of the year; None where no limit applies."""
+        rule = plan.carry_over
+        if rule is None:
+            return None
+        return self._carry_over_limit(conn, entity_id, rule) - self._old_used(plan, done)
+
+    def _carry_over_limit(self, conn: Connection, entity_id: str, rule: CarryOver) -> int:
+        sold = self.registry.net_sold(
+            conn, entity_id, [f"CEA-{v}" for v in range(rule.sales_from, rule.sales_to + 1)]
+        )
+        return m.carry_over_limit(rule, sold)
+
+    def borrow(
+        self, actor: Actor, key: str, *, entity_id: str, year_: int, quantity: int
+    ) -> dict[str, Any]:
+        """预支 (2021–22): an entity whose gap after the true-up exceeds the plan's share of its
+        verified emissions borrows up to half the gap from the lending year's allowances, once
+        per year; they count for this year's surrender and come off the lending year's final
+        allocation. The operator records the entity's application as an allocation proposal
+        (allocations are operators' to make) and the registry's checker approves it."""
+        data = {"entity_id": entity_id, "year": year_, "quantity": quantity}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            conn = uow.conn
+            covered = self._covered(conn, entity_id)
+            y = year(year_)
+            plan = m.plan_year(y)
+            if plan.borrow_from is None:
+                m.check_borrowing(quantity, 0, plan)
+            verified = self._verified(conn, entity_id, y)
+            final = self._allocation_of(conn, entity_id, y, "FINAL")
+            if verified is None or final is None:
+                raise Conflict(
+                    "TRUE_UP_PENDING",
+                    f"borrowing follows the {y} true-up",
+                    f"须在 {y} 年度配额核定后预支",
+                )
+            if self._allocation_of(conn, entity_id, y, "BORROW") is not None:
+                raise Conflict("ALREADY_BORROWED", f"{y} borrowing is done", "该年度已预支")
+            limit = m.borrowing_limit(verified, final, plan)
+            q = m.check_borrowing(quantity, limit, plan)
+            lender = f"CEA-{plan.borrow_from}"
+            transfer = self.registry.propose_allocation(
+                uow,
+                actor,
+                to_account=covered.account_id,
+                unit_class=lender,
+                quantity=q,
+                reason=f"{y} borrowing from {plan.borrow_from}",
+                batch_ref=f"compliance-{y}-borrow-{new_id()[:8]}",
+            )
+            params = {"from_year": plan.borrow_from, "limit": limit, "gap": verified - final}
+            _insert_allocation(uow, actor, entity_id, y, "BORROW", q, params, transfer["id"])
+            out = {
+                "entity_id": entity_id,
+                "year": y,
+                "borrowed": q,
+                "unit_class": lender,
+                "transfer_id": transfer["id"],
+                **params,
+            }
+            journal.append(uow, "compliance.borrowed", actor.username, out)
+            return out
+
+        return idempotency.run(self.db, actor.username, key, "compliance_borrow", data, body)
+
+    def _repayments(self, conn: Connection, entity_id: str, y: int) -> int:
+        """What an entity borrowed from year `y`'s allowances, to come off its final allocation."""
+        lent_for = [p.year for p in PLAN_YEARS if p.borrow_from == y]
+        if not lent_for:
+            return 0
+        a = s.compliance_allocations.c
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(a.tonnes), 0)).where(
+                a.entity_id == entity_id, a.kind == "BORROW", a.year.in_(lent_for)
+            )
+        ).scalar_one()
+        return int(total)
 
     def _status_of(
         self,
@@ -1526,6 +1656,7 @@ class ComplianceService:
         tonnes, provisional = obligation if obligation is not None else (None, False)
         done = self.registry.surrendered(conn, [covered.account_id], y)
         surrendered = sum(done.values())
+        plan = m.plan_year(y)
         st = m.status(
             excluded=excluded, verified=tonnes is not None, due=tonnes or 0, surrendered=surrendered
         )
@@ -1543,6 +1674,11 @@ class ComplianceService:
             "shortfall": m.shortfall(tonnes, surrendered) if tonnes is not None else None,
             "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
             "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
+            "borrowed": self._allocation_of(conn, covered.entity_id, y, "BORROW"),
+            "borrowed_left": self._borrowed_left(conn, covered.entity_id, plan, done)
+            if plan.borrow_from is not None
+            else None,
+            "carry_over_left": self._carry_over_left(conn, covered.entity_id, plan, done),
         }
 
     def entity_status(self, actor: Actor, entity_id: str, year_: int) -> dict[str, Any]:

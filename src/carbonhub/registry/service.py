@@ -1905,6 +1905,38 @@ class RegistryService:
         ).all()
         return {uc: int(q) for uc, q in rows}
 
+    def net_sold(self, conn: Connection, entity_id: str, unit_classes: Sequence[str]) -> int:
+        """Units of these classes an entity's accounts delivered to other entities, less what
+        they received from others: completed transfers, trade deliveries, court transfers and
+        reversals (a reversal takes back what it reverses); moves between its own accounts and
+        allocations count for nothing."""
+        t, sender, receiver = s.transfers, s.accounts.alias("sender"), s.accounts.alias("receiver")
+        out = sa.and_(sender.c.entity_id == entity_id, receiver.c.entity_id != entity_id)
+        into = sa.and_(receiver.c.entity_id == entity_id, sender.c.entity_id != entity_id)
+        signed = sa.case((out, t.c.quantity), (into, -t.c.quantity), else_=0)
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(signed), 0))
+            .select_from(
+                t.join(sender, sender.c.id == t.c.from_account).join(
+                    receiver, receiver.c.id == t.c.to_account
+                )
+            )
+            .where(
+                t.c.status == "COMPLETED",
+                t.c.op.in_(
+                    [
+                        m.Op.TRANSFER.value,
+                        m.Op.TRADE_DELIVERY.value,
+                        m.Op.COURT_TRANSFER.value,
+                        m.Op.REVERSAL.value,
+                    ]
+                ),
+                t.c.unit_class.in_(list(unit_classes)),
+                sa.or_(out, into),
+            )
+        ).scalar_one()
+        return int(total)
+
     def unit_class_code(self, conn: Connection, code: str) -> str:
         """A unit class that exists in the registry."""
         uc = m.parse_unit_class(code)
