@@ -372,8 +372,8 @@ class Market:
         )
         return str(unit["id"]), code
 
-    def fresh_covered(self) -> dict[str, str]:
-        """A new power entity covered from 2019, with one unit and 2023 evidence."""
+    def fresh_covered(self, year: int = 2023) -> dict[str, str]:
+        """A new power entity covered from 2019, with one unit and a year's evidence."""
         op = self.actors["operator"]
         ent = self.fresh_member()
         self.compliance.cover_entity(
@@ -391,43 +391,16 @@ class Market:
             fuel="coal",
         )
         self.compliance.record_months(
-            op, self.key(), entity_id=ent["entity_id"], year_=2023, records=evidence(unit["id"])
+            op, self.key(), entity_id=ent["entity_id"], year_=year, records=evidence(unit["id"])
         )
         return ent | {"unit_id": str(unit["id"])}
 
-    def borrower(self) -> str:
-        """A fresh entity verified at 1,000 t for 2021 and trued up with nothing (it supplied
-        no power): its gap lets it borrow up to 500 t of CEA-2023."""
+    def fresh_report(self, status: str, year: int = 2023) -> tuple[str, str]:
+        """(report, entity): a fresh entity's report for `year`, SUBMITTED,
+        UNDER_VERIFICATION (V) or VERIFIED (at 1,000 t)."""
         op = self.actors["operator"]
-        ent = self.fresh_covered()
-        e = ent["entity_id"]
-        self.compliance.record_months(
-            op, self.key(), entity_id=e, year_=2021, records=evidence(ent["unit_id"])
-        )
-        rid = self.compliance.submit_report(op, self.key(), entity_id=e, year_=2021)["id"]
-        self.compliance.assign_verifier(
-            op, self.key(), report_id=rid, verifier_entity_id=self.entity_v
-        )
-        self.compliance.verify_report(
-            self.actors["verifier"],
-            self.key(),
-            report_id=rid,
-            verified_emissions=1_000,
-            findings="符合",
-        )
-        self.compliance.confirm_report(op, self.key(), report_id=rid)
-        self.compliance.allocate(op, self.key(), year_=2021, kind="TRUE_UP")
-        return e
-
-    def fresh_report(self, status: str) -> str:
-        """A fresh entity's 2023 report, SUBMITTED, UNDER_VERIFICATION (V) or VERIFIED."""
-        op = self.actors["operator"]
-        ent = self.fresh_covered()
-        rid = str(
-            self.compliance.submit_report(op, self.key(), entity_id=ent["entity_id"], year_=2023)[
-                "id"
-            ]
-        )
+        entity = self.fresh_covered(year)["entity_id"]
+        rid = str(self.compliance.submit_report(op, self.key(), entity_id=entity, year_=year)["id"])
         if status in ("UNDER_VERIFICATION", "VERIFIED"):
             self.compliance.assign_verifier(
                 op, self.key(), report_id=rid, verifier_entity_id=self.entity_v
@@ -440,7 +413,16 @@ class Market:
                 verified_emissions=1_000,
                 findings="符合",
             )
-        return rid
+        return rid, entity
+
+    def borrower(self) -> str:
+        """A fresh entity verified at 1,000 t for 2021 and trued up with nothing (it supplied
+        no power): its gap lets it borrow up to 500 t of CEA-2023."""
+        op = self.actors["operator"]
+        rid, entity = self.fresh_report("VERIFIED", 2021)
+        self.compliance.confirm_report(op, self.key(), report_id=rid)
+        self.compliance.allocate(op, self.key(), year_=2021, kind="TRUE_UP")
+        return entity
 
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # Monday 14:00 in Shanghai: every mode trades
@@ -986,19 +968,19 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
         None,
     ),
     "POST /compliance/reports/{report_id}/assign": lambda mk, r: (
-        f"/compliance/reports/{mk.fresh_report('SUBMITTED')}/assign",
+        f"/compliance/reports/{mk.fresh_report('SUBMITTED')[0]}/assign",
         {"verifier_entity_id": mk.entity_v},
     ),
     "POST /compliance/reports/{report_id}/verify": lambda mk, r: (
-        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')}/verify",
+        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')[0]}/verify",
         {"verified_emissions": 1_000, "findings": "符合"},
     ),
     "POST /compliance/reports/{report_id}/return": lambda mk, r: (
-        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')}/return",
+        f"/compliance/reports/{mk.fresh_report('UNDER_VERIFICATION')[0]}/return",
         {"reasons": "2 月燃煤量缺少凭证"},
     ),
     "POST /compliance/reports/{report_id}/confirm": lambda mk, r: (
-        f"/compliance/reports/{mk.fresh_report('VERIFIED')}/confirm",
+        f"/compliance/reports/{mk.fresh_report('VERIFIED')[0]}/confirm",
         None,
     ),
     "POST /compliance/years/{year}/allocations": _allocate,
