@@ -71,6 +71,13 @@ def serve(url: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+def submit_and_reload(page: Page, button: Locator) -> None:
+    """Submit a form whose success reloads the page, and wait for the new page."""
+    with page.expect_navigation():
+        button.click()
+    ready(page)
+
+
 def row(page: Page, testid: str, text: str | re.Pattern[str]) -> list[str]:
     r = page.get_by_test_id(testid).locator("tbody tr").filter(has_text=text).first
     return [c.strip() for c in r.locator("td").all_inner_texts()]
@@ -130,9 +137,8 @@ def test_a_report_from_evidence_to_confirmation_in_the_console(
     form.get_by_test_id("f-quantity").fill("120000")
     form.get_by_test_id("f-ncv").fill("20.9")
     form.get_by_test_id("f-element-carbon").fill("0.55")
-    form.get_by_test_id("cmp-record-form-submit").click()
-    notification(page, "已录入 1 条")
-    ready(page)
+    submit_and_reload(page, form.get_by_test_id("cmp-record-form-submit"))
+    notification(page, "已录入 1 条")  # shown again on the reloaded page
     # the unit's generation from a file, with one line above capacity × hours
     lines = ["机组,月份,类型,品种,数量,主体"]
     code = _entity_of(console, "ent01")
@@ -147,7 +153,7 @@ def test_a_report_from_evidence_to_confirmation_in_the_console(
     ready(page)
     expect(page.get_by_test_id("cmp-evidence").locator("tbody tr")).to_have_count(13)
     page.get_by_test_id("cmp-submit-report").click()
-    page.get_by_test_id("cmp-submit-form-submit").click()
+    submit_and_reload(page, page.get_by_test_id("cmp-submit-form-submit"))
     notification(page, "已提交")
     shot(page, "compliance-mine", full_page=True)
 
@@ -159,7 +165,7 @@ def test_a_report_from_evidence_to_confirmation_in_the_console(
     op.get_by_test_id("cmp-assign").click()
     form = op.get_by_test_id("cmp-assign-form")
     pick(op, form.get_by_test_id("f-verifier"), re.compile("中环联合"))
-    form.get_by_test_id("cmp-assign-form-submit").click()
+    submit_and_reload(op, form.get_by_test_id("cmp-assign-form-submit"))
     notification(op, "核查中")
     report_url = op.url
 
@@ -170,17 +176,15 @@ def test_a_report_from_evidence_to_confirmation_in_the_console(
     ver.get_by_test_id("cmp-verify").click()
     form = ver.get_by_test_id("cmp-verify-form")
     form.get_by_test_id("f-findings").fill("抽查 3 个月燃煤凭证，无重大差异")
-    form.get_by_test_id("cmp-verify-form-submit").click()
+    submit_and_reload(ver, form.get_by_test_id("cmp-verify-form-submit"))
     notification(ver, "已核查")
 
     # the operator confirms; the timeline shows each step
     op.goto(report_url)
     ready(op)
     op.get_by_test_id("cmp-confirm").click()
-    op.get_by_test_id("cmp-confirm-form-submit").click()
+    submit_and_reload(op, op.get_by_test_id("cmp-confirm-form-submit"))
     notification(op, "已确认")
-    op.reload()
-    ready(op)
     timeline = op.get_by_test_id("cmp-timeline")
     expect(timeline.locator(".q-timeline__entry")).to_have_count(4)
     expect(timeline).to_contain_text("无重大差异")
