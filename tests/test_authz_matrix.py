@@ -202,6 +202,8 @@ MATRIX: dict[str, str] = {
     "POST /compliance/reports/{report_id}/verify":        "D  D  D  A  D  D  D  D  D  D",
     "POST /compliance/reports/{report_id}/return":        "A  D  D  A  D  D  D  D  D  D",
     "POST /compliance/reports/{report_id}/confirm":       "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/reports/assign":       "A  D  D  D  D  D  D  D  D  D",
+    "POST /compliance/years/{year}/reports/confirm":      "A  D  D  D  D  D  D  D  D  D",
     "POST /compliance/years/{year}/allocations":          "A  D  D  D  D  D  D  D  D  D",
     "GET /compliance/years/{year}/allocations":           "A  A  A  D  D  D  D  D  D  D",
     "POST /compliance/years/{year}/exclusions":           "A  D  D  D  D  D  D  D  D  D",
@@ -982,6 +984,14 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
     "POST /compliance/reports/{report_id}/confirm": lambda mk, r: (
         f"/compliance/reports/{mk.fresh_report('VERIFIED')[0]}/confirm",
         None,
+    ),
+    "POST /compliance/years/{year}/reports/assign": lambda mk, r: (
+        "/compliance/years/2023/reports/assign",
+        {"verifier_entity_id": mk.entity_v, "report_ids": [mk.fresh_report("SUBMITTED")[0]]},
+    ),
+    "POST /compliance/years/{year}/reports/confirm": lambda mk, r: (
+        "/compliance/years/2023/reports/confirm",
+        {"report_ids": [mk.fresh_report("VERIFIED")[0]]},
     ),
     "POST /compliance/years/{year}/allocations": _allocate,
     "GET /compliance/years/{year}/allocations": lambda mk, r: (

@@ -862,3 +862,40 @@ def test_older_vintages_carry_into_2025_up_to_the_plan_limit(mrv: Mrv) -> None:
     give(1)()
     refused(Conflict, "CARRY_OVER_EXCEEDED", give(1), x)
     assert svc.entity_status(w.alice, w.entity_a, 2025)["carry_over_left"] == 0
+
+
+def test_lots_are_assigned_and_confirmed_all_or_none(mrv: Mrv) -> None:
+    x, w, svc = mrv, mrv.w, mrv.svc
+    refused(
+        Conflict,
+        "NOTHING_TO_ASSIGN",
+        lambda: svc.assign_reports(w.op1, w.key(), year_=2022, verifier_entity_id=x.body),
+        x,
+    )
+    svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)
+    )
+    rep = svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+
+    def lot(verifier: str, ids: Any = None) -> Callable[[], Any]:
+        return lambda: svc.assign_reports(
+            w.op1, w.key(), year_=2022, verifier_entity_id=verifier, report_ids=ids
+        )
+
+    refused(Conflict, "NOT_A_VERIFIER", lot(w.entity_b), x)
+    refused(NotFound, "REPORT_NOT_FOUND", lot(x.body, [rep["id"], "no-such-report"]), x)
+    refused(InvalidInput, "REPORTS_INVALID", lot(x.body, [rep["id"], rep["id"]]), x)
+    refused(
+        Forbidden, "ROLE_NOT_ALLOWED", lambda: svc.confirm_reports(w.alice, w.key(), year_=2022), x
+    )
+    assert lot(x.body)()["assigned"] == [rep["id"]]
+    refused(Conflict, "REPORT_STATE", lot(x.body, [rep["id"]]), x)
+    refused(
+        Conflict, "NOTHING_TO_CONFIRM", lambda: svc.confirm_reports(w.op1, w.key(), year_=2022), x
+    )
+    svc.verify_report(
+        x.vic, w.key(), report_id=rep["id"], verified_emissions=EXPECTED_2022, findings="无异议"
+    )
+    assert svc.confirm_reports(w.op1, w.key(), year_=2022)["confirmed"] == [rep["id"]]
+    timeline = [e["to"] for e in svc.report(w.op1, rep["id"])["timeline"]]
+    assert timeline == ["SUBMITTED", "UNDER_VERIFICATION", "VERIFIED", "CONFIRMED"]

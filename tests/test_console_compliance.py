@@ -215,3 +215,14 @@ def _entity_of(console: Console, username: str) -> str:
 
 if __name__ == "__main__":
     serve(sys.argv[1], int(sys.argv[2]))
+
+
+def test_an_empty_lot_is_refused_with_its_reason(console: Console) -> None:
+    page = console.user("op_zhang", "/compliance/reports?year=2022")
+    expect(page.get_by_test_id("cmp-reports").locator("tbody tr")).to_have_count(7)
+    page.get_by_test_id("cmp-confirm-lot").click()
+    page.get_by_test_id("cmp-confirm-lot-form-submit").click()
+    notification(page, "NOTHING_TO_CONFIRM")
+    expect(page.get_by_test_id("cmp-confirm-lot-form")).to_be_visible()  # left open to retry
+    other = console.user("verifier_wang", "/compliance/reports?year=2022")
+    expect(other.get_by_test_id("cmp-confirm-lot")).to_have_count(0)

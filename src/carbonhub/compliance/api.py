@@ -300,6 +300,44 @@ def confirm(report_id: str, actor: ActorDep, key: KeyDep, request: Request) -> A
     return svc(request).confirm_report(actor, key, report_id=report_id)
 
 
+class AssignLotBody(Strict):
+    verifier_entity_id: str = Id
+    report_ids: list[str] | None = Field(
+        default=None, max_length=10_000, description="default: every submitted report"
+    )
+
+
+class ConfirmLotBody(Strict):
+    report_ids: list[str] | None = Field(
+        default=None, max_length=10_000, description="default: every verified report"
+    )
+
+
+@router.post(
+    "/years/{year}/reports/assign",
+    summary="Assign one verification body a lot of the year's submitted reports (operator)",
+)
+def assign_lot(
+    year: YearPath, body: AssignLotBody, actor: ActorDep, key: KeyDep, request: Request
+) -> Any:
+    return svc(request).assign_reports(
+        actor,
+        key,
+        year_=year,
+        verifier_entity_id=body.verifier_entity_id,
+        report_ids=body.report_ids,
+    )
+
+
+@router.post(
+    "/years/{year}/reports/confirm", summary="Confirm the year's verified reports (operator)"
+)
+def confirm_lot(
+    year: YearPath, body: ConfirmLotBody, actor: ActorDep, key: KeyDep, request: Request
+) -> Any:
+    return svc(request).confirm_reports(actor, key, year_=year, report_ids=body.report_ids)
+
+
 # ---------------------------------------------------------------- allocation, status, penalties
 
 

@@ -357,6 +357,47 @@ def confirm(report_id: str, key: str = KeyOpt, as_json: bool = JsonOpt) -> None:
     emit(call(lambda: svc().confirm_report(actor(), key_or_new(key), report_id=report_id)), as_json)
 
 
+@app.command("assign-lot")
+def assign_lot(
+    verifier_entity_id: str,
+    year: int = YearOpt,
+    report: list[str] = typer.Option(None, "--report", help="these reports only (repeatable)"),
+    key: str = KeyOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Assign one verification body the year's submitted reports, or those named (operator)."""
+    emit(
+        call(
+            lambda: svc().assign_reports(
+                actor(),
+                key_or_new(key),
+                year_=year,
+                verifier_entity_id=verifier_entity_id,
+                report_ids=report or None,
+            )
+        ),
+        as_json,
+    )
+
+
+@app.command("confirm-lot")
+def confirm_lot(
+    year: int = YearOpt,
+    report: list[str] = typer.Option(None, "--report", help="these reports only (repeatable)"),
+    key: str = KeyOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Confirm the year's verified reports, or those named (operator)."""
+    emit(
+        call(
+            lambda: svc().confirm_reports(
+                actor(), key_or_new(key), year_=year, report_ids=report or None
+            )
+        ),
+        as_json,
+    )
+
+
 # ---------------------------------------------------------------- allocation, surrender, status
 
 

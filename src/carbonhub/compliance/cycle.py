@@ -100,34 +100,34 @@ def run_cycle(
         return {"submitted": len(due)}
 
     def verification() -> dict[str, Any]:
+        """The operator hands the submitted reports to the verification body as one lot, the
+        body verifies each, the operator confirms the verified ones as one lot."""
         body = cast.verifier.entity_id or ""
-        rows = svc.reports(cast.operator, year_)
         counts = {"assigned": 0, "verified": 0, "confirmed": 0}
-        for n, r in enumerate(rows, start=1):
-            status = r["status"]
-            if status == m.ReportStatus.SUBMITTED.value:
-                svc.assign_verifier(
-                    cast.operator, _key(), report_id=r["id"], verifier_entity_id=body
-                )
-                counts["assigned"] += 1
-                status = m.ReportStatus.UNDER_VERIFICATION.value
-            if status == m.ReportStatus.UNDER_VERIFICATION.value and (
-                r["verifier_entity_id"] in (None, body)
-            ):
-                figure = verified(r) if verified else int(r["emissions"])
-                svc.verify_report(
-                    cast.verifier,
-                    _key(),
-                    report_id=r["id"],
-                    verified_emissions=figure,
-                    findings="无重大差异 / no material misstatement",
-                )
-                counts["verified"] += 1
-                status = m.ReportStatus.VERIFIED.value
-            if status == m.ReportStatus.VERIFIED.value:
-                svc.confirm_report(cast.operator, _key(), report_id=r["id"])
-                counts["confirmed"] += 1
-            report("verification", n, len(rows))
+        try:
+            lot = svc.assign_reports(cast.operator, _key(), year_=year_, verifier_entity_id=body)
+            counts["assigned"] = len(lot["assigned"])
+        except Conflict as err:
+            if err.code != "NOTHING_TO_ASSIGN":
+                raise
+        waiting = svc.verifier_queue(cast.verifier)
+        for n, r in enumerate(w for w in waiting if w["year"] == year_):
+            figure = verified(r) if verified else int(r["emissions"])
+            svc.verify_report(
+                cast.verifier,
+                _key(),
+                report_id=r["id"],
+                verified_emissions=figure,
+                findings="无重大差异 / no material misstatement",
+            )
+            counts["verified"] += 1
+            report("verification", n + 1, len(waiting))
+        try:
+            done = svc.confirm_reports(cast.operator, _key(), year_=year_)
+            counts["confirmed"] = len(done["confirmed"])
+        except Conflict as err:
+            if err.code != "NOTHING_TO_CONFIRM":
+                raise
         return counts
 
     # what a class may still cover: borrowed units up to what was borrowed, older vintages

@@ -759,9 +759,11 @@ class ComplianceService:
         report: Any,
         action: m.ReportAction,
         note: str,
+        answer: bool = True,
         **changes: Any,
     ) -> dict[str, Any]:
-        """One step of the workflow: the new state, its timeline event and journal entry."""
+        """One step of the workflow: the new state, its timeline event and journal entry;
+        `answer`: the report as it is now (a batch step does without)."""
         current = m.ReportStatus(report.status)
         nxt = m.next_status(current, action)
         at = iso(uow.now)
@@ -793,7 +795,7 @@ class ComplianceService:
                 **{k: v for k, v in changes.items() if k != "lines"},
             },
         )
-        return report_dict(self._report_by_id(uow.conn, report.id))
+        return report_dict(self._report_by_id(uow.conn, report.id)) if answer else {}
 
     def submit_report(
         self, actor: Actor, key: str, *, entity_id: str, year_: int
@@ -882,6 +884,93 @@ class ComplianceService:
             )
 
         return idempotency.run(self.db, actor.username, key, "assign_verifier", data, body)
+
+    def _batch(
+        self, conn: Connection, y: int, status: m.ReportStatus, report_ids: Sequence[str] | None
+    ) -> list[Any]:
+        """The year's reports in `status`, or exactly the ones named (each must be)."""
+        r = s.emission_reports.c
+        query = sa.select(s.emission_reports).where(r.year == y).order_by(r.entity_id)
+        if report_ids is None:
+            return fetch(conn, query.where(r.status == status.value))
+        if not isinstance(report_ids, (list, tuple)) or not 0 < len(report_ids) <= 10_000:
+            raise InvalidInput("REPORTS_INVALID", "report_ids: 1 to 10,000 ids", "报告列表错误")
+        wanted = [text(i, "report_id", required=True, max_len=36) for i in report_ids]
+        if len(set(wanted)) != len(wanted):
+            raise InvalidInput("REPORTS_INVALID", "a report named twice", "报告重复")
+        found = {row.id: row for row in fetch(conn, query.where(r.id.in_(wanted)))}
+        for i in wanted:
+            row = found.get(i)
+            if row is None:
+                raise NotFound("REPORT_NOT_FOUND", f"no {y} report {i}", "报告不存在")
+            if row.status != status.value:
+                raise Conflict(
+                    "REPORT_STATE",
+                    f"report {i} is {row.status}, not {status.value}",
+                    f"报告 {i} 状态为 {row.status}",
+                )
+        return [found[i] for i in wanted]
+
+    def assign_reports(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        year_: int,
+        verifier_entity_id: str,
+        report_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """One verification body for a lot of the year's submitted reports (all of them, or the
+        ones named), as an authority hands out its verification lots: all or none, the conflict
+        of interest checked for each."""
+        data = {"year": year_, "verifier": verifier_entity_id, "reports": report_ids}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            y = year(year_)
+            ver = first(
+                uow.conn,
+                sa.select(entities).where(
+                    entities.c.id == text(verifier_entity_id, "verifier_entity_id")
+                ),
+            )
+            if ver is None:
+                raise NotFound("ENTITY_NOT_FOUND", f"no entity {verifier_entity_id}", "主体不存在")
+            lot = self._batch(uow.conn, y, m.ReportStatus.SUBMITTED, report_ids)
+            if not lot:
+                raise Conflict("NOTHING_TO_ASSIGN", f"no submitted {y} report", "无待指派报告")
+            for report in lot:
+                m.check_verifier(ver.id, ver.kind, report.entity_id)
+                self._move(
+                    uow,
+                    actor,
+                    report,
+                    m.ReportAction.ASSIGN,
+                    ver.name,
+                    answer=False,
+                    verifier_entity_id=ver.id,
+                )
+            return {"year": y, "verifier_entity_id": ver.id, "assigned": [r.id for r in lot]}
+
+        return idempotency.run(self.db, actor.username, key, "assign_reports", data, body)
+
+    def confirm_reports(
+        self, actor: Actor, key: str, *, year_: int, report_ids: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Confirm the year's verified reports (all of them, or the ones named), all or none."""
+        data = {"year": year_, "reports": report_ids}
+
+        def body(uow: UnitOfWork) -> dict[str, Any]:
+            require_role(actor, Role.OPERATOR)
+            y = year(year_)
+            lot = self._batch(uow.conn, y, m.ReportStatus.VERIFIED, report_ids)
+            if not lot:
+                raise Conflict("NOTHING_TO_CONFIRM", f"no verified {y} report", "无待确认报告")
+            for report in lot:
+                self._move(uow, actor, report, m.ReportAction.CONFIRM, "", answer=False)
+            return {"year": y, "confirmed": [r.id for r in lot]}
+
+        return idempotency.run(self.db, actor.username, key, "confirm_reports", data, body)
 
     def _assigned(self, actor: Actor, report: Any) -> None:
         require_role(actor, Role.VERIFIER)

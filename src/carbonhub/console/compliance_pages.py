@@ -493,7 +493,12 @@ class Compliance:
         y = await self.pick_year(year)
         await self.load_names()
         rows = await read(self.c.reports, self.actor, y)
-        self.year_select(REPORTS_PATH, y)
+        with ui.row().classes("items-center gap-4 w-full"):
+            self.year_select(REPORTS_PATH, y)
+            ui.space()
+            if self.actor.is_operator:
+                self.action("cmp.assign_lot", "cmp-assign-lot", lambda: self.open_assign_lot(y))
+                self.action("cmp.confirm_lot", "cmp-confirm-lot", lambda: self.open_confirm_lot(y))
         with ui.card().classes("w-full"):
             card_title("cmp.reports")
             self.report_table(rows, "cmp-reports")
@@ -623,14 +628,7 @@ class Compliance:
 
     def open_assign(self, report_id: str) -> None:
         def fields() -> Submit:
-            bodies = {
-                e["id"]: e["name"] for e in self.svc.auth.list_entities() if e["kind"] == "verifier"
-            }
-            body = (
-                ui.select(bodies, label=t("cmp.verifier"))
-                .props('outlined dense data-testid="f-verifier"')
-                .classes("w-full")
-            )
+            body = self.verifier_select()
 
             async def submit(key: str) -> dict[str, Any] | None:
                 return await call(
@@ -644,6 +642,57 @@ class Compliance:
             return submit
 
         form_dialog("cmp.assign", "cmp-assign-form", fields, self.reload, self.flashed(self.moved))
+
+    def verifier_select(self) -> ui.select:
+        bodies = {
+            e["id"]: e["name"] for e in self.svc.auth.list_entities() if e["kind"] == "verifier"
+        }
+        return (
+            ui.select(bodies, label=t("cmp.verifier"))
+            .props('outlined dense data-testid="f-verifier"')
+            .classes("w-full")
+        )
+
+    def open_assign_lot(self, y: int) -> None:
+        def fields() -> Submit:
+            hint("cmp.assign_lot_hint")
+            body = self.verifier_select()
+
+            async def submit(key: str) -> dict[str, Any] | None:
+                return await call(
+                    self.c.assign_reports,
+                    self.actor,
+                    key,
+                    year_=y,
+                    verifier_entity_id=body.value or "",
+                )
+
+            return submit
+
+        form_dialog(
+            "cmp.assign_lot",
+            "cmp-assign-lot-form",
+            fields,
+            self.reload,
+            self.flashed(lambda r: t("cmp.lot_done", n=len(r["assigned"]))),
+        )
+
+    def open_confirm_lot(self, y: int) -> None:
+        def fields() -> Submit:
+            hint("cmp.confirm_hint")
+
+            async def submit(key: str) -> dict[str, Any] | None:
+                return await call(self.c.confirm_reports, self.actor, key, year_=y)
+
+            return submit
+
+        form_dialog(
+            "cmp.confirm_lot",
+            "cmp-confirm-lot-form",
+            fields,
+            self.reload,
+            self.flashed(lambda r: t("cmp.lot_done", n=len(r["confirmed"]))),
+        )
 
     def open_verify(self, r: dict[str, Any]) -> None:
         def fields() -> Submit:

@@ -811,6 +811,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cmp.assign": ("指派核查机构", "Assign a verifier"),
     "cmp.verify": ("出具核查结论", "Sign off"),
     "cmp.return": ("退回", "Return"),
+    "cmp.assign_lot": ("批量指派核查", "Assign a lot"),
+    "cmp.assign_lot_hint": (
+        "将本年度全部已提交的报告指派给同一核查机构；逐份检查利益冲突，任何一份不符则全部不指派。",
+        "Hands every submitted report of the year to one verification body; the conflict of "
+        "interest is checked for each, and one failure assigns none.",
+    ),
+    "cmp.confirm_lot": ("批量确认", "Confirm all verified"),
+    "cmp.lot_done": ("已处理 {n} 份报告", "{n} reports done"),
     "cmp.reasons": ("退回原因", "Reasons"),
     "cmp.confirm": ("确认排放量", "Confirm"),
     "cmp.confirm_hint": (

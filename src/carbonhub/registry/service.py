@@ -102,6 +102,25 @@ def hold_dict(row: Any) -> dict[str, Any]:
     }
 
 
+_REVERSAL = s.transfers.alias("reversal")
+# a year's surrenders from some accounts, per class, those reversed left out (prepared once)
+_SURRENDERED = (
+    sa.select(s.transfers.c.unit_class, sa.func.sum(s.transfers.c.quantity).label("quantity"))
+    .where(
+        s.transfers.c.op == m.Op.SURRENDER.value,
+        s.transfers.c.status == "COMPLETED",
+        s.transfers.c.compliance_year == sa.bindparam("year"),
+        s.transfers.c.from_account.in_(sa.bindparam("accounts", expanding=True)),
+        ~sa.exists().where(
+            _REVERSAL.c.reverses == s.transfers.c.id,
+            _REVERSAL.c.op == m.Op.REVERSAL.value,
+            _REVERSAL.c.status == "COMPLETED",
+        ),
+    )
+    .group_by(s.transfers.c.unit_class)
+)
+
+
 class RegistryService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -1886,24 +1905,8 @@ class RegistryService:
         self, conn: Connection, account_ids: Sequence[str], compliance_year: int
     ) -> dict[str, int]:
         """Units surrendered for a year from these accounts, per class, net of reversals."""
-        t = s.transfers
-        rev = t.alias("reversal")
-        rows = conn.execute(
-            sa.select(t.c.unit_class, sa.func.sum(t.c.quantity))
-            .where(
-                t.c.op == m.Op.SURRENDER.value,
-                t.c.status == "COMPLETED",
-                t.c.compliance_year == compliance_year,
-                t.c.from_account.in_(list(account_ids)),
-                ~sa.exists().where(
-                    rev.c.reverses == t.c.id,
-                    rev.c.op == m.Op.REVERSAL.value,
-                    rev.c.status == "COMPLETED",
-                ),
-            )
-            .group_by(t.c.unit_class)
-        ).all()
-        return {uc: int(q) for uc, q in rows}
+        rows = fetch(conn, _SURRENDERED, year=compliance_year, accounts=list(account_ids))
+        return {r.unit_class: int(r.quantity) for r in rows}
 
     def net_sold(self, conn: Connection, entity_id: str, unit_classes: Sequence[str]) -> int:
         """Units of these classes an entity's accounts delivered to other entities, less what
