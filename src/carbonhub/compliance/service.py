@@ -865,14 +865,7 @@ class ComplianceService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             report = self._report_by_id(uow.conn, report_id)
-            ver = first(
-                uow.conn,
-                sa.select(entities).where(
-                    entities.c.id == text(verifier_entity_id, "verifier_entity_id")
-                ),
-            )
-            if ver is None:
-                raise NotFound("ENTITY_NOT_FOUND", f"no entity {verifier_entity_id}", "主体不存在")
+            ver = self._entity(uow.conn, verifier_entity_id)
             m.check_verifier(ver.id, ver.kind, report.entity_id)
             return self._move(
                 uow,
@@ -884,6 +877,15 @@ class ComplianceService:
             )
 
         return idempotency.run(self.db, actor.username, key, "assign_verifier", data, body)
+
+    @staticmethod
+    def _entity(conn: Connection, entity_id: object) -> Any:
+        row = first(
+            conn, sa.select(entities).where(entities.c.id == text(entity_id, "verifier_entity_id"))
+        )
+        if row is None:
+            raise NotFound("ENTITY_NOT_FOUND", f"no entity {entity_id}", "主体不存在")
+        return row
 
     def _batch(
         self, conn: Connection, y: int, status: m.ReportStatus, report_ids: Sequence[str] | None
@@ -928,14 +930,7 @@ class ComplianceService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             y = year(year_)
-            ver = first(
-                uow.conn,
-                sa.select(entities).where(
-                    entities.c.id == text(verifier_entity_id, "verifier_entity_id")
-                ),
-            )
-            if ver is None:
-                raise NotFound("ENTITY_NOT_FOUND", f"no entity {verifier_entity_id}", "主体不存在")
+            ver = self._entity(uow.conn, verifier_entity_id)
             lot = self._batch(uow.conn, y, m.ReportStatus.SUBMITTED, report_ids)
             if not lot:
                 raise Conflict("NOTHING_TO_ASSIGN", f"no submitted {y} report", "无待指派报告")
