@@ -50,6 +50,7 @@ FUELS = ("coal", "gas")
 
 
 _KIND_OF = {k.value: k for k in m.EvidenceKind}
+_FUEL_PARAMS = ("ncv", "carbon_per_gj", "element_carbon", "oxidation")  # FuelUse's order
 _PENALTY_FIELDS = (
     "entity_id",
     "shortfall",
@@ -74,7 +75,13 @@ def _int_cell(value: object) -> object:
 def _record_row(
     entity_id: str, y: int, ev: m.Evidence, source: str, by: str, at: str
 ) -> dict[str, Any]:
-    params = json.dumps({k: str(v) for k, v in sorted(ev.params.items())}) if ev.params else "{}"
+    params = (
+        orjson.dumps(
+            {k: str(v) for k, v in ev.params.items()}, option=orjson.OPT_SORT_KEYS
+        ).decode()
+        if ev.params
+        else "{}"
+    )
     return {
         "entity_id": entity_id,
         "scope": ev.scope,
@@ -448,10 +455,11 @@ class ComplianceService:
                 raise InvalidInput("RECORDS_EMPTY", "records: a non-empty list", "记录为空")
             units = self._units_of(conn, entity_id)
             factors = self.factor_table(conn)
+            fuels_checked: set[tuple[Any, ...]] = set()
             rows = []
             seen: set[tuple[str, int, str, str]] = set()
             for n, rec in enumerate(records, start=1):
-                ev = self._evidence(rec, n, y, units, factors)
+                ev = self._evidence(rec, n, y, units, factors, fuels_checked)
                 line = (ev.scope, ev.month, ev.kind.value, ev.item)
                 if line in seen:
                     raise Conflict(
@@ -519,6 +527,7 @@ class ComplianceService:
             y = year(year_)
             m.plan_year(y)
             factors = self.factor_table(conn)
+            fuels_checked: set[tuple[Any, ...]] = set()
             covered = {r.entity_id: r for r in fetch(conn, sa.select(s.covered_entities))}
             by_code = (
                 {
@@ -603,7 +612,9 @@ class ComplianceService:
                         "quantity": raw.get("quantity"),
                         "params": params,
                     }
-                    ev = self._evidence(rec, n, y, units.get(eid, {}), factors, prefix=False)
+                    ev = self._evidence(
+                        rec, n, y, units.get(eid, {}), factors, fuels_checked, prefix=False
+                    )
                     line = (eid, ev.scope, ev.month, ev.kind.value, ev.item)
                     if line in seen:
                         raise Conflict(
@@ -674,6 +685,7 @@ class ComplianceService:
         y: int,
         units: Mapping[str, Any],
         factors: m.FactorTable,
+        fuels_checked: set[tuple[Any, ...]],
         *,
         prefix: bool = True,
     ) -> m.Evidence:
@@ -703,18 +715,10 @@ class ComplianceService:
             capacity = Decimal(units[scope].capacity_mw) if scope else None
             m.check_evidence(ev, y, capacity)
             if kind is m.EvidenceKind.FUEL:  # a fuel's parameters are checked when recorded
-                m.combustion(
-                    m.FuelUse(
-                        ev.item,
-                        ev.quantity,
-                        ncv=ev.params.get("ncv"),
-                        carbon_per_gj=ev.params.get("carbon_per_gj"),
-                        element_carbon=ev.params.get("element_carbon"),
-                        oxidation=ev.params.get("oxidation"),
-                    ),
-                    y,
-                    factors,
-                )
+                values = tuple(ev.params.get(p) for p in _FUEL_PARAMS)
+                if (ev.item, values) not in fuels_checked:  # the same fuel: checked once
+                    m.combustion(m.FuelUse(ev.item, Decimal(0), *values), y, factors)
+                    fuels_checked.add((ev.item, values))
             return ev
         except (InvalidInput, NotFound, Conflict) as err:
             if prefix:
