@@ -268,6 +268,30 @@ def test_a_file_of_the_wrong_shape_is_refused_whole(http: Http, data: bytes, cod
     reject(http.db, lambda: http.upload("alice", 2023, data), 422, code)
 
 
+def test_a_damaged_workbook_is_refused_whole(http: Http) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["entity", "unit", "month", "kind", "item", "quantity"])
+    buf = io.BytesIO()
+    book.save(buf)
+    damaged = buf.getvalue()[: len(buf.getvalue()) // 2]
+    reject(http.db, lambda: http.upload("alice", 2023, damaged), 422, "IMPORT_MALFORMED")
+
+
+def test_a_verifier_outside_any_body_reads_no_report(http: Http) -> None:
+    x, w = http.x, http.x.w
+    x.svc.record_months(
+        w.alice, w.key(), entity_id=w.entity_a, year_=2022, records=year_of_evidence(x.unit)
+    )
+    rep = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2022)
+    vera = {"Authorization": token_for(w.auth, w.verifier)["Authorization"]}
+    r = http.client.get(f"{API}/reports?year=2022", headers=vera)
+    assert r.status_code == 200 and r.json() == []
+    r = http.client.get(f"{API}/reports/{rep['id']}", headers=vera)
+    assert_problem(r, 403, "NOT_YOUR_REPORT")
+
+
 def test_an_enterprise_imports_only_its_own_rows(http: Http) -> None:
     out = http.upload("bob", 2023, csv_of("#1", credit_code(http)).encode()).json()
     assert out["accepted"] == 0

@@ -89,6 +89,19 @@ def test_a_year_from_files_to_penalties_through_the_cli(
         user="op1",
     )
     assert "SIMULATION_ONLY" in line
+    line = cli.error(
+        "compliance",
+        "run-cycle",
+        "--year",
+        "2022",
+        "--checker",
+        "op1",
+        "--verifier",
+        "vic",
+        user="op1",
+        **SIM,
+    )
+    assert "CAST_INVALID" in line  # the maker cannot be the checker
     assert counts(cli.url) == before
 
     issue(mrv, "CEA-2022", 5_000_000)

@@ -362,9 +362,12 @@ def test_eligible_vintages() -> None:
 
 
 def test_borrowing_only_in_2021_and_2022_above_a_10_percent_gap() -> None:
-    assert m.borrowing_limit(1_000_000, 850_000, P2021) == 75_000
-    assert m.borrowing_limit(1_000_000, 900_000, P2021) == 0  # gap exactly 10 %
-    assert m.borrowing_limit(1_000_000, 850_000, P2023) == 0
+    assert m.borrowing_limit(1_000_000, 1_000_000, 850_000, P2021) == 75_000
+    assert m.borrowing_limit(1_000_000, 1_000_000, 900_000, P2021) == 0  # gap exactly 10 %
+    assert m.borrowing_limit(1_000_000, 1_000_000, 850_000, P2023) == 0
+    # the gap is what is owed after the caps: 20 % over a 500,000 t allocation at most
+    assert m.borrowing_limit(700_000, 1_000_000, 500_000, P2021) == 100_000
+    assert m.borrowing_limit(500_000, 1_000_000, 500_000, P2021) == 0  # gas: owes its allocation
 
 
 @pytest.mark.parametrize(

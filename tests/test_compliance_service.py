@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -19,7 +19,7 @@ from carbonhub.compliance.service import ComplianceService
 from carbonhub.core import journal
 from carbonhub.core.auth import Actor
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from tests.conftest import Market, World
+from tests.conftest import Clock, Market, World
 
 
 @dataclass
@@ -781,7 +781,9 @@ def test_borrowing_from_2023_covers_2021_and_comes_off_2023(mrv: Mrv) -> None:
     up = svc.allocate(w.op1, w.key(), year_=2021, kind="TRUE_UP")
     w.reg.approve_batch(w.op2, w.key(), up["batch_ref"])
     final = next(ln["tonnes"] for ln in up["lines"] if ln["kind"] == "FINAL")
-    gap = 3_000_000 - final
+    owed = svc.entity_status(w.alice, w.entity_a, 2021)["obligation"]
+    assert owed == min(3_000_000, final + 600_000)  # the 20 % cap
+    gap = owed - final
     assert gap > 300_000
     limit = gap // 2
 
@@ -789,6 +791,11 @@ def test_borrowing_from_2023_covers_2021_and_comes_off_2023(mrv: Mrv) -> None:
     refused(InvalidInput, "QUANTITY_INVALID", borrow(-5), x)
     refused(Conflict, "BORROWING_NOT_ALLOWED", borrow(1, 2023), x)
     refused(Forbidden, "ROLE_NOT_ALLOWED", borrow(1, who=w.alice), x)  # the operator records it
+    # the checker voids the first application: nothing was lent, so it may be made again
+    first_try = svc.borrow(w.op1, w.key(), entity_id=w.entity_a, year_=2021, quantity=limit)
+    refused(Conflict, "ALREADY_BORROWED", borrow(1), x)  # while it waits for the checker
+    w.reg.void(w.op2, w.key(), first_try["transfer_id"], reason="申请材料不全")
+    assert svc.entity_status(w.alice, w.entity_a, 2021)["borrowed"] == 0
     out = svc.borrow(w.op1, w.key(), entity_id=w.entity_a, year_=2021, quantity=limit)
     assert (out["borrowed"], out["unit_class"], out["limit"]) == (limit, "CEA-2023", limit)
     refused(Conflict, "ALREADY_BORROWED", borrow(1), x)
@@ -801,9 +808,9 @@ def test_borrowing_from_2023_covers_2021_and_comes_off_2023(mrv: Mrv) -> None:
             w.alice, w.key(), entity_id=w.entity_a, year_=2021, unit_class=unit_class, quantity=q
         )
 
-    refused(Conflict, "VINTAGE_NOT_ELIGIBLE", give("CEA-2023", limit + 1), x)
+    refused(Conflict, "BORROWED_EXCEEDED", give("CEA-2023", limit + 1), x)
     give("CEA-2023", limit)()
-    refused(Conflict, "VINTAGE_NOT_ELIGIBLE", give("CEA-2023", 1), x)
+    refused(Conflict, "BORROWED_EXCEEDED", give("CEA-2023", 1), x)
     st = svc.entity_status(w.alice, w.entity_a, 2021)
     assert (st["borrowed"], st["borrowed_left"], st["surrendered"]) == (limit, 0, limit)
 
@@ -843,13 +850,21 @@ def test_older_vintages_carry_into_2025_up_to_the_plan_limit(mrv: Mrv) -> None:
     them; transfers between others and allocations do not count as sales."""
     x, w, svc = mrv, mrv.w, mrv.svc
     confirmed(x, 2025, 100_000)
-    w.reg.transfer(
-        w.alice, w.key(), from_account=w.a, to_account=w.b, unit_class="CEA-2023", quantity=20_000
-    )
-    w.reg.transfer(
-        w.bob, w.key(), from_account=w.b, to_account=w.a, unit_class="CEA-2023", quantity=5_000
-    )
-    limit = 10_000 + 15_000 * 3 // 2  # net sold 15,000 t
+
+    def move(when: datetime, sender: Actor, src: str, dst: str, q: int) -> None:
+        real = w.db.clock
+        w.db.clock = Clock(when)
+        try:
+            w.reg.transfer(
+                sender, w.key(), from_account=src, to_account=dst, unit_class="CEA-2023", quantity=q
+            )
+        finally:
+            w.db.clock = real
+
+    move(datetime(2024, 6, 3, 2, tzinfo=UTC), w.alice, w.a, w.b, 20_000)
+    move(datetime(2024, 9, 2, 2, tzinfo=UTC), w.bob, w.b, w.a, 5_000)
+    move(datetime(2024, 12, 31, 17, tzinfo=UTC), w.alice, w.a, w.b, 7_000)  # 2025 in China
+    limit = 10_000 + 15_000 * 3 // 2  # net sold 15,000 t by the end of 2024
 
     def give(q: int) -> Callable[[], Any]:
         return lambda: svc.surrender(

@@ -23,7 +23,7 @@ from carbonhub.compliance import store as s
 from carbonhub.compliance.service import ComplianceService
 from carbonhub.core.auth import Actor, AuthService, Role, users
 from carbonhub.core.db import fetch
-from carbonhub.core.errors import Conflict
+from carbonhub.core.errors import Conflict, InvalidInput
 from carbonhub.core.ids import new_id
 
 
@@ -70,16 +70,24 @@ def run_cycle(
         phases[name] = {**out, "seconds": round(time.perf_counter() - t0, 3)}
 
     def allocate(kind: str) -> dict[str, Any]:
+        """The run and the checker's approval of its batch; proposals an earlier run left
+        waiting (its approval failed, say) are approved too."""
+        out = {"proposed": 0, "skipped": 0, "approved_late": 0}
         try:
             run = svc.allocate(cast.operator, _key(), year_=year_, kind=kind)
         except Conflict as err:
-            if err.code in ("ALREADY_ALLOCATED", "TRUE_UP_DONE"):
-                return {"proposed": 0, "skipped": 0}
-            raise
-        moving = [ln for ln in run["lines"] if ln["transfer_id"]]
-        if moving:
-            svc.registry.approve_batch(cast.checker, _key(), run["batch_ref"])
-        return {"proposed": len(moving), "skipped": len(run["skipped"])}
+            if err.code not in ("ALREADY_ALLOCATED", "TRUE_UP_DONE"):
+                raise
+        else:
+            moving = [ln for ln in run["lines"] if ln["transfer_id"]]
+            if moving:
+                svc.registry.approve_batch(cast.checker, _key(), run["batch_ref"])
+            out.update(proposed=len(moving), skipped=len(run["skipped"]))
+        for a in svc.allocations(cast.operator, year_):
+            if a["kind"] == kind and a["transfer_status"] == "PENDING":
+                svc.registry.approve(cast.checker, _key(), a["transfer_id"])
+                out["approved_late"] += 1
+        return out
 
     def reports() -> dict[str, Any]:
         entities = _with_evidence(svc, year_)
@@ -205,6 +213,25 @@ def simulated_cast(auth: AuthService, operator: Actor, checker: str, verifier: s
     entity its first enterprise user by name, each impersonated by the operator (journaled)."""
     c, u = s.covered_entities.c, users.c
     with auth.db.read() as uow:
+        named = {
+            r.username: r
+            for r in fetch(uow.conn, sa.select(users).where(u.username.in_([checker, verifier])))
+        }
+    check = named.get(checker)
+    if check is None or check.role != Role.OPERATOR.value or checker == operator.username:
+        raise InvalidInput(
+            "CAST_INVALID",
+            f"the checker {checker!r} must be another operator",
+            "复核人须为另一名登记机构操作员",
+        )
+    body = named.get(verifier)
+    if body is None or body.role != Role.VERIFIER.value or body.entity_id is None:
+        raise InvalidInput(
+            "CAST_INVALID",
+            f"the verifier {verifier!r} must be a user of a verification body",
+            "核查人须为核查机构用户",
+        )
+    with auth.db.read() as uow:
         rows = fetch(
             uow.conn,
             sa.select(u.entity_id, u.username)
@@ -224,13 +251,19 @@ def simulated_cast(auth: AuthService, operator: Actor, checker: str, verifier: s
 
 
 def _with_evidence(svc: ComplianceService, y: int) -> list[str]:
-    mr = s.monthly_records.c
+    """Entities covered in `y` with evidence for it (evidence of the year before coverage is
+    the basis of an allocation, not a report)."""
+    mr, c = s.monthly_records.c, s.covered_entities.c
     with svc.db.read() as uow:
         return [
             r.entity_id
             for r in fetch(
                 uow.conn,
-                sa.select(mr.entity_id).where(mr.year == y).distinct().order_by(mr.entity_id),
+                sa.select(mr.entity_id)
+                .join(s.covered_entities, c.entity_id == mr.entity_id)
+                .where(mr.year == y, c.since <= y)
+                .distinct()
+                .order_by(mr.entity_id),
             )
         ]
 

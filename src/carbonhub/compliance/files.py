@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 
 from carbonhub.compliance import model as m
 from carbonhub.core.errors import InvalidInput
+from carbonhub.core.textfile import decode_text
 
 REQUIRED_COLUMNS = ("entity", "unit", "month", "kind", "item", "quantity")
 PARAM_COLUMNS = frozenset().union(*m.EVIDENCE_PARAMS.values())
@@ -134,26 +134,11 @@ def _rows(table: list[list[object]], encoding: str) -> EvidenceFile:
     return EvidenceFile(rows, lines, rejected, encoding)
 
 
-def _decode(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gbk"), "gbk"
-    except UnicodeDecodeError as exc:
-        raise _bad(
-            "IMPORT_ENCODING",
-            "the CSV is neither UTF-8 nor GBK text; save it as CSV UTF-8 or as a workbook",
-            "文件编码须为 UTF-8 或 GBK",
-        ) from exc
-
-
 def read_evidence(data: bytes) -> EvidenceFile:
     """A CSV or an .xlsx workbook (its first sheet), told apart by content, not by name."""
     if data[:4] == b"PK\x03\x04":
         return _workbook(data)
-    content, encoding = _decode(data)
+    content, encoding = decode_text(data, "IMPORT_ENCODING")
     if "\x00" in content:
         raise _bad("IMPORT_ENCODING", "binary content is not a CSV", "非 CSV 文本文件")
     try:
@@ -164,17 +149,31 @@ def read_evidence(data: bytes) -> EvidenceFile:
 
 
 def _workbook(data: bytes) -> EvidenceFile:
-    import openpyxl  # the CLI and console import it only when a workbook comes
+    import openpyxl  # imported only when a workbook comes
 
+    malformed = _bad(
+        "IMPORT_MALFORMED", "the workbook cannot be read (.xlsx expected)", "工作簿无法读取"
+    )
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise _bad(
-            "IMPORT_MALFORMED", "the workbook cannot be read (.xlsx expected)", "工作簿无法读取"
-        ) from exc
+    except Exception as exc:  # a damaged or foreign file: openpyxl has no single error type
+        raise malformed from exc
     try:
-        sheet = book.worksheets[0]
-        table: list[list[object]] = [list(r) for r in sheet.iter_rows(values_only=True)]
+        if not book.worksheets:
+            raise _bad("IMPORT_EMPTY", "the workbook has no sheet", "工作簿无工作表")
+        table: list[list[object]] = []
+        for row in book.worksheets[0].iter_rows(values_only=True):  # parsed as it is read
+            table.append(list(row))
+            if len(table) > MAX_ROWS + 1:
+                raise _bad(
+                    "IMPORT_TOO_LARGE",
+                    f"more than {MAX_ROWS:,} rows: split the file",
+                    "行数过多, 请拆分文件",
+                )
+    except InvalidInput:
+        raise
+    except Exception as exc:  # damage found while the sheet's XML is parsed
+        raise malformed from exc
     finally:
         book.close()
     return _rows(table, "xlsx")

@@ -549,11 +549,14 @@ def ccer_limit(due: int, plan: PlanYear) -> int:
     return round_down(Decimal(due) * plan.ccer_share)
 
 
-def borrowing_limit(verified: int, allocation: int, plan: PlanYear) -> int:
-    """2021–22: an entity whose gap exceeds 10 % of verified emissions may borrow up to half
-    the gap from next year's allowances; other years none."""
-    gap = verified - allocation
-    if plan.borrowing_trigger is None or gap <= plan.borrowing_trigger * verified:
+def borrowing_limit(due: int, verified: int, allocation: int, plan: PlanYear) -> int:
+    """2021–22: an entity whose gap — what it owes (after the year's caps) less its final
+    allocation — exceeds 10 % of its verified emissions may borrow up to half that gap from
+    the lending year's allowances; other years none."""
+    gap = due - allocation
+    if plan.borrow_from is None or plan.borrowing_trigger is None:
+        return 0
+    if gap <= plan.borrowing_trigger * verified:
         return 0
     return round_down(Decimal(gap) * plan.borrowing_share)
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +41,7 @@ from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput
 from carbonhub.core.fields import choice, decimal, text, year
 from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
-from carbonhub.core.timefmt import iso
+from carbonhub.core.timefmt import SHANGHAI, iso
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.service import RegistryService
 
@@ -1049,7 +1049,11 @@ class ComplianceService:
             return
         if actor.role is Role.ENTERPRISE and actor.entity_id == report.entity_id:
             return
-        if actor.role is Role.VERIFIER and actor.entity_id == report.verifier_entity_id:
+        if (
+            actor.role is Role.VERIFIER
+            and actor.entity_id is not None
+            and actor.entity_id == report.verifier_entity_id
+        ):
             return
         raise Forbidden("NOT_YOUR_REPORT", "not your report", "无权查看该报告")
 
@@ -1078,6 +1082,8 @@ class ComplianceService:
     def verifier_queue(self, actor: Actor) -> list[dict[str, Any]]:
         """The reports assigned to the actor's verification body and waiting for it."""
         require_role(actor, Role.VERIFIER)
+        if actor.entity_id is None:
+            return []
         with self.db.read() as uow:
             rows = fetch(
                 uow.conn,
@@ -1100,6 +1106,8 @@ class ComplianceService:
             query = query.where(
                 r.status == choice(status, "status", [x.value for x in m.ReportStatus])
             )
+        if actor.role in (Role.ENTERPRISE, Role.VERIFIER) and actor.entity_id is None:
+            return []  # an enterprise or a verifier outside any entity has nothing here
         if actor.role is Role.ENTERPRISE:
             query = query.where(r.entity_id == actor.entity_id)
         elif actor.role is Role.VERIFIER:
@@ -1309,8 +1317,14 @@ class ComplianceService:
             return m.pre_allocation(full, plan), {**params, "full": full}
         owed = self._allocation_of(conn, entity_id, y, "DEDUCTION") or 0
         repaid = self._repayments(conn, entity_id, y)
-        after, _still = m.deduct(full, owed + repaid)
-        return after, {**params, "full": full, "deducted": full - after, "repaid": repaid}
+        after, still = m.deduct(full, owed + repaid)
+        return after, {
+            **params,
+            "full": full,
+            "deducted": full - after,
+            "repaid": repaid,
+            "still_owed": still,  # more owed than this year's allocation: left on record
+        }
 
     def _allocation_of(self, conn: Connection, entity_id: str, y: int, kind: str) -> int | None:
         row = first(conn, s.ALLOCATION_ROW, entity_id=entity_id, year=y, kind=kind)
@@ -1608,11 +1622,15 @@ class ComplianceService:
     ) -> None:
         """A CEA vintage for the year: eligible, borrowed (counted against what was borrowed),
         or an older vintage within the year's carry-over limit."""
-        if plan.borrow_from is not None and vintage == plan.borrow_from:
+        if (
+            plan.borrow_from is not None
+            and vintage == plan.borrow_from
+            and self._borrowed(conn, entity_id, plan.year)
+        ):
             left = self._borrowed_left(conn, entity_id, plan, done)
             if quantity > left:
                 raise Conflict(
-                    "VINTAGE_NOT_ELIGIBLE",
+                    "BORROWED_EXCEEDED",
                     f"CEA {vintage} counts for {plan.year} only as borrowed allowances: "
                     f"{left} t of them left",
                     f"{vintage} 年度配额仅可按预支数量用于 {plan.year} 年度清缴 (剩余 {left} 吨)",
@@ -1627,8 +1645,7 @@ class ComplianceService:
     def _borrowed_left(
         self, conn: Connection, entity_id: str, plan: PlanYear, done: Mapping[str, int]
     ) -> int:
-        borrowed = self._allocation_of(conn, entity_id, plan.year, "BORROW") or 0
-        return borrowed - done.get(f"CEA-{plan.borrow_from}", 0)
+        return self._borrowed(conn, entity_id, plan.year) - done.get(f"CEA-{plan.borrow_from}", 0)
 
     @staticmethod
     def _old_used(plan: PlanYear, done: Mapping[str, int]) -> int:
@@ -1651,19 +1668,22 @@ class ComplianceService:
         return self._carry_over_limit(conn, entity_id, rule) - self._old_used(plan, done)
 
     def _carry_over_limit(self, conn: Connection, entity_id: str, rule: CarryOver) -> int:
-        sold = self.registry.net_sold(
-            conn, entity_id, [f"CEA-{v}" for v in range(rule.sales_from, rule.sales_to + 1)]
-        )
-        return m.carry_over_limit(rule, sold)
+        """The rule's net sales: of the carried vintages, sold by the end of its last sales
+        year (China time)."""
+        end = iso(datetime(rule.sales_to + 1, 1, 1, tzinfo=SHANGHAI))
+        classes = [f"CEA-{v}" for v in range(rule.sales_from, rule.sales_to + 1)]
+        return m.carry_over_limit(rule, self.registry.net_sold(conn, entity_id, classes, end))
 
     def borrow(
         self, actor: Actor, key: str, *, entity_id: str, year_: int, quantity: int
     ) -> dict[str, Any]:
-        """预支 (2021–22): an entity whose gap after the true-up exceeds the plan's share of its
-        verified emissions borrows up to half the gap from the lending year's allowances, once
-        per year; they count for this year's surrender and come off the lending year's final
-        allocation. The operator records the entity's application as an allocation proposal
-        (allocations are operators' to make) and the registry's checker approves it."""
+        """预支 (2021–22): an entity whose gap after the true-up — what it owes under the year's
+        caps less its final allocation — exceeds 10 % of its verified emissions borrows up to
+        half the gap from the lending year's allowances, once a year (again only if the checker
+        voided or let lapse the first proposal). Once posted, the units count for this year's
+        surrender and come off the lending year's final allocation, which must not be set yet.
+        The operator records the entity's application as an allocation proposal (allocations are
+        operators' to make) and the registry's checker approves it."""
         data = {"entity_id": entity_id, "year": year_, "quantity": quantity}
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
@@ -1672,37 +1692,55 @@ class ComplianceService:
             covered = self._covered(conn, entity_id)
             y = year(year_)
             plan = m.plan_year(y)
-            if plan.borrow_from is None:
-                m.check_borrowing(quantity, 0, plan)
+            lending = plan.borrow_from
+            if lending is None:
+                raise Conflict(
+                    "BORROWING_NOT_ALLOWED",
+                    f"borrowing is not part of the {y} rules",
+                    f"{y} 年度不允许预支配额",
+                )
             verified = self._verified(conn, entity_id, y)
             final = self._allocation_of(conn, entity_id, y, "FINAL")
-            if verified is None or final is None:
+            obligation = self._obligation(conn, covered, y)
+            if verified is None or final is None or obligation is None:
                 raise Conflict(
                     "TRUE_UP_PENDING",
                     f"borrowing follows the {y} true-up",
                     f"须在 {y} 年度配额核定后预支",
                 )
-            if self._allocation_of(conn, entity_id, y, "BORROW") is not None:
+            if self._allocation_of(conn, entity_id, lending, "FINAL") is not None:
+                raise Conflict(
+                    "LENDING_YEAR_ALLOCATED",
+                    f"{lending}'s final allocation is set: nothing left to repay from",
+                    f"{lending} 年度配额已核定, 无法预支",
+                )
+            prior = first(conn, s.ALLOCATION_ROW, entity_id=entity_id, year=y, kind="BORROW")
+            if prior is not None and self._posted_state(conn, prior) not in ("VOIDED", "EXPIRED"):
                 raise Conflict("ALREADY_BORROWED", f"{y} borrowing is done", "该年度已预支")
-            limit = m.borrowing_limit(verified, final, plan)
+            limit = m.borrowing_limit(obligation[0], verified, final, plan)
             q = m.check_borrowing(quantity, limit, plan)
-            lender = f"CEA-{plan.borrow_from}"
             transfer = self.registry.propose_allocation(
                 uow,
                 actor,
                 to_account=covered.account_id,
-                unit_class=lender,
+                unit_class=f"CEA-{lending}",
                 quantity=q,
-                reason=f"{y} borrowing from {plan.borrow_from}",
+                reason=f"{y} borrowing from {lending}",
                 batch_ref=f"compliance-{y}-borrow-{new_id()[:8]}",
             )
-            params = {"from_year": plan.borrow_from, "limit": limit, "gap": verified - final}
+            params = {"from_year": lending, "limit": limit, "gap": obligation[0] - final}
+            if prior is not None:  # the lapsed application gives way to this one
+                uow.conn.execute(
+                    sa.delete(s.compliance_allocations).where(
+                        s.compliance_allocations.c.id == prior.id
+                    )
+                )
             _insert_allocation(uow, actor, entity_id, y, "BORROW", q, params, transfer["id"])
             out = {
                 "entity_id": entity_id,
                 "year": y,
                 "borrowed": q,
-                "unit_class": lender,
+                "unit_class": f"CEA-{lending}",
                 "transfer_id": transfer["id"],
                 **params,
             }
@@ -1711,18 +1749,25 @@ class ComplianceService:
 
         return idempotency.run(self.db, actor.username, key, "compliance_borrow", data, body)
 
-    def _repayments(self, conn: Connection, entity_id: str, y: int) -> int:
-        """What an entity borrowed from year `y`'s allowances, to come off its final allocation."""
-        lent_for = [p.year for p in PLAN_YEARS if p.borrow_from == y]
-        if not lent_for:
+    def _posted_state(self, conn: Connection, row: Any) -> str:
+        """An allocation record's registry proposal: PENDING, COMPLETED, VOIDED or EXPIRED."""
+        if not row.transfer_id:
+            return "COMPLETED"
+        return self.registry.transfer_status(conn, row.transfer_id) or "COMPLETED"
+
+    def _borrowed(self, conn: Connection, entity_id: str, y: int) -> int:
+        """What the entity borrowed for year `y` and received (the proposal posted)."""
+        row = first(conn, s.ALLOCATION_ROW, entity_id=entity_id, year=y, kind="BORROW")
+        if row is None or self._posted_state(conn, row) != "COMPLETED":
             return 0
-        a = s.compliance_allocations.c
-        total = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(a.tonnes), 0)).where(
-                a.entity_id == entity_id, a.kind == "BORROW", a.year.in_(lent_for)
-            )
-        ).scalar_one()
-        return int(total)
+        return int(row.tonnes)
+
+    def _repayments(self, conn: Connection, entity_id: str, y: int) -> int:
+        """What an entity received from year `y`'s allowances in advance, to come off its final
+        allocation of `y`."""
+        return sum(
+            self._borrowed(conn, entity_id, p.year) for p in PLAN_YEARS if p.borrow_from == y
+        )
 
     def _status_of(
         self,
@@ -1762,7 +1807,7 @@ class ComplianceService:
             "shortfall": m.shortfall(tonnes, surrendered) if tonnes is not None else None,
             "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
             "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
-            "borrowed": self._allocation_of(conn, covered.entity_id, y, "BORROW"),
+            "borrowed": self._borrowed(conn, covered.entity_id, y) if plan.borrow_from else None,
             "borrowed_left": self._borrowed_left(conn, covered.entity_id, plan, done)
             if plan.borrow_from is not None
             else None,
@@ -1902,16 +1947,23 @@ class ComplianceService:
                 .where(a.year == y + 1, a.kind == "DEDUCTION")
                 .order_by(a.entity_id),
             )
-        lines = []
-        for r in rows:
-            params = json.loads(r.parameters)
-            lines.append({k: params.get(k) for k in _PENALTY_FIELDS})
-        return {"year": y, "rule": m.plan_year(y).penalty.value, "penalties": lines}
+        params = [json.loads(r.parameters) for r in rows]
+        rule = params[0].get("rule") if params else None
+        return {
+            "year": y,
+            "rule": rule or m.plan_year(y).penalty.value,
+            "penalties": [{k: p.get(k) for k in _PENALTY_FIELDS} for p in params],
+        }
 
     @staticmethod
     def plan_years() -> list[dict[str, Any]]:
         """Every plan year's rules as data, with the surrender deadline (public)."""
-        return [
-            {k: str(v) if isinstance(v, Decimal) else v for k, v in dataclasses.asdict(p).items()}
-            for p in PLAN_YEARS
-        ]
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, Decimal):
+                return str(value)
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return [plain(dataclasses.asdict(p)) for p in PLAN_YEARS]

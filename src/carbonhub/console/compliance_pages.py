@@ -8,7 +8,6 @@ Pages read through ComplianceService and act through its commands, as the API do
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Final, ParamSpec, TypeVar
@@ -43,6 +42,7 @@ from carbonhub.console.shell import (
 )
 from carbonhub.core.auth import Actor, Role
 from carbonhub.core.errors import DomainError
+from carbonhub.core.ids import new_id
 from carbonhub.core.timefmt import shanghai_day
 
 DASHBOARD_PATH: Final = "/compliance"
@@ -900,7 +900,7 @@ class Compliance:
                 out = await read(
                     self.c.import_evidence_file,
                     self.actor,
-                    f"console-import-{hashlib.sha256(data).hexdigest()}",  # the same file: once
+                    new_id(),  # each upload a command of its own: lines recorded are refused
                     year_=y,
                     data=data,
                     progress=lambda n: seen.__setitem__("rows", n),

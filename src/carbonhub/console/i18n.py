@@ -883,6 +883,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "akind.FINAL": ("最终核定", "Final allocation"),
     "akind.TRUE_UP": ("补发/收回", "True-up"),
     "akind.DEDUCTION": ("扣减", "Deduction"),
+    "akind.BORROW": ("预支", "Borrowed"),
     "cert.verified": ("已核实", "verified"),
     "cert.secondary": ("二手来源", "secondary"),
     "cert.unverified": ("未核实", "unverified"),

@@ -20,6 +20,7 @@ from carbonhub.core.cli_support import (
     key_or_new,
 )
 from carbonhub.core.errors import InvalidInput
+from carbonhub.core.textfile import decode_text
 from carbonhub.registry.service import RegistryService
 
 app = typer.Typer(
@@ -178,17 +179,7 @@ def allocate(
 
 def read_allocation_csv(path: Path) -> list[tuple[str, str, int]]:
     """CSV with header account_id,unit_class,quantity; UTF-8 (with or without BOM) or GBK."""
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "gbk"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise InvalidInput(
-            "CSV_ENCODING", "the file is neither UTF-8 nor GBK", "文件编码须为 UTF-8 或 GBK"
-        )
+    text, _encoding = decode_text(path.read_bytes(), "CSV_ENCODING")
     reader = csv.DictReader(io.StringIO(text))
     expected = ["account_id", "unit_class", "quantity"]
     if [c.strip() for c in (reader.fieldnames or [])] != expected:

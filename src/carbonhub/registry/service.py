@@ -1908,11 +1908,13 @@ class RegistryService:
         rows = fetch(conn, _SURRENDERED, year=compliance_year, accounts=list(account_ids))
         return {r.unit_class: int(r.quantity) for r in rows}
 
-    def net_sold(self, conn: Connection, entity_id: str, unit_classes: Sequence[str]) -> int:
-        """Units of these classes an entity's accounts delivered to other entities, less what
-        they received from others: completed transfers, trade deliveries, court transfers and
-        reversals (a reversal takes back what it reverses); moves between its own accounts and
-        allocations count for nothing."""
+    def net_sold(
+        self, conn: Connection, entity_id: str, unit_classes: Sequence[str], before: str
+    ) -> int:
+        """Units of these classes an entity sold before `before` (UTC text): what its accounts
+        delivered to other entities by transfer or trade, less what they received that way.
+        Reversed transfers, court orders, allocations and moves between its own accounts count
+        for nothing."""
         t, sender, receiver = s.transfers, s.accounts.alias("sender"), s.accounts.alias("receiver")
         out = sa.and_(sender.c.entity_id == entity_id, receiver.c.entity_id != entity_id)
         into = sa.and_(receiver.c.entity_id == entity_id, sender.c.entity_id != entity_id)
@@ -1926,16 +1928,15 @@ class RegistryService:
             )
             .where(
                 t.c.status == "COMPLETED",
-                t.c.op.in_(
-                    [
-                        m.Op.TRANSFER.value,
-                        m.Op.TRADE_DELIVERY.value,
-                        m.Op.COURT_TRANSFER.value,
-                        m.Op.REVERSAL.value,
-                    ]
-                ),
+                t.c.op.in_([m.Op.TRANSFER.value, m.Op.TRADE_DELIVERY.value]),
                 t.c.unit_class.in_(list(unit_classes)),
+                t.c.created_at < before,
                 sa.or_(out, into),
+                ~sa.exists().where(
+                    _REVERSAL.c.reverses == t.c.id,
+                    _REVERSAL.c.op == m.Op.REVERSAL.value,
+                    _REVERSAL.c.status == "COMPLETED",
+                ),
             )
         ).scalar_one()
         return int(total)
