@@ -285,6 +285,20 @@ class Market:
         self.reg.decide_account(self.op2, self.key(), acc, approve=True)
         return acc
 
+    def trading_with_units(self) -> str:
+        """An open trading account of the owner holding 1 t: A itself is covered by compliance,
+        so the registry's own surrender acts on this one."""
+        acc = self.open_account()
+        self.reg.transfer(
+            self.actors["owner"],
+            self.key(),
+            from_account=self.a,
+            to_account=acc,
+            unit_class=CEA,
+            quantity=1,
+        )
+        return acc
+
     # exchange set-ups: fresh names, the owner's orders and quotes, X's listings, quotes, auctions
 
     def fresh_entity(self) -> str:
@@ -707,7 +721,12 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
     "POST /registry/batches/{batch_ref}/approve": _batch_approve,
     "POST /registry/surrenders": lambda mk, r: (
         "/registry/surrenders",
-        {"from_account": mk.a, "unit_class": CEA, "quantity": 1, "compliance_year": 2023},
+        {
+            "from_account": mk.trading_with_units(),
+            "unit_class": CEA,
+            "quantity": 1,
+            "compliance_year": 2023,
+        },
     ),
     "POST /registry/cancellations": lambda mk, r: (
         "/registry/cancellations",

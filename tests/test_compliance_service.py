@@ -879,6 +879,29 @@ def test_older_vintages_carry_into_2025_up_to_the_plan_limit(mrv: Mrv) -> None:
     assert svc.entity_status(w.alice, w.entity_a, 2025)["carry_over_left"] == 0
 
 
+def test_a_covered_account_surrenders_through_compliance_only(mrv: Mrv) -> None:
+    """The registry's own surrender would skip the year's rules (vintages, CCER share)."""
+    x, w = mrv, mrv.w
+    refused(
+        Conflict,
+        "SURRENDER_THROUGH_COMPLIANCE",
+        lambda: w.reg.surrender(
+            w.alice,
+            w.key(),
+            from_account=w.a,
+            unit_class="CEA-2023",
+            quantity=1,
+            compliance_year=2023,
+        ),
+        x,
+    )
+    # bob is not covered: his registry surrender is the registry's business
+    w.issue_and_allocate(w.b, 10)
+    w.reg.surrender(
+        w.bob, w.key(), from_account=w.b, unit_class="CEA-2023", quantity=10, compliance_year=2023
+    )
+
+
 def test_lots_are_assigned_and_confirmed_all_or_none(mrv: Mrv) -> None:
     x, w, svc = mrv, mrv.w, mrv.svc
     refused(

@@ -290,7 +290,7 @@ class ComplianceService:
                 raise NotFound("ENTITY_NOT_FOUND", f"no entity {entity_id}", "主体不存在")
             if first(conn, s.COVERED, entity_id=entity_id):
                 raise Conflict("ALREADY_COVERED", "the entity is already covered", "该主体已纳入")
-            self.registry.check_holding_account(conn, text(account_id, "account_id"), entity_id)
+            self.registry.cover_holding_account(conn, text(account_id, "account_id"), entity_id)
             row = {
                 "entity_id": entity_id,
                 "account_id": account_id,

@@ -928,6 +928,19 @@ class RegistryService:
                 raise InvalidInput(
                     "COMPLIANCE_YEAR_INVALID", "compliance_year must be a year", "履约年度错误"
                 )
+            via = uow.conn.execute(
+                sa.select(s.accounts.c.surrenders_via).where(
+                    s.accounts.c.id == (from_account if isinstance(from_account, str) else "")
+                )
+            ).scalar()
+            if via == "compliance":
+                raise Conflict(
+                    "SURRENDER_THROUGH_COMPLIANCE",
+                    "this is a covered entity's holding account: it surrenders through the "
+                    "compliance service (/api/v1/compliance/entities/{entity}/years/{year}/"
+                    "surrender), where the year's rules are checked",
+                    "纳入管控主体的登记账户须通过履约模块清缴",
+                )
             to = self.system_account(uow.conn, m.AccountType.SURRENDER)
             return self._propose(
                 uow,
@@ -1804,8 +1817,9 @@ class RegistryService:
             raise _account_not_found(account_id)
         _check_tradable(row, entity_id)
 
-    def check_holding_account(self, conn: Connection, account_id: str, entity_id: str) -> None:
-        """The entity's own holding account (登记账户), not closed: where compliance units go."""
+    def cover_holding_account(self, conn: Connection, account_id: str, entity_id: str) -> None:
+        """The entity's own holding account (登记账户), not closed, where compliance units go;
+        from now on it surrenders through the compliance service only (`surrender_in`)."""
         row = conn.execute(sa.select(s.accounts).where(s.accounts.c.id == account_id)).first()
         if row is None:
             raise _account_not_found(account_id)
@@ -1821,6 +1835,11 @@ class RegistryService:
                 f"account {account_id} is {row.status}",
                 f"账户 {account_id} 已关闭",
             )
+        conn.execute(
+            sa.update(s.accounts)
+            .where(s.accounts.c.id == account_id)
+            .values(surrenders_via="compliance")
+        )
 
     def propose_allocation(
         self,

@@ -34,6 +34,9 @@ accounts = sa.Table(
     sa.Column("closed_at", sa.String(32), nullable=True),
     # Set while a HOLDING account is live: the unique index makes "one per legal entity" a fact.
     sa.Column("holding_slot", sa.String(36), nullable=True, unique=True),
+    # "compliance" for a covered entity's holding account: its surrenders go through the
+    # compliance service, which checks the year's rules; NULL: the registry's own command
+    sa.Column("surrenders_via", sa.String(16), nullable=True),
 )
 
 unit_classes = sa.Table(
