@@ -433,7 +433,7 @@ class Market:
 
     def borrower(self) -> str:
         """A fresh entity verified at 1,000 t for 2021 and trued up with nothing (it supplied
-        no power): its gap lets it borrow up to 500 t of CEA-2023."""
+        no power): it owes 200 t under the 20 % cap, so it may borrow up to 100 t of CEA-2023."""
         op = self.actors["operator"]
         rid, entity = self.fresh_report("VERIFIED", 2021)
         self.compliance.confirm_report(op, self.key(), report_id=rid)
@@ -1027,7 +1027,7 @@ REQUESTS: dict[str, Callable[[Market, str], Request]] = {
     ),
     "POST /compliance/entities/{entity_id}/years/{year}/borrow": lambda mk, r: (
         f"/compliance/entities/{mk.borrower()}/years/2021/borrow",
-        {"quantity": 500},
+        {"quantity": 100},
     ),
     "GET /compliance/entities/{entity_id}/years/{year}/status": lambda mk, r: (
         f"/compliance/entities/{mk.entity_a}/years/2023/status",
