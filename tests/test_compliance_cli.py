@@ -156,7 +156,12 @@ def test_a_year_from_files_to_penalties_through_the_cli(
     report = cli.ok("compliance", "reports", "--year", "2022", user="vic")[0]
     shown = cli.ok("compliance", "report", report["id"], user="alice")
     assert [e["to"] for e in shown["timeline"]][-1] == "CONFIRMED"
-    assert cli.ok("compliance", "allocations", "--year", "2022", user="alice")
+    table = cli.ok("compliance", "allocations", "--year", "2022", user="alice")
+    assert sorted((a["kind"], a["transfer_status"]) for a in table) == [
+        ("FINAL", None),
+        ("PRE", "COMPLETED"),
+        ("TRUE_UP", "COMPLETED"),
+    ]
 
     # 2022 rules: the 2021 Measures' fine, and next year's allocation less the shortfall
     pen = cli.ok("compliance", "penalties", "--year", "2022", "--set", user="op1")

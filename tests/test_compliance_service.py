@@ -835,8 +835,8 @@ def test_borrowing_from_2023_covers_2021_and_comes_off_2023(mrv: Mrv) -> None:
     svc.record_months(
         w.alice, w.key(), entity_id=w.entity_a, year_=2023, records=year_of_evidence(x.unit)
     )
-    confirmed_2023 = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2023)
-    assert confirmed_2023["status"] == "SUBMITTED"
+    submitted = x.svc.submit_report(w.alice, w.key(), entity_id=w.entity_a, year_=2023)
+    assert submitted["status"] == "SUBMITTED"
     with w.db.read() as uow:
         cov = uow.conn.execute(
             sa.select(s.covered_entities).where(s.covered_entities.c.entity_id == w.entity_a)

@@ -226,7 +226,7 @@ def import_file(
                 key_or_new(key),
                 year_=year,
                 data=data,
-                progress=lambda n: progress.update(task, completed=n),
+                progress=lambda n, total: progress.update(task, completed=n, total=total),
             )
         )
     if errors is not None:

@@ -195,7 +195,13 @@ def run_cycle(
     timed("verification", verification)
     timed("true_up", lambda: allocate("TRUE_UP"))
     timed("surrender", surrender)
-    status = svc.status(cast.operator, year_)
+    status: dict[str, Any] = {}
+
+    def standing() -> dict[str, Any]:
+        status.update(svc.status(cast.operator, year_))
+        return {}
+
+    timed("status", standing)
     counts: dict[str, int] = {}
     for e in status["entities"]:
         counts[e["status"]] = counts.get(e["status"], 0) + 1

@@ -51,14 +51,7 @@ FUELS = ("coal", "gas")
 
 _KIND_OF = {k.value: k for k in m.EvidenceKind}
 _FUEL_PARAMS = ("ncv", "carbon_per_gj", "element_carbon", "oxidation")  # FuelUse's order
-_PENALTY_FIELDS = (
-    "entity_id",
-    "shortfall",
-    "price",
-    "multiple",
-    "fine",
-    "deduction_next_year",
-)
+_PENALTY_TERMS = ("shortfall", "price", "multiple", "fine")  # kept with each deduction
 IMPORT_COLUMNS = frozenset({"entity", "unit", "month", "kind", "item", "quantity"})
 
 
@@ -136,14 +129,14 @@ def _line_dict(ln: m.Line) -> dict[str, Any]:
     }
 
 
-def report_dict(row: Any) -> dict[str, Any]:
-    return {
+def report_dict(row: Any, *, lines: bool = True) -> dict[str, Any]:
+    """A report as the API shows it; lists leave out its lines."""
+    out = {
         "id": row.id,
         "entity_id": row.entity_id,
         "year": row.year,
         "status": row.status,
         "emissions": row.emissions,
-        "lines": json.loads(row.lines),
         "verifier_entity_id": row.verifier_entity_id,
         "verified_emissions": row.verified_emissions,
         "findings": row.findings,
@@ -151,6 +144,9 @@ def report_dict(row: Any) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
+    if lines:
+        out["lines"] = json.loads(row.lines)
+    return out
 
 
 def factor_dict(f: Factor) -> dict[str, Any]:
@@ -497,7 +493,7 @@ class ComplianceService:
         *,
         year_: int,
         rows: Sequence[Mapping[str, Any]],
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Monthly evidence of many entities from a file (CSV or Excel, read by the adapter):
         good rows are kept and bad ones rejected, each with its row number and reason.
@@ -634,11 +630,11 @@ class ComplianceService:
                         }
                     )
                 if progress is not None and n % 10_000 == 0:
-                    progress(n)
+                    progress(n, len(rows))
             for chunk in range(0, len(accepted), 50_000):
                 insert_many(conn, s.monthly_records, accepted[chunk : chunk + 50_000])
             if progress is not None:
-                progress(len(rows))
+                progress(len(rows), len(rows))
             out = {"year": y, "rows": len(rows), "accepted": len(accepted), "rejected": rejected}
             journal.append(
                 uow,
@@ -663,7 +659,7 @@ class ComplianceService:
         *,
         year_: int,
         data: bytes,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """`import_evidence` of a CSV (UTF-8 or GBK) or Excel file: a file of the wrong shape
         is refused whole; otherwise each rejection names its line in the file."""
@@ -1094,7 +1090,7 @@ class ComplianceService:
                 )
                 .order_by(s.emission_reports.c.updated_at, s.emission_reports.c.id),
             )
-        return [report_dict(r) for r in rows]
+        return [report_dict(r, lines=False) for r in rows]
 
     def reports(self, actor: Actor, year_: int, status: str | None = None) -> list[dict[str, Any]]:
         """The year's reports the actor may read: all for an operator, its own for an
@@ -1116,7 +1112,7 @@ class ComplianceService:
             require_role(actor, Role.OPERATOR)
         with self.db.read() as uow:
             rows = fetch(uow.conn, query)
-        return [{k: v for k, v in report_dict(row).items() if k != "lines"} for row in rows]
+        return [report_dict(row, lines=False) for row in rows]
 
     def active_years(self) -> list[int]:
         """Years with a report or an allocation, newest first: the years worth showing."""
@@ -1212,24 +1208,24 @@ class ComplianceService:
             require_role(actor, Role.ENTERPRISE)
             query = query.where(a.entity_id == actor.entity_id)
         with self.db.read() as uow:
-            return [
-                {
-                    "entity_id": r.entity_id,
-                    "year": r.year,
-                    "kind": r.kind,
-                    "tonnes": r.tonnes,
-                    "parameters": json.loads(r.parameters),
-                    "transfer_id": r.transfer_id,
-                    "transfer_status": (
-                        self.registry.transfer_status(uow.conn, r.transfer_id)
-                        if r.transfer_id
-                        else None
-                    ),
-                    "created_by": r.created_by,
-                    "created_at": r.created_at,
-                }
-                for r in fetch(uow.conn, query)
-            ]
+            rows = fetch(uow.conn, query)
+            states = self.registry.transfer_statuses(
+                uow.conn, [r.transfer_id for r in rows if r.transfer_id]
+            )
+        return [
+            {
+                "entity_id": r.entity_id,
+                "year": r.year,
+                "kind": r.kind,
+                "tonnes": r.tonnes,
+                "parameters": json.loads(r.parameters),
+                "transfer_id": r.transfer_id,
+                "transfer_status": states.get(r.transfer_id) if r.transfer_id else None,
+                "created_by": r.created_by,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ]
 
     # ------------------------------------------------------------ allocation
 
@@ -1358,10 +1354,9 @@ class ComplianceService:
                 if eid in excluded:
                     continue
                 prior = first(conn, s.ALLOCATION_ROW, entity_id=eid, year=y, kind=kind)
-                if prior is not None and (
-                    not prior.transfer_id
-                    or self.registry.transfer_status(conn, prior.transfer_id)
-                    not in ("VOIDED", "EXPIRED")
+                if prior is not None and self._posted_state(conn, prior) not in (
+                    "VOIDED",
+                    "EXPIRED",
                 ):
                     continue  # done, or waiting for the checker
                 # an entity whose entitlement cannot be worked out (not verified, no units, a
@@ -1622,12 +1617,9 @@ class ComplianceService:
     ) -> None:
         """A CEA vintage for the year: eligible, borrowed (counted against what was borrowed),
         or an older vintage within the year's carry-over limit."""
-        if (
-            plan.borrow_from is not None
-            and vintage == plan.borrow_from
-            and self._borrowed(conn, entity_id, plan.year)
-        ):
-            left = self._borrowed_left(conn, entity_id, plan, done)
+        borrowed = self._borrowed(conn, entity_id, plan.year) if vintage == plan.borrow_from else 0
+        if borrowed:
+            left = borrowed - done.get(f"CEA-{vintage}", 0)
             if quantity > left:
                 raise Conflict(
                     "BORROWED_EXCEEDED",
@@ -1641,11 +1633,6 @@ class ComplianceService:
         if rule is not None and vintage <= rule.last_old_vintage:
             limit = self._carry_over_limit(conn, entity_id, rule)
             m.check_carry_over(limit, self._old_used(plan, done), quantity, rule)
-
-    def _borrowed_left(
-        self, conn: Connection, entity_id: str, plan: PlanYear, done: Mapping[str, int]
-    ) -> int:
-        return self._borrowed(conn, entity_id, plan.year) - done.get(f"CEA-{plan.borrow_from}", 0)
 
     @staticmethod
     def _old_used(plan: PlanYear, done: Mapping[str, int]) -> int:
@@ -1790,6 +1777,7 @@ class ComplianceService:
         done = self.registry.surrendered(conn, [covered.account_id], y)
         surrendered = sum(done.values())
         plan = m.plan_year(y)
+        borrowed = self._borrowed(conn, covered.entity_id, y) if plan.borrow_from else None
         st = m.status(
             excluded=excluded, verified=tonnes is not None, due=tonnes or 0, surrendered=surrendered
         )
@@ -1807,10 +1795,10 @@ class ComplianceService:
             "shortfall": m.shortfall(tonnes, surrendered) if tonnes is not None else None,
             "allocation": self._allocation_of(conn, covered.entity_id, y, "FINAL"),
             "pre_allocation": self._allocation_of(conn, covered.entity_id, y, "PRE"),
-            "borrowed": self._borrowed(conn, covered.entity_id, y) if plan.borrow_from else None,
-            "borrowed_left": self._borrowed_left(conn, covered.entity_id, plan, done)
-            if plan.borrow_from is not None
-            else None,
+            "borrowed": borrowed,
+            "borrowed_left": None
+            if borrowed is None
+            else borrowed - done.get(f"CEA-{plan.borrow_from}", 0),
             "carry_over_left": self._carry_over_left(conn, covered.entity_id, plan, done),
         }
 
@@ -1828,24 +1816,27 @@ class ComplianceService:
 
     def status(self, actor: Actor, year_: int) -> dict[str, Any]:
         """Every covered entity's status for the year, and the market's compliance rate
-        (compliant ÷ entities with an obligation, excluded ones left out), by sector too."""
+        (compliant ÷ entities with an obligation, excluded ones left out), counts by sector
+        and by region."""
         require_role(actor, Role.OPERATOR)
         y = year(year_)
         with self.db.read() as uow:
             rows = fetch(uow.conn, s.COVERED_IN_YEAR, year=y)
             excluded = self._excluded(uow.conn, y)
             entities_ = [self._status_of(uow.conn, r, y, excluded_ids=excluded) for r in rows]
-        by_sector: dict[str, dict[str, int]] = {}
+        by: dict[str, dict[str, dict[str, int]]] = {"sector": {}, "region": {}}
         for e in entities_:
-            acc = by_sector.setdefault(e["sector"], {st.value: 0 for st in m.ComplianceStatus})
-            acc[e["status"]] += 1
+            for field, groups in by.items():
+                acc = groups.setdefault(e[field], {st.value: 0 for st in m.ComplianceStatus})
+                acc[e["status"]] += 1
         counted = [e for e in entities_ if e["status"] != m.ComplianceStatus.EXCLUDED.value]
         compliant = sum(1 for e in counted if e["status"] == m.ComplianceStatus.COMPLIANT.value)
         return {
             "year": y,
             "deadline": m.plan_year(y).deadline,
             "entities": entities_,
-            "by_sector": by_sector,
+            "by_sector": by["sector"],
+            "by_region": by["region"],
             "compliance_rate": f"{Decimal(compliant) / len(counted):.4f}" if counted else None,
             "non_compliant": [e["entity_id"] for e in counted if e["status"] != "compliant"],
         }
@@ -1926,7 +1917,8 @@ class ComplianceService:
                     y + 1,
                     "DEDUCTION",
                     p.deduction,
-                    {"penalty_year": y, "rule": plan.penalty.value, **line},
+                    {"penalty_year": y, "rule": plan.penalty.value}
+                    | {k: line[k] for k in _PENALTY_TERMS},
                 )
                 lines.append(line)
             out = {"year": y, "rule": plan.penalty.value, "penalties": lines}
@@ -1948,11 +1940,15 @@ class ComplianceService:
                 .order_by(a.entity_id),
             )
         params = [json.loads(r.parameters) for r in rows]
-        rule = params[0].get("rule") if params else None
         return {
             "year": y,
-            "rule": rule or m.plan_year(y).penalty.value,
-            "penalties": [{k: p.get(k) for k in _PENALTY_FIELDS} for p in params],
+            "rule": params[0]["rule"] if params else m.plan_year(y).penalty.value,
+            "penalties": [
+                {"entity_id": r.entity_id}
+                | {k: p.get(k) for k in _PENALTY_TERMS}
+                | {"deduction_next_year": int(r.tonnes)}
+                for r, p in zip(rows, params, strict=True)
+            ],
         }
 
     @staticmethod

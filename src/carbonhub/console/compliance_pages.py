@@ -66,6 +66,7 @@ CHART_COLOURS: Final = {
     "excluded": "#9e9e9e",
 }
 FLASH: Final = "compliance_flash"
+ITEM_KINDS: Final = frozenset(k.value for k in cm.ITEM_REQUIRED)
 KINDS: Final = tuple(k.value for k in cm.EvidenceKind)
 
 
@@ -223,22 +224,19 @@ class Compliance:
         with ui.row().classes("w-full gap-4 no-wrap items-start"):
             with ui.card().classes("w-1/2"):
                 card_title("cmp.by_sector")
-                self.breakdown(entities, "sector", "cmp-by-sector")
-                self.chart(entities)
+                self.breakdown(st["by_sector"], "sector", "cmp-by-sector")
+                self.chart(st["by_sector"])
             with ui.card().classes("w-1/2"):
                 card_title("cmp.by_region")
-                self.breakdown(entities, "region", "cmp-by-region")
+                self.breakdown(st["by_region"], "region", "cmp-by-region")
                 card_title("cmp.deadlines")
                 self.deadlines()
         with ui.card().classes("w-full"):
             card_title("cmp.entities")
             self.entity_table(entities)
 
-    def breakdown(self, entities: list[dict[str, Any]], field: str, testid: str) -> None:
-        groups: dict[str, dict[str, int]] = {}
-        for e in entities:
-            g = groups.setdefault(e[field], {s: 0 for s in STATUSES})
-            g[e["status"]] += 1
+    def breakdown(self, groups: dict[str, dict[str, int]], field: str, testid: str) -> None:
+        """The service's counts by sector or region, a row each."""
         rows = [
             {
                 "id": k,
@@ -258,8 +256,8 @@ class Compliance:
             testid=testid,
         )
 
-    def chart(self, entities: list[dict[str, Any]]) -> None:
-        sectors = sorted({e["sector"] for e in entities})
+    def chart(self, by_sector: dict[str, dict[str, int]]) -> None:
+        sectors = sorted(by_sector)
         ui.echart(
             {
                 "animation": False,
@@ -274,10 +272,7 @@ class Compliance:
                         "stack": "status",
                         "name": t("cst." + s),
                         "itemStyle": {"color": CHART_COLOURS[s]},
-                        "data": [
-                            sum(1 for e in entities if e["sector"] == sec and e["status"] == s)
-                            for sec in sectors
-                        ],
+                        "data": [by_sector[sec][s] for sec in sectors],
                     }
                     for s in STATUSES
                 ],
@@ -887,10 +882,10 @@ class Compliance:
         progress = ui.linear_progress(value=0, show_value=False).props('data-testid="cmp-progress"')
         progress.visible = False
         report = ui.column().classes("w-full")
-        seen = {"rows": 0}
+        seen = {"rows": 0, "total": 0}
 
-        def tick() -> None:
-            progress.set_value(1.0 if seen["rows"] < 0 else min(0.95, seen["rows"] / 10_000))
+        def tick() -> None:  # on the event loop: the import reports from its worker thread
+            progress.set_value(seen["rows"] / seen["total"] if seen["total"] else 0)
 
         async def on_upload(e: UploadEventArguments) -> None:
             data = await e.file.read()
@@ -903,7 +898,7 @@ class Compliance:
                     new_id(),  # each upload a command of its own: lines recorded are refused
                     year_=y,
                     data=data,
-                    progress=lambda n: seen.__setitem__("rows", n),
+                    progress=lambda n, total: seen.update(rows=n, total=total),
                 )
             except DomainError as err:
                 ui.notify(error_text(err), type="negative", position="bottom", multi_line=True)
@@ -978,10 +973,7 @@ class Compliance:
                         {
                             "kind": kind.value,
                             "month": whole(month.value),
-                            "item": (item.value or "").strip()
-                            if kind.value
-                            in ("fuel", "carbonate", "carbon_in", "carbon_out", "output")
-                            else "",
+                            "item": (item.value or "").strip() if kind.value in ITEM_KINDS else "",
                             "unit_id": unit.value or "",
                             "quantity": (quantity.value or "").strip(),
                             "params": params,
