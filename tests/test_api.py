@@ -15,7 +15,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -111,13 +111,30 @@ def with_key(headers: dict[str, str], key: str | None = None) -> dict[str, str]:
     return {**headers, "Idempotency-Key": key or new_key()}
 
 
+def table_contents(db: Database, names: Sequence[str]) -> dict[str, Any]:
+    """Each table's rows, order-free. On PostgreSQL a digest of them, all tables in one
+    statement: the refusal checks take two snapshots per request, and row by row over the
+    network that was a good part of the suite's time there."""
+    with db.read() as uow:
+        if db.backend == "postgresql":
+            digests = " UNION ALL ".join(
+                f"SELECT '{n}', md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+                f'FROM "{n}" t'
+                for n in names
+            )
+            return dict(uow.conn.exec_driver_sql(digests).tuples().all())
+        return {
+            n: sorted(
+                tuple(str(v) for v in r) for r in uow.conn.execute(sa.select(metadata.tables[n]))
+            )
+            for n in names
+        }
+
+
 def snapshot(db: Database) -> dict[str, Any]:
     """Every ledger table's rows (order-free) and the chain of non-auth journal entries."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = table_contents(db, LEDGER_TABLES)
     with db.read() as uow:
-        for name in LEDGER_TABLES:
-            rows = uow.conn.execute(sa.select(metadata.tables[name])).all()
-            out[name] = sorted(tuple(str(v) for v in r) for r in rows)
         j = metadata.tables["journal"]
         out["journal"] = [
             tuple(r)

@@ -29,7 +29,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from carbonhub.api import create_app
@@ -38,7 +37,6 @@ from carbonhub.core.groupcommit import WriterProcess
 from carbonhub.exchange import api as exchange_api
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.settlement.service import settlement_problems
-from carbonhub.tables import metadata
 from tests.conftest import Market
 from tests.test_api import (  # cheap_argon2: the autouse fixture, active here too
     assert_problem,
@@ -47,6 +45,7 @@ from tests.test_api import (  # cheap_argon2: the autouse fixture, active here t
     journal_since,
     make_client,
     snapshot,
+    table_contents,
     token_for,
     with_key,
 )
@@ -84,13 +83,7 @@ EXCHANGE_TABLES = (
 
 def exchange_snapshot(db: Database) -> dict[str, Any]:
     """Every exchange and settlement table's rows, order-free."""
-    with db.read() as uow:
-        return {
-            name: sorted(
-                tuple(str(v) for v in r) for r in uow.conn.execute(sa.select(metadata.tables[name]))
-            )
-            for name in EXCHANGE_TABLES
-        }
+    return table_contents(db, EXCHANGE_TABLES)
 
 
 def market_state(db: Database) -> dict[str, Any]:
