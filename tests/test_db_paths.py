@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carbonhub.core import db as db_module
 from carbonhub.core.db import Database, execute_many, fetch, insert_many, run
 from carbonhub.exchange import store as s
 
@@ -111,3 +112,20 @@ def test_a_statement_built_twice_is_still_one_statement(db: Database) -> None:
             assert {r.code for r in fetch(ro.conn, q)} == {
                 r["code"] for r in ROWS if r["status"] == status
             }
+
+
+def test_a_statement_built_for_one_call_is_not_compiled_again_and_again(db: Database) -> None:
+    """An inline statement goes through SQLAlchemy (its cache knows the structure); the same
+    statement object met again is compiled once and then found by identity."""
+    _seed(db)
+    with db.read() as ro:
+        before = len(db_module._prepared)
+        for _ in range(3):
+            q = sa.select(s.instruments.c.code).where(s.instruments.c.status == "ACTIVE")
+            assert len(fetch(ro.conn, q)) == 6
+        assert len(db_module._prepared) == before
+        constant = sa.select(s.instruments.c.code).where(s.instruments.c.status == "SUSPENDED")
+        answers = [sorted(r.code for r in fetch(ro.conn, constant)) for _ in range(3)]
+        assert answers[0] == answers[1] == answers[2]
+        assert answers[0] == sorted(r["code"] for r in ROWS if r["status"] == "SUSPENDED")
+        assert db_module._prepared[(ro.conn.dialect.name, id(constant))].statement is constant
