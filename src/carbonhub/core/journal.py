@@ -113,46 +113,23 @@ def lock_head(uow: UnitOfWork) -> None:
 
 def append(uow: UnitOfWork, type_: str, actor: str, payload: dict[str, Any]) -> Entry:
     """Append one entry in the caller's transaction; it commits or rolls back with the change."""
-    conn = uow.conn
-    head = _lock_head(conn)
-    if head is None:
-        conn.execute(sa.insert(journal_head).values(id=1, seq=0, hash=GENESIS, time=iso(uow.now)))
-        prev_seq, prev_hash, prev_time = 0, GENESIS, iso(uow.now)
-    else:
-        prev_seq, prev_hash, prev_time = head.seq, head.hash, head.time
-    time = max(iso(uow.now), prev_time)
-    seq = prev_seq + 1
-    body = canonical(payload)
-    h = entry_hash(prev_hash, seq, type_, actor, time, body)
-    day = shanghai_day(parse_iso(time)).isoformat()
-    conn.execute(
-        sa.insert(journal).values(
-            seq=seq,
-            type=type_,
-            actor=actor,
-            time=time,
-            day=day,
-            payload=body,
-            prev_hash=prev_hash,
-            hash=h,
-        )
-    )
-    conn.execute(
-        sa.update(journal_head).where(journal_head.c.id == 1).values(seq=seq, hash=h, time=time)
-    )
-    return Entry(seq, type_, actor, time, day, payload, prev_hash, h)
+    return append_many(uow, [(type_, actor, payload)])[0]
 
 
 def append_many(uow: UnitOfWork, items: list[tuple[str, str, dict[str, Any]]]) -> list[Entry]:
-    """Append many entries with one insert (group commit); same chain as appending one by one."""
+    """Append entries with one insert (group commit); the chain is the one appending them one
+    by one would make."""
     if not items:
         return []
     conn = uow.conn
     head = _lock_head(conn)
-    if head is None:
-        return [append(uow, *item) for item in items]
-    seq, prev_hash = int(head.seq), str(head.hash)
-    time = max(iso(uow.now), head.time)
+    now = iso(uow.now)
+    if head is None:  # the journal's first entry
+        conn.execute(sa.insert(journal_head).values(id=1, seq=0, hash=GENESIS, time=now))
+        seq, prev_hash, prev_time = 0, GENESIS, now
+    else:
+        seq, prev_hash, prev_time = int(head.seq), str(head.hash), head.time
+    time = max(now, prev_time)
     day = shanghai_day(parse_iso(time)).isoformat()
     out: list[Entry] = []
     rows: list[dict[str, Any]] = []
