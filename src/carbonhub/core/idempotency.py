@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from carbonhub.core import journal
-from carbonhub.core.db import Database, UnitOfWork, metadata
+from carbonhub.core.db import Database, UnitOfWork, first, metadata
 from carbonhub.core.errors import Conflict, InvalidInput
 from carbonhub.core.timefmt import iso
 
@@ -38,6 +38,9 @@ idempotency = sa.Table(
 KEYS_OF_ACTORS = sa.select(idempotency).where(
     idempotency.c.actor.in_(sa.bindparam("actors", expanding=True)),
     idempotency.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
+_PRIOR = sa.select(idempotency).where(
+    idempotency.c.actor == sa.bindparam("actor"), idempotency.c.key == sa.bindparam("key")
 )
 _KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 T = TypeVar("T")
@@ -112,9 +115,7 @@ def run(
     digest = request_hash(command, data)
     for _attempt in range(3):
         with db.uow() as uow:
-            prior = uow.conn.execute(
-                sa.select(idempotency).where(idempotency.c.actor == actor, idempotency.c.key == key)
-            ).first()
+            prior = first(uow.conn, _PRIOR, actor=actor, key=key)
             if prior is not None:
                 if prior.request_hash != digest or prior.command != command:
                     raise key_reused()
