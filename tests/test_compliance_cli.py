@@ -77,46 +77,14 @@ def test_a_year_from_files_to_penalties_through_the_cli(
 
     # the whole cycle acts for every party: refused unless the market is a simulation
     before = counts(cli.url)
-    line = cli.error(
-        "compliance",
-        "run-cycle",
-        "--year",
-        "2022",
-        "--checker",
-        "op2",
-        "--verifier",
-        "vic",
-        user="op1",
-    )
-    assert "SIMULATION_ONLY" in line
-    line = cli.error(
-        "compliance",
-        "run-cycle",
-        "--year",
-        "2022",
-        "--checker",
-        "op1",
-        "--verifier",
-        "vic",
-        user="op1",
-        **SIM,
-    )
+    cycle = ("compliance", "run-cycle", "--year", "2022", "--verifier", "vic", "--checker")
+    assert "SIMULATION_ONLY" in cli.error(*cycle, "op2", user="op1")
+    line = cli.error(*cycle, "op1", user="op1", **SIM)
     assert "CAST_INVALID" in line  # the maker cannot be the checker
     assert counts(cli.url) == before
 
     issue(mrv, "CEA-2022", 5_000_000)
-    run = cli.ok(
-        "compliance",
-        "run-cycle",
-        "--year",
-        "2022",
-        "--checker",
-        "op2",
-        "--verifier",
-        "vic",
-        user="op1",
-        **SIM,
-    )
+    run = cli.ok(*cycle, "op2", user="op1", **SIM)
     phases = run["phases"]
     assert phases["pre_allocation"]["proposed"] == 1
     assert phases["reports"]["submitted"] == 1
@@ -134,18 +102,7 @@ def test_a_year_from_files_to_penalties_through_the_cli(
 
     # a second run finds nothing left to do and changes nothing but its journal of who acted
     before = counts(cli.url)
-    again = cli.ok(
-        "compliance",
-        "run-cycle",
-        "--year",
-        "2022",
-        "--checker",
-        "op2",
-        "--verifier",
-        "vic",
-        user="op1",
-        **SIM,
-    )
+    again = cli.ok(*cycle, "op2", user="op1", **SIM)
     assert again["phases"]["reports"]["submitted"] == 0
     assert again["phases"]["surrender"]["surrenders"] == 0
     after = counts(cli.url)
