@@ -50,8 +50,8 @@ from carbonhub.core.timefmt import SHANGHAI, iso, parse_day, parse_iso
 from carbonhub.exchange import engine as e
 from carbonhub.exchange import model as m
 from carbonhub.exchange import store as s
-from carbonhub.registry.service import EXCHANGE_USER, RegistryService
-from carbonhub.settlement.service import CashService
+from carbonhub.registry.service import EXCHANGE_USER, RegistryService, ReservationBatch
+from carbonhub.settlement.service import CashBatch, CashService
 
 TRADER_ROLES = (Role.MEMBER, Role.ENTERPRISE)
 _PRICE = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
@@ -172,10 +172,10 @@ class ExchangeService:
         self._rules_by_text: dict[str, dict[m.Mode, m.ModeRules]] = {}
         self._prev_closes: dict[tuple[str, date, int], int] = {}
         self._batch = threading.local()  # per-batch memo of what order commands only read
-        # the writer process's: the memo goes on to the next batch if no other connection
-        # committed in between (`commit_stamp`); its own batches never change what it holds
+        # the writer process's: what a batch knew goes on to the next if no other connection
+        # committed in between (`commit_stamp`)
         self._carry_memo = False
-        self._carried: tuple[Any, dict[tuple[Any, ...], Any]] | None = None
+        self._carried: _Carried | None = None
 
     # ------------------------------------------------------------ the writer
 
@@ -256,9 +256,10 @@ class ExchangeService:
                 with self.db.uow() as uow:
                     journal.lock_head(uow)
                     stamp = commit_stamp(uow) if self._carry_memo else None
-                    same = carried is not None and stamp is not None and stamp == carried[0]
-                    self._batch.memo = carried[1] if same and carried is not None else {}
-                    batch = _Batch(self, uow)
+                    if carried is None or stamp is None or stamp != carried.stamp:
+                        carried = None
+                    self._batch.memo = carried.memo if carried is not None else {}
+                    batch = _Batch(self, uow, carried)
                     batch.prepare(commands)
                     for c in commands:
                         try:
@@ -268,7 +269,7 @@ class ExchangeService:
                     batch.write()
                     uow.commit()
                     if stamp is not None:
-                        self._carried = (stamp, self._batch.memo)
+                        self._carried = batch.carry(stamp, self._batch.memo)
             except BaseException:
                 self._books.clear()  # memory may be ahead of the log: rebuild from it next time
                 raise
@@ -650,7 +651,7 @@ class ExchangeService:
         if book_id in b.books:
             return self._books[book_id]
         uow = b.uow
-        row = first(uow.conn, s.BOOK_FOR_UPDATE, id=book_id)
+        row = b.book_rows.get(book_id) or first(uow.conn, s.BOOK_FOR_UPDATE, id=book_id)
         if row is None:
             raise NotFound("BOOK_NOT_FOUND", f"no book {book_id}", "订单簿不存在")
         book = self._caught_up(uow.conn, row)
@@ -1219,7 +1220,7 @@ class ExchangeService:
         The caller holds `books_lock` from before it opened `uow`."""
         with self._mem:
             try:
-                b = _Batch(self, uow)
+                b = _Batch(self, uow, None)
                 for row in uow.conn.execute(
                     sa.select(s.books.c.id).where(s.books.c.trading_day <= day.isoformat())
                 ).all():
@@ -2391,15 +2392,25 @@ class _Batch:
     stores the orders, trades, command log, freezes, journal entries and idempotency keys with
     bulk statements, in the order things happened."""
 
-    def __init__(self, service: ExchangeService, uow: UnitOfWork) -> None:
+    def __init__(self, service: ExchangeService, uow: UnitOfWork, carried: _Carried | None) -> None:
         self.service, self.uow = service, uow
         self.at = iso(uow.now)  # one time for the whole batch, as text
         self.day = m.trading_day(uow.now).isoformat()
         self.entries: list[tuple[str, str, dict[str, Any]]] = []
-        self.units = service.registry.reservation_batch(uow, self.entries)
-        self.cash = service.cash.batch(uow)
-        self.orders: dict[str, dict[str, Any] | None] = {}
-        self.loaded: dict[str, tuple[Any, ...]] = {}
+        self.orders: dict[str, dict[str, Any] | None] = {}  # what this batch reads or makes
+        self.loaded: dict[str, tuple[Any, ...]] = {}  # their ORDER_CHANGING values as stored
+        # open orders and books as earlier batches left them (the writer process's)
+        self.known_orders: dict[str, dict[str, Any]]
+        self.book_rows: dict[str, Any]
+        if carried is None:
+            self.units = service.registry.reservation_batch(uow, self.entries)
+            self.cash = service.cash.batch(uow)
+            self.known_orders, self.book_rows = {}, {}
+        else:
+            self.units, self.cash = carried.units, carried.cash
+            self.units.resume(uow, self.entries)
+            self.cash.resume(uow)
+            self.known_orders, self.book_rows = carried.orders, carried.books
         self.new_orders: list[str] = []
         self.trades: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
@@ -2476,7 +2487,16 @@ class _Batch:
     def preload_orders(self, oids: Sequence[str]) -> None:
         """These orders (the makers a command traded with), with their holds and freezes, in
         a few statements; an id not found is remembered as missing."""
-        wanted = [oid for oid in dict.fromkeys(oids) if oid not in self.orders]
+        wanted = []
+        for oid in dict.fromkeys(oids):
+            if oid in self.orders:
+                continue
+            known = self.known_orders.pop(oid, None)
+            if known is None:
+                wanted.append(oid)
+            else:
+                self.orders[oid] = known
+                self.loaded[oid] = tuple(known[k] for k in s.ORDER_CHANGING)
         if wanted:
             for oid in wanted:
                 self.orders[oid] = None
@@ -2585,3 +2605,38 @@ class _Batch:
             self.outbox.append(
                 {"type": "depth", "instrument": code, "mode": mode, **_depth_view(book)}
             )
+
+    def carry(self, stamp: Any, memo: dict[tuple[Any, ...], Any]) -> _Carried:
+        """After the commit, what memory holds is what the database holds: the open orders,
+        the reservations and cash, the books' positions. Orders no longer open are let go."""
+        orders = self.known_orders
+        for i, r in self.orders.items():
+            if r is not None and r["status"] == "OPEN":
+                orders[i] = r
+            else:
+                orders.pop(i, None)
+        books = self.book_rows
+        for i, (instrument, mode, day) in self.books.items():
+            if i in self.service._books:
+                books[i] = SimpleNamespace(
+                    id=i,
+                    instrument=instrument,
+                    mode=mode,
+                    seq=self.service._books[i].seq,
+                    trading_day=day,
+                )
+        return _Carried(stamp, memo, self.units, self.cash, orders, books)
+
+
+@dataclass
+class _Carried:
+    """What the writer process's last batch knew once it committed. The next batch starts
+    from it instead of reading it again, but only if no other connection committed in between
+    (`commit_stamp`, SQLite's data_version): then nothing but this writer changed the database."""
+
+    stamp: Any
+    memo: dict[tuple[Any, ...], Any]  # members, instruments, holidays, the market's flag
+    units: ReservationBatch
+    cash: CashBatch
+    orders: dict[str, dict[str, Any]]  # the open orders it read or made, as stored
+    books: dict[str, Any]  # id → the `books` row as it stands

@@ -2567,6 +2567,7 @@ class ReservationBatch:
         self.holds: dict[str, list[Any]] = {}  # id → [account, class, quantity, status]
         self.loaded_holds: dict[str, tuple[Any, ...]] = {}
         self.new_holds: dict[str, dict[str, Any]] = {}
+        self.known_holds: dict[str, list[Any]] = {}  # active, as stored: from earlier batches
 
     def preload(self, account_ids: Sequence[str]) -> None:
         """These accounts and all their balances, in two statements."""
@@ -2643,7 +2644,13 @@ class ReservationBatch:
 
     def preload_holds(self, hold_ids: Sequence[str]) -> None:
         """Loads many holds in a few statements (the day's close frees every open order's)."""
-        ids = sorted({h for h in hold_ids if h not in self.holds})
+        ids = []
+        for h in sorted({h for h in hold_ids if h not in self.holds}):
+            known = self.known_holds.pop(h, None)
+            if known is None:
+                ids.append(h)
+            else:
+                self.holds[h], self.loaded_holds[h] = known, tuple(known)
         for n in range(0, len(ids), 500):
             for row in fetch(self.uow.conn, _HOLDS_BY_ID, ids=ids[n : n + 500]):
                 self.holds[row.id] = [row.account_id, row.unit_class, int(row.quantity), row.status]
@@ -2698,6 +2705,20 @@ class ReservationBatch:
         self.new_holds.clear()
         self.held_change.clear()
         self.loaded_holds = {i: tuple(v) for i, v in self.holds.items()}
+
+    def resume(self, uow: UnitOfWork, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Goes on in a new transaction with what it knows after `write`: right only when no
+        other connection wrote in between (the exchange's writer checks `commit_stamp`). Holds
+        no longer active are let go; asked for again, they load as any other."""
+        if self.new_holds or self.held_change:
+            raise RuntimeError("a reservation batch resumes only after its write")
+        self.uow, self.entries, self.at = uow, entries, iso(uow.now)
+        for i, hold in self.holds.items():
+            if hold[3] == "ACTIVE":
+                self.known_holds[i] = hold
+            else:
+                self.known_holds.pop(i, None)
+        self.holds, self.loaded_holds = {}, {}
 
 
 class DeliveryBatch:

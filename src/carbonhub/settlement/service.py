@@ -377,6 +377,8 @@ class CashBatch:
         self.loaded_accounts: dict[str, tuple[int, int]] = {}
         self.by_entity: dict[str, str | None] = {}
         self.entries: list[dict[str, Any]] = []
+        self.known_freezes: dict[str, list[Any]] = {}  # unspent, as stored: from earlier batches
+        self.moved: set[str] = set()  # accounts whose balance or frozen amount changed
 
     def preload(self, refs: Sequence[str]) -> None:
         """Every account (the fee account too) and the named freezes (the settlement run)."""
@@ -388,7 +390,13 @@ class CashBatch:
     def preload_freezes(self, refs: Sequence[str]) -> None:
         """The named freezes and their accounts, in a few statements (a book's day close)."""
         conn = self.uow.conn
-        unique = sorted({r for r in refs if r not in self.freezes})
+        unique = []
+        for ref in sorted({r for r in refs if r not in self.freezes}):
+            known = self.known_freezes.pop(ref, None)
+            if known is None:
+                unique.append(ref)
+            else:  # its account is known too: it stays for the writer's life
+                self.freezes[ref], self.loaded_freezes[ref] = known, int(known[1])
         their_accounts: set[str] = set()
         for n in range(0, len(unique), 500):
             part = unique[n : n + 500]
@@ -447,6 +455,7 @@ class CashBatch:
         acct = self.accounts[account_id]
         acct[0] += amount
         acct[1] += frozen
+        self.moved.add(account_id)
         self.entries.append(
             {
                 "account_id": account_id,
@@ -537,7 +546,7 @@ class CashBatch:
             execute_many(conn, _FREEZE_AMOUNT, updates)
         accounts = [
             {"i": k, "b": v[0], "f": v[1]}
-            for k, v in self.accounts.items()
+            for k, v in ((k, self.accounts[k]) for k in sorted(self.moved))
             if (v[0], v[1]) != self.loaded_accounts[k]
         ]
         if accounts:
@@ -546,8 +555,24 @@ class CashBatch:
             insert_many(conn, s.cash_entries, self.entries)
         self.new_freezes.clear()
         self.loaded_freezes = {k: v[1] for k, v in self.freezes.items() if v is not None}
-        self.loaded_accounts = {k: (v[0], v[1]) for k, v in self.accounts.items()}
+        for k in self.moved:
+            self.loaded_accounts[k] = (self.accounts[k][0], self.accounts[k][1])
+        self.moved.clear()
         self.entries = []
+
+    def resume(self, uow: UnitOfWork) -> None:
+        """Goes on in a new transaction with what it knows after `write`: right only when no
+        other connection wrote in between (the exchange's writer checks `commit_stamp`). Spent
+        freezes and ones found absent are let go; asked for again, they load as any other."""
+        if self.entries or self.new_freezes:
+            raise RuntimeError("a cash batch resumes only after its write")
+        self.uow, self.at = uow, iso(uow.now)
+        for ref, frozen in self.freezes.items():
+            if frozen is not None and frozen[1] > 0:
+                self.known_freezes[ref] = frozen
+            else:
+                self.known_freezes.pop(ref, None)
+        self.freezes, self.loaded_freezes = {}, {}
 
 
 def ledger_problems(conn: Connection) -> list[str]:
