@@ -314,6 +314,39 @@ class RegistryMachine(RuleBasedStateMachine):
             self.approve(tid, second=True)
         return tid
 
+    @rule(
+        rows=st.lists(
+            st.tuples(st.integers(0, 3), st.sampled_from(CLASSES), st.integers(1, 60_000)),
+            min_size=1,
+            max_size=5,
+        ),
+        approve=st.booleans(),
+    )
+    def allocate_in_bulk(self, rows: list[tuple[int, str, int]], approve: bool) -> None:
+        """Allocations proposed all or none and approved as one batch: the set-based paths
+        (`propose_movements`, `_approve_and_post`) against one in-memory book."""
+        lines = [(self.accounts[a], uc, q) for a, uc, q in rows]
+        wanted: dict[str, int] = {}
+        error = None
+        for _, uc, q in lines:
+            wanted[uc] = wanted.get(uc, 0) + q
+            if wanted[uc] > self._available(self.iss, uc):
+                error = "INSUFFICIENT_AVAILABLE"
+        r = self._call(lambda k: self.reg.allocate_bulk(self.op1, k, lines), error)
+        if r is None:
+            return
+        for tid, (to, uc, q) in zip(r["transfers"], lines, strict=True):
+            with self.db.read() as ro:
+                proposed = self.reg._transfer(ro.conn, tid)
+            assert proposed["status"] == "PENDING" and proposed["batch_ref"] == r["batch_ref"]
+            self._record(proposed, "ALLOCATE", self.iss, to, uc, q, self.op1)
+        if approve:
+            done = self._call(lambda k: self.reg.approve_batch(self.op2, k, r["batch_ref"]), None)
+            assert done is not None and done["approved"] == len(lines)
+            for tid in r["transfers"]:
+                self.model[tid].approved = True
+                self._post(tid)
+
     # ------------------------------------------------------------ holder movements
 
     @rule(

@@ -43,6 +43,7 @@ from carbonhub.core.ids import new_id
 from carbonhub.core.quantities import fen_from_yuan, yuan_from_fen
 from carbonhub.core.timefmt import SHANGHAI, iso
 from carbonhub.exchange.service import ExchangeService
+from carbonhub.registry.model import Op
 from carbonhub.registry.service import RegistryService
 
 SECTORS = ("power", "steel", "cement", "aluminium")
@@ -90,7 +91,7 @@ def _record_row(
     }
 
 
-def _insert_allocation(
+def _allocation_record(
     uow: UnitOfWork,
     actor: Actor,
     entity_id: str,
@@ -99,20 +100,18 @@ def _insert_allocation(
     tonnes: int,
     params: dict[str, Any],
     transfer_id: str | None = None,
-) -> None:
-    uow.conn.execute(
-        sa.insert(s.compliance_allocations).values(
-            id=new_id(),
-            entity_id=entity_id,
-            year=y,
-            kind=kind,
-            tonnes=tonnes,
-            parameters=json.dumps(params, ensure_ascii=False, sort_keys=True),
-            transfer_id=transfer_id,
-            created_by=actor.username,
-            created_at=iso(uow.now),
-        )
-    )
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "entity_id": entity_id,
+        "year": y,
+        "kind": kind,
+        "tonnes": tonnes,
+        "parameters": json.dumps(params, ensure_ascii=False, sort_keys=True),
+        "transfer_id": transfer_id,
+        "created_by": actor.username,
+        "created_at": iso(uow.now),
+    }
 
 
 def _ccer(surrendered: Mapping[str, int]) -> int:
@@ -1347,9 +1346,9 @@ class ComplianceService:
             excluded = self._excluded(conn, y)
             unit_class = f"CEA-{y}"
             batch_ref = f"compliance-{y}-{kind.lower()}-{new_id()[:8]}"
-            lines, skipped = [], []
-            covered_rows = fetch(conn, s.COVERED_IN_YEAR, year=y)
-            for cov in covered_rows:
+            skipped: list[dict[str, Any]] = []
+            planned: list[tuple[Any, list[tuple[str, int, dict[str, Any] | None, int]]]] = []
+            for cov in fetch(conn, s.COVERED_IN_YEAR, year=y):
                 eid = cov.entity_id
                 if eid in excluded:
                     continue
@@ -1361,22 +1360,13 @@ class ComplianceService:
                     continue  # done, or waiting for the checker
                 # an entity whose entitlement cannot be worked out (not verified, no units, a
                 # factor missing) or whose movement the registry refuses is skipped, with why
-                savepoint = conn.begin_nested()
                 try:
-                    made = [
-                        self._allocation_row(
-                            uow, actor, cov, y, k, tonnes, params, move, unit_class, batch_ref
-                        )
-                        for k, tonnes, params, move in self._movements(
-                            conn, cov, y, kind, factors, prior
-                        )
-                    ]
-                    savepoint.commit()
+                    planned.append((cov, self._movements(conn, cov, y, kind, factors, prior)))
                 except DomainError as err:
-                    savepoint.rollback()
                     skipped.append({"entity_id": eid, "reason": err.code})
-                    continue
-                lines += made
+            lines = self._propose_allocations(
+                uow, actor, planned, y, unit_class, batch_ref, skipped
+            )
             if not lines and not skipped:
                 if kind == "PRE":
                     raise Conflict(
@@ -1431,57 +1421,73 @@ class ComplianceService:
         diff = m.true_up(final, pre)
         return [("FINAL", final, params, 0), ("TRUE_UP", diff, {"pre": pre}, diff)]
 
-    def _allocation_row(
+    def _propose_allocations(
         self,
         uow: UnitOfWork,
         actor: Actor,
-        cov: Any,
+        planned: Sequence[tuple[Any, list[tuple[str, int, dict[str, Any] | None, int]]]],
         y: int,
-        kind: str,
-        tonnes: int,
-        params: dict[str, Any] | None,
-        move: int,
         unit_class: str,
         batch_ref: str,
-    ) -> dict[str, Any]:
-        """One allocation record and its registry proposal (issue if positive, claw back if
-        negative). `params` None: the record exists and its proposal is made again."""
-        transfer_id = None
-        if move > 0:
-            transfer_id = self.registry.propose_allocation(
-                uow,
-                actor,
-                to_account=cov.account_id,
-                unit_class=unit_class,
-                quantity=move,
-                reason=f"{y} {kind}",
-                batch_ref=batch_ref,
-            )["id"]
-        elif move < 0:
-            transfer_id = self.registry.propose_clawback(
-                uow,
-                actor,
-                from_account=cov.account_id,
-                unit_class=unit_class,
-                quantity=-move,
-                reason=f"{y} {kind}",
-                batch_ref=batch_ref,
-            )["id"]
-        if params is None:
-            a = s.compliance_allocations
-            uow.conn.execute(
-                sa.update(a)
-                .where(a.c.entity_id == cov.entity_id, a.c.year == y, a.c.kind == kind)
-                .values(transfer_id=transfer_id)
-            )
-        else:
-            _insert_allocation(uow, actor, cov.entity_id, y, kind, tonnes, params, transfer_id)
-        return {
-            "entity_id": cov.entity_id,
-            "kind": kind,
-            "tonnes": tonnes,
-            "transfer_id": transfer_id,
-        }
+        skipped: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """The allocation records of a run and their registry proposals (issue if positive,
+        claw back if negative), all proposed at once; an entity the registry refuses goes to
+        `skipped` with why, and nothing is written for it. A record with parameters None exists
+        already: its proposal is made again."""
+        moving = [(cov, kind, move) for cov, movements in planned for kind, _, _, move in movements]
+        moving = [mv for mv in moving if mv[2]]
+        if len({cov.entity_id for cov, _, _ in moving}) != len(moving):
+            raise RuntimeError("one movement of units per entity and run")
+        proposals = self.registry.propose_movements(
+            uow,
+            actor,
+            [
+                (
+                    Op.ALLOCATE if move > 0 else Op.CLAWBACK,
+                    cov.account_id,
+                    unit_class,
+                    abs(move),
+                    f"{y} {kind}",
+                )
+                for cov, kind, move in moving
+            ],
+            batch_ref,
+        )
+        proposed = {cov.entity_id: p for (cov, _, _), p in zip(moving, proposals, strict=True)}
+        lines: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        a = s.compliance_allocations
+        for cov, movements in planned:
+            p = proposed.get(cov.entity_id)
+            if isinstance(p, DomainError):
+                skipped.append({"entity_id": cov.entity_id, "reason": p.code})
+                continue
+            for kind, tonnes, params, move in movements:
+                transfer_id = p["id"] if move and p is not None else None
+                if params is None:
+                    uow.conn.execute(
+                        sa.update(a)
+                        .where(a.c.entity_id == cov.entity_id, a.c.year == y, a.c.kind == kind)
+                        .values(transfer_id=transfer_id)
+                    )
+                else:
+                    records.append(
+                        _allocation_record(
+                            uow, actor, cov.entity_id, y, kind, tonnes, params, transfer_id
+                        )
+                    )
+                lines.append(
+                    {
+                        "entity_id": cov.entity_id,
+                        "kind": kind,
+                        "tonnes": tonnes,
+                        "transfer_id": transfer_id,
+                    }
+                )
+        if records:
+            insert_many(uow.conn, a, records)
+        return lines
 
     def exclude(
         self, actor: Actor, key: str, *, entity_id: str, year_: int, reason: str
@@ -1722,7 +1728,10 @@ class ComplianceService:
                         s.compliance_allocations.c.id == prior.id
                     )
                 )
-            _insert_allocation(uow, actor, entity_id, y, "BORROW", q, params, transfer["id"])
+            record = _allocation_record(
+                uow, actor, entity_id, y, "BORROW", q, params, transfer["id"]
+            )
+            insert_many(uow.conn, s.compliance_allocations, [record])
             out = {
                 "entity_id": entity_id,
                 "year": y,
@@ -1910,16 +1919,12 @@ class ComplianceService:
                     "fine": yuan_from_fen(p.fine_fen),
                     "deduction_next_year": p.deduction,
                 }
-                _insert_allocation(
-                    uow,
-                    actor,
-                    cov.entity_id,
-                    y + 1,
-                    "DEDUCTION",
-                    p.deduction,
-                    {"penalty_year": y, "rule": plan.penalty.value}
-                    | {k: line[k] for k in _PENALTY_TERMS},
+                params = {"penalty_year": y, "rule": plan.penalty.value}
+                params |= {k: line[k] for k in _PENALTY_TERMS}
+                record = _allocation_record(
+                    uow, actor, cov.entity_id, y + 1, "DEDUCTION", p.deduction, params
                 )
+                insert_many(uow.conn, s.compliance_allocations, [record])
                 lines.append(line)
             out = {"year": y, "rule": plan.penalty.value, "penalties": lines}
             journal.append(uow, "compliance.penalties_set", actor.username, out)

@@ -749,6 +749,40 @@ def _move_blocks(
     return split.moved
 
 
+def _check_movement(
+    book: Book,
+    op: Operation,
+    role: str,
+    actor_entity: str | None,
+    from_id: str,
+    to_id: str,
+    unit_class: str,
+    quantity: int,
+) -> tuple[tuple[str, str], Balance]:
+    """What every movement out of an account is checked for, against the in-memory book (the
+    checks `RegistryService._propose` makes); changes nothing. The sender's key and balance."""
+    uc = parse_unit_class(unit_class)
+    if book.market_suspended and not op.passes_market_suspend:
+        raise market_suspended_error(op)
+    for i in (to_id, from_id):
+        if i not in book.accounts:
+            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    sender = book.accounts[from_id]
+    check_initiator(op, role, actor_entity, sender)
+    check_route(op, sender, book.accounts[to_id], uc.kind)
+    if uc.code not in book.unit_classes:
+        raise NotFound(
+            "UNIT_CLASS_NOT_FOUND",
+            f"no units of class {uc.code} were ever issued",
+            "该单位类别不存在",
+        )
+    key = (from_id, uc.code)
+    bal = book.balances.get(key, Balance())
+    check_available(bal, quantity)
+    _check_free(book, key, bal, quantity)
+    return key, bal
+
+
 def decide_transfer(
     book: Book,
     role: str,
@@ -766,32 +800,62 @@ def decide_transfer(
     Checks everything before changing anything, so a refused command leaves the book as it was.
     """
     op = OPERATIONS[Op.TRANSFER]
-    uc = parse_unit_class(unit_class)
-    if book.market_suspended:
-        raise market_suspended_error(op)
-    for i in (to_id, from_id):
-        if i not in book.accounts:
-            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    key, bal = _check_movement(book, op, role, actor_entity, from_id, to_id, unit_class, quantity)
     sender, receiver = book.accounts[from_id], book.accounts[to_id]
-    check_initiator(op, role, actor_entity, sender)
-    check_route(op, sender, receiver, uc.kind)
-    if uc.code not in book.unit_classes:
-        raise NotFound(
-            "UNIT_CLASS_NOT_FOUND",
-            f"no units of class {uc.code} were ever issued",
-            "该单位类别不存在",
-        )
-    key = (from_id, uc.code)
-    bal = book.balances.get(key, Balance())
-    check_available(bal, quantity)
-    _check_free(book, key, bal, quantity)
     trusted = sender.entity_id == receiver.entity_id or (from_id, to_id) in book.trusted
     if op.trusted_list_applies and not trusted:
         check_untrusted(untrusted_limit_t, quantity)
         if untrusted_delay:
             book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
             return TransferDecision([], True)
-    return TransferDecision(_move_blocks(book, key, (to_id, uc.code), quantity, from_held=0), False)
+    return TransferDecision(_move_blocks(book, key, (to_id, key[1]), quantity, from_held=0), False)
+
+
+def decide_proposal(
+    book: Book,
+    op: Operation,
+    role: str,
+    actor_entity: str | None,
+    from_id: str,
+    to_id: str,
+    unit_class: str,
+    quantity: int,
+) -> None:
+    """A proposal awaiting the checker (`needs_approval`, no hold, no trusted list): checked
+    against the in-memory book, it reserves `quantity` on the sender as pending. Checks
+    everything before changing anything."""
+    if not op.needs_approval or op.trusted_list_applies or op.consumes_hold is not None:
+        raise ValueError(f"{op.code.value} is not a plain proposal")
+    key, bal = _check_movement(book, op, role, actor_entity, from_id, to_id, unit_class, quantity)
+    book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
+
+
+def decide_posting(
+    book: Book, op: Operation, from_id: str, to_id: str, unit_class: str, quantity: int
+) -> list[Block]:
+    """An approved transfer's posting: the `quantity` its proposal reserved as pending on the
+    sender leaves with its serials, if both accounts are still in a state the operation allows.
+    Checks everything before changing anything."""
+    for role, account_id, allowed in (
+        ("RECEIVER", to_id, op.receiver_statuses),
+        ("SENDER", from_id, op.sender_statuses),
+    ):
+        account = book.accounts.get(account_id)
+        if account is None:
+            raise NotFound(
+                "ACCOUNT_NOT_FOUND", f"no account {account_id}", f"账户 {account_id} 不存在"
+            )
+        if account.status not in allowed:
+            raise Conflict(
+                f"{role}_STATUS",
+                f"account {account_id} is {account.status.value}",
+                f"账户 {account_id} 状态为 {account.status.value}",
+            )
+    key = (from_id, unit_class)
+    moved = _move_blocks(book, key, (to_id, unit_class), quantity, from_held=0)
+    bal = book.balances[key]
+    book.balances[key] = Balance(bal.posted, bal.pending - quantity, bal.held)
+    return moved
 
 
 def decide_delivery(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import SYSTEM, Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, execute_many, fetch, insert_many
+from carbonhub.core.db import Database, UnitOfWork, execute_many, fetch, insert_many, run
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.fields import text as _text
 from carbonhub.core.ids import new_id
@@ -66,6 +67,80 @@ def transfer_dict(row: Any) -> dict[str, Any]:
         "batch_ref": row.batch_ref,
         "journal_seq": row.journal_seq,
     }
+
+
+def _transfer_row(
+    op: m.Op, frm: str | None, to: str, uc: str, q: int, by: str, now: str, **fields: Any
+) -> dict[str, Any]:
+    """A new `transfers` row, every column present (bulk inserts need them all), PENDING
+    unless `fields` say otherwise."""
+    row: dict[str, Any] = dict.fromkeys(s.transfers.c.keys())
+    row.update(
+        id=new_id(),
+        op=op.value,
+        status="PENDING",
+        from_account=frm,
+        to_account=to,
+        unit_class=uc,
+        quantity=q,
+        proposed_by=by,
+        created_at=now,
+    )
+    row.update(fields)
+    return row
+
+
+def _proposed_entry(
+    row: dict[str, Any], by: str, consumed_hold_t: int = 0
+) -> tuple[str, str, dict[str, Any]]:
+    return (
+        "registry.transfer_proposed",
+        by,
+        {
+            "transfer_id": row["id"],
+            "op": row["op"],
+            "from": row["from_account"],
+            "to": row["to_account"],
+            "unit_class": row["unit_class"],
+            "quantity": row["quantity"],
+            "consumed_hold_t": consumed_hold_t,
+        },
+    )
+
+
+def _completed_entry(
+    t: Any, by: str, moved: Sequence[m.Block], **extra: Any
+) -> tuple[str, str, dict[str, Any]]:
+    """`t` is a `transfers` row (or one to be inserted, as a namespace)."""
+    return (
+        "registry.transfer_completed",
+        by,
+        {
+            "transfer_id": t.id,
+            "op": t.op,
+            "from": t.from_account,
+            "to": t.to_account,
+            "unit_class": t.unit_class,
+            "quantity": int(t.quantity),
+            **extra,
+            "blocks": [list(b.key()) for b in moved],
+        },
+    )
+
+
+def _block_rows(transfer_id: str, moved: Sequence[m.Block]) -> list[dict[str, Any]]:
+    """The `transfer_blocks` rows of what a transfer moved."""
+    return [
+        {
+            "transfer_id": transfer_id,
+            "unit_class": b.unit_class,
+            "origin": b.origin,
+            "batch": b.batch,
+            "start": b.start,
+            "end": b.end,
+        }
+        for b in moved
+    ]
 
 
 def account_dict(row: Any) -> dict[str, Any]:
@@ -479,18 +554,13 @@ class RegistryService:
         batch_ref = new_id()  # one reference per bulk: two operators' batches never merge
 
         def body(uow: UnitOfWork) -> dict[str, Any]:
-            src = self.system_account(uow.conn, m.AccountType.ISSUANCE)
-            op = m.operation(m.Op.ALLOCATE)
+            moves = [(m.Op.ALLOCATE, a, uc, q, "") for a, uc, q in rows]
             ids = []
-            for line, (account_id, unit_class, quantity) in enumerate(rows, start=1):
-                try:
-                    t = self._propose(
-                        uow, actor, op, src, account_id, unit_class, quantity, batch_ref=batch_ref
-                    )
-                except DomainError as err:
-                    err.message = f"row {line}: {err.message}"
-                    err.message_zh = f"第 {line} 行: {err.message_zh}"
-                    raise
+            for line, t in enumerate(self.propose_movements(uow, actor, moves, batch_ref), 1):
+                if isinstance(t, DomainError):
+                    t.message = f"row {line}: {t.message}"
+                    t.message_zh = f"第 {line} 行: {t.message_zh}"
+                    raise t
                 ids.append(t["id"])
                 if progress:
                     progress(line)
@@ -616,76 +686,31 @@ class RegistryService:
                 except DomainError as err:
                     outcomes[n] = err
                     continue
-                row: dict[str, Any] = {
-                    "id": new_id(),
-                    "op": m.Op.TRANSFER.value,
-                    "status": "PENDING" if decision.delayed else "COMPLETED",
-                    "from_account": frm,
-                    "to_account": to,
-                    "unit_class": uc,
-                    "quantity": q,
-                    "proposed_by": actor.username,
-                    "approved_by": None,
-                    "created_at": now,
-                    "execute_after": iso(uow.now + timedelta(minutes=delay))
+                row = _transfer_row(
+                    m.Op.TRANSFER,
+                    frm,
+                    to,
+                    uc,
+                    q,
+                    actor.username,
+                    now,
+                    status="PENDING" if decision.delayed else "COMPLETED",
+                    execute_after=iso(uow.now + timedelta(minutes=delay))
                     if decision.delayed
                     else None,
-                    "expires_at": None,
-                    "completed_at": None if decision.delayed else now,
-                    "reason": reason,
-                    "beneficiary": None,
-                    "legal_basis": None,
-                    "compliance_year": None,
-                    "reverses": None,
-                    "hold_id": None,
-                    "batch_ref": None,
-                    "journal_seq": None,
-                }
+                    completed_at=None if decision.delayed else now,
+                    reason=reason,
+                )
                 if decision.delayed:  # waits out its delay: reserved now, posted by run_due
-                    entries.append(
-                        (
-                            "registry.transfer_proposed",
-                            actor.username,
-                            {
-                                "transfer_id": row["id"],
-                                "op": row["op"],
-                                "from": frm,
-                                "to": to,
-                                "unit_class": uc,
-                                "quantity": q,
-                                "consumed_hold_t": 0,
-                            },
-                        )
-                    )
+                    entries.append(_proposed_entry(row, actor.username))
                 else:  # one entry: proposed and completed at once, never pending
                     entries.append(
-                        (
-                            "registry.transfer_completed",
-                            actor.username,
-                            {
-                                "transfer_id": row["id"],
-                                "op": row["op"],
-                                "from": frm,
-                                "to": to,
-                                "unit_class": uc,
-                                "quantity": q,
-                                "direct": True,
-                                "blocks": [list(b.key()) for b in decision.moved],
-                            },
+                        _completed_entry(
+                            SimpleNamespace(**row), actor.username, decision.moved, direct=True
                         )
                     )
                     completed_at_entry.append((row, len(entries) - 1))
-                    block_rows.extend(
-                        {
-                            "transfer_id": row["id"],
-                            "unit_class": uc,
-                            "origin": b.origin,
-                            "batch": b.batch,
-                            "start": b.start,
-                            "end": b.end,
-                        }
-                        for b in decision.moved
-                    )
+                    block_rows.extend(_block_rows(row["id"], decision.moved))
                 transfer_rows.append(row)
                 outcomes[n] = row
                 fresh[key] = (digest, row)
@@ -1122,12 +1147,7 @@ class RegistryService:
         receiver = _view(rows[to_account])
         m.check_initiator(op, actor.role.value, actor.entity_id, sender)
         m.check_route(op, sender, receiver, uc.kind)
-        if (
-            op.code is not m.Op.ISSUE
-            and not conn.execute(
-                sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == uc.code)
-            ).first()
-        ):
+        if op.code is not m.Op.ISSUE and not fetch(conn, _UNIT_CLASS, code=uc.code):
             raise NotFound(
                 "UNIT_CLASS_NOT_FOUND",
                 f"no units of class {uc.code} were ever issued",
@@ -1199,30 +1219,27 @@ class RegistryService:
             if op.needs_approval
             else None
         )
-        transfer_id = new_id()
-        conn.execute(
-            sa.insert(s.transfers).values(
-                id=transfer_id,
-                op=op.code.value,
-                status="PENDING",
-                from_account=from_account,
-                to_account=to_account,
-                unit_class=uc.code,
-                quantity=q,
-                origin=origin,
-                proposed_by=actor.username,
-                created_at=iso(uow.now),
-                execute_after=execute_after,
-                expires_at=expires_at,
-                reason=reason,
-                beneficiary=beneficiary,
-                legal_basis=legal_basis,
-                compliance_year=compliance_year,
-                reverses=reverses,
-                hold_id=hold_id,
-                batch_ref=batch_ref,
-            )
+        row = _transfer_row(
+            op.code,
+            from_account,
+            to_account,
+            uc.code,
+            q,
+            actor.username,
+            iso(uow.now),
+            origin=origin,
+            execute_after=execute_after,
+            expires_at=expires_at,
+            reason=reason,
+            beneficiary=beneficiary,
+            legal_basis=legal_basis,
+            compliance_year=compliance_year,
+            reverses=reverses,
+            hold_id=hold_id,
+            batch_ref=batch_ref,
         )
+        transfer_id = row["id"]
+        insert_many(conn, s.transfers, [row])
         if consumed_hold is not None:
             conn.execute(
                 sa.update(s.holds)
@@ -1235,23 +1252,12 @@ class RegistryService:
             s.add_to_holding(conn, str(from_account), uc.code, held=-consumed_hold["quantity"])
         if from_account:
             s.add_to_holding(conn, from_account, uc.code, pending=q)
-        journal.append(
-            uow,
-            "registry.transfer_proposed",
-            actor.username,
-            {
-                "transfer_id": transfer_id,
-                "op": op.code.value,
-                "from": from_account,
-                "to": to_account,
-                "unit_class": uc.code,
-                "quantity": q,
-                "consumed_hold_t": consumed_hold["quantity"] if consumed_hold else 0,
-            },
-        )
+        consumed = int(consumed_hold["quantity"]) if consumed_hold else 0
+        journal.append(uow, *_proposed_entry(row, actor.username, consumed))
         if not op.needs_approval and execute_after is None:
             self._post(uow, transfer_id, actor.username)
-        return self._transfer(conn, transfer_id)
+            return self._transfer(conn, transfer_id)
+        return transfer_dict(SimpleNamespace(**row))
 
     def _trusted(self, conn: Connection, sender: Any, receiver: Any) -> bool:
         if sender.entity_id == receiver.entity_id:
@@ -1272,16 +1278,9 @@ class RegistryService:
         """Serials an ordinary movement must not take: tainted ranges, and ranges that pending
         reversals out of this account will take back; plus the quantity those reversals reserve."""
         excluded = s.active_taints(conn, unit_class)
-        t, tb = s.transfers, s.transfer_blocks
-        originals = sa.select(t.c.reverses).where(
-            t.c.op == m.Op.REVERSAL.value,
-            t.c.status == "PENDING",
-            t.c.from_account == account_id,
-            t.c.unit_class == unit_class,
-        )
         reserved = [
             m.Block(r.unit_class, r.origin, r.batch, r.start, r.end)
-            for r in conn.execute(sa.select(tb).where(tb.c.transfer_id.in_(originals)))
+            for r in fetch(conn, _RESERVED_BY_REVERSALS, a=account_id, c=unit_class)
         ]
         return excluded + reserved, sum(b.size for b in reserved)
 
@@ -1294,7 +1293,7 @@ class RegistryService:
     def _post(self, uow: UnitOfWork, transfer_id: str, by: str) -> None:
         """Move the units: balances and serial blocks in the caller's transaction."""
         conn = uow.conn
-        t = conn.execute(sa.select(s.transfers).where(s.transfers.c.id == transfer_id)).one()
+        t = fetch(conn, _TRANSFER_BY_ID, tid=transfer_id)[0]
         q, uc = int(t.quantity), t.unit_class
         op = m.operation(t.op)
         ids = [t.to_account] + ([t.from_account] if t.from_account else [])
@@ -1337,14 +1336,11 @@ class RegistryService:
             else:
                 split = m.take_free(held, self._excluded(conn, t.from_account, uc)[0], q)
             by_block = {b: i for i, b in pool}
-            conn.execute(
-                sa.delete(s.unit_blocks).where(
-                    s.unit_blocks.c.id.in_([by_block[b] for b in split.removed])
-                )
-            )
+            run(conn, _DELETE_BLOCKS, ids=[by_block[b] for b in split.removed])
             if split.kept:
-                conn.execute(
-                    sa.insert(s.unit_blocks),
+                insert_many(
+                    conn,
+                    s.unit_blocks,
                     [
                         dict(
                             account_id=t.from_account,
@@ -1363,27 +1359,18 @@ class RegistryService:
             dict(unit_class=uc, origin=b.origin, batch=b.batch, start=b.start, end=b.end)
             for b in moved
         ]
-        conn.execute(sa.insert(s.unit_blocks), [dict(r, account_id=t.to_account) for r in ranges])
-        conn.execute(sa.insert(s.transfer_blocks), [dict(r, transfer_id=t.id) for r in ranges])
+        insert_many(conn, s.unit_blocks, [dict(r, account_id=t.to_account) for r in ranges])
+        insert_many(conn, s.transfer_blocks, [dict(r, transfer_id=t.id) for r in ranges])
         s.add_to_holding(conn, t.to_account, uc, posted=q)
-        entry = journal.append(
-            uow,
-            "registry.transfer_completed",
-            by,
-            {
-                "transfer_id": t.id,
-                "op": t.op,
-                "from": t.from_account,
-                "to": t.to_account,
-                "unit_class": uc,
-                "quantity": q,
-                "blocks": [list(b.key()) for b in moved],
-            },
-        )
-        conn.execute(
-            sa.update(s.transfers)
-            .where(s.transfers.c.id == t.id)
-            .values(status="COMPLETED", completed_at=iso(uow.now), journal_seq=entry.seq)
+        entry = journal.append(uow, *_completed_entry(t, by, moved))
+        run(
+            conn,
+            _POSTED,
+            tid=t.id,
+            by=t.approved_by,  # as it stands: a post without approval has none
+            st="COMPLETED",
+            at=iso(uow.now),
+            seq=entry.seq,
         )
         if self.db.settings.check_invariants:
             problems = ledger_problems(conn)
@@ -1429,7 +1416,7 @@ class RegistryService:
         def body(uow: UnitOfWork) -> dict[str, Any]:
             require_role(actor, Role.OPERATOR)
             t = self._pending(uow.conn, transfer_id)
-            self._approve_one(uow, actor, t)
+            self._approve_rows(uow, actor, [t])
             return self._transfer(uow.conn, transfer_id)
 
         return idempotency.run(
@@ -1450,36 +1437,85 @@ class RegistryService:
                     f"no pending transfers in batch {batch_ref}",
                     "该批次无待审批业务",
                 )
-            for t in rows:
-                self._approve_one(uow, actor, t)
+            self._approve_rows(uow, actor, rows)
             return {"batch_ref": batch_ref, "approved": len(rows)}
 
         return idempotency.run(
             self.db, actor.username, key, "approve_batch", {"batch": batch_ref}, body
         )
 
-    def _approve_one(self, uow: UnitOfWork, actor: Actor, t: Any) -> None:
-        op = m.operation(t.op)
-        if not op.needs_approval or t.approved_by is not None:
-            raise Conflict(
-                "NOTHING_TO_APPROVE", "this transfer is not awaiting approval", "该业务无需审批"
+    def _approve_rows(self, uow: UnitOfWork, actor: Actor, rows: Sequence[Any]) -> None:
+        """The checker approves these pending transfers, all or none, and those due now post.
+
+        Plain movements post together against one in-memory book (`model.decide_posting`) and
+        are written with bulk statements; an issuance or a reversal posts on its own (`_post`).
+        The journal has each transfer's approval followed by its completion, in `rows`' order."""
+        now = iso(uow.now)
+        for t in rows:
+            op = m.operation(t.op)
+            if not op.needs_approval or t.approved_by is not None:
+                raise Conflict(
+                    "NOTHING_TO_APPROVE", "this transfer is not awaiting approval", "该业务无需审批"
+                )
+            if t.proposed_by == actor.username:
+                raise Forbidden(
+                    "SAME_OPERATOR",
+                    "the proposer cannot approve their own proposal (maker–checker)",
+                    "经办人不能复核自己的业务",
+                )
+            if t.expires_at is not None and now >= t.expires_at:
+                raise Conflict("PROPOSAL_EXPIRED", "this proposal has expired", "该申请已过期")
+        due = {t.id for t in rows if t.execute_after is None or t.execute_after <= now}
+        if any(t.op in (m.Op.ISSUE, m.Op.REVERSAL) or not t.from_account for t in rows):
+            for t in rows:
+                run(uow.conn, _APPROVED_BY, tid=t.id, by=actor.username)
+                journal.append(
+                    uow, "registry.transfer_approved", actor.username, {"transfer_id": t.id}
+                )
+                if t.id in due:
+                    self._post(uow, t.id, actor.username)
+            return
+        self._approve_and_post(uow, actor.username, rows, due)
+
+    def _approve_and_post(
+        self, uow: UnitOfWork, by: str, rows: Sequence[Any], due: set[str]
+    ) -> None:
+        """`_approve_rows` for plain movements (each with a sender): one book, bulk writes."""
+        conn, now = uow.conn, iso(uow.now)
+        moves = {t.id: (t.from_account, t.to_account, t.unit_class, int(t.quantity)) for t in rows}
+        book, initial = self._load_book(conn, [moves[i] for i in moves if i in due])
+        loaded = dict(book.balances)
+        entries: list[tuple[str, str, dict[str, Any]]] = []
+        posted: list[tuple[Any, int]] = []  # transfer, index of its completion entry
+        block_rows: list[dict[str, Any]] = []
+        for t in rows:
+            entries.append(("registry.transfer_approved", by, {"transfer_id": t.id}))
+            if t.id not in due:
+                continue
+            frm, to, uc, q = moves[t.id]
+            moved = m.decide_posting(book, m.operation(t.op), frm, to, uc, q)
+            entries.append(_completed_entry(t, by, moved))
+            posted.append((t, len(entries) - 1))
+            block_rows.extend(_block_rows(t.id, moved))
+        written = journal.append_many(uow, entries)
+        waiting = [{"tid": t.id, "by": by} for t in rows if t.id not in due]
+        if waiting:
+            execute_many(conn, _APPROVED_BY, waiting)
+        if posted:
+            execute_many(
+                conn,
+                _POSTED,
+                [
+                    {"tid": t.id, "by": by, "st": "COMPLETED", "at": now, "seq": written[i].seq}
+                    for t, i in posted
+                ],
             )
-        if t.proposed_by == actor.username:
-            raise Forbidden(
-                "SAME_OPERATOR",
-                "the proposer cannot approve their own proposal (maker–checker)",
-                "经办人不能复核自己的业务",
-            )
-        if t.expires_at is not None and iso(uow.now) >= t.expires_at:
-            raise Conflict("PROPOSAL_EXPIRED", "this proposal has expired", "该申请已过期")
-        uow.conn.execute(
-            sa.update(s.transfers)
-            .where(s.transfers.c.id == t.id)
-            .values(approved_by=actor.username)
-        )
-        journal.append(uow, "registry.transfer_approved", actor.username, {"transfer_id": t.id})
-        if t.execute_after is None or t.execute_after <= iso(uow.now):
-            self._post(uow, t.id, actor.username)
+        self._write_book(conn, book, loaded, initial)
+        if block_rows:
+            insert_many(conn, s.transfer_blocks, block_rows)
+        if self.db.settings.check_invariants:
+            problems = ledger_problems(conn)
+            assert not problems, problems
 
     def void(self, actor: Actor, key: str, transfer_id: str, *, reason: str) -> dict[str, Any]:
         def body(uow: UnitOfWork) -> dict[str, Any]:
@@ -1571,8 +1607,7 @@ class RegistryService:
         return t
 
     def _transfer(self, conn: Connection, transfer_id: str) -> dict[str, Any]:
-        row = conn.execute(sa.select(s.transfers).where(s.transfers.c.id == transfer_id)).one()
-        return transfer_dict(row)
+        return transfer_dict(fetch(conn, _TRANSFER_BY_ID, tid=transfer_id)[0])
 
     def _ensure_unit_class(self, uow: UnitOfWork, uc: m.UnitClass) -> None:
         if uow.conn.execute(
@@ -1870,32 +1905,74 @@ class RegistryService:
             batch_ref=batch_ref,
         )
 
-    def propose_clawback(
+    def propose_movements(
         self,
         uow: UnitOfWork,
         actor: Actor,
-        *,
-        from_account: str,
-        unit_class: str,
-        quantity: int,
-        reason: str,
+        moves: Sequence[tuple[m.Op, str, str, int, str]],
         batch_ref: str,
-    ) -> dict[str, Any]:
-        """In the caller's transaction: allowances over-allocated before the true-up go back to
-        the issuance account, pending the checker's approval."""
-        to = self.system_account(uow.conn, m.AccountType.ISSUANCE)
-        op = m.operation(m.Op.CLAWBACK)
-        return self._propose(
-            uow,
-            actor,
-            op,
-            from_account,
-            to,
-            unit_class,
-            quantity,
-            reason=reason,
-            batch_ref=batch_ref,
+    ) -> list[dict[str, Any] | DomainError]:
+        """In the caller's transaction: many allocations (ALLOCATE, from the issuance account)
+        and claw-backs (CLAWBACK, back to it), each `(op, holder's account, class, quantity,
+        reason)`, pending the checker's approval of their batch. They are decided against one
+        book in memory (`model.decide_proposal`, the checks `_propose` makes) and written with
+        bulk statements; a refused one is its error and writes nothing."""
+        conn, now = uow.conn, iso(uow.now)
+        issuance = self.system_account(conn, m.AccountType.ISSUANCE)
+        parsed: list[tuple[m.Operation, str, str, str, int, str] | DomainError] = []
+        for op_code, account_id, unit_class, quantity, reason in moves:
+            op = m.operation(op_code)
+            if op.code not in (m.Op.ALLOCATE, m.Op.CLAWBACK):
+                raise ValueError(f"not an allocation or claw-back: {op.code.value}")
+            try:
+                holder = m.parse_account_id(account_id)
+                frm, to = (issuance, holder) if op.code is m.Op.ALLOCATE else (holder, issuance)
+                uc = m.parse_unit_class(unit_class).code
+                text = _text(reason, "reason", max_len=500)
+                parsed.append((op, frm, to, uc, tonnes(quantity), text))
+            except DomainError as err:
+                parsed.append(err)
+        book, initial = self._load_book(
+            conn, [p[1:5] for p in parsed if not isinstance(p, DomainError)]
         )
+        loaded = dict(book.balances)
+        expiry = timedelta(minutes=self.db.settings.approval_expiry_minutes)
+        out: list[dict[str, Any] | DomainError] = []
+        transfers: list[dict[str, Any]] = []
+        entries: list[tuple[str, str, dict[str, Any]]] = []
+        for p in parsed:
+            if isinstance(p, DomainError):
+                out.append(p)
+                continue
+            op, frm, to, uc, q, reason = p
+            try:
+                m.decide_proposal(book, op, actor.role.value, actor.entity_id, frm, to, uc, q)
+            except DomainError as err:
+                out.append(err)
+                continue
+            row = _transfer_row(
+                op.code,
+                frm,
+                to,
+                uc,
+                q,
+                actor.username,
+                now,
+                expires_at=iso(uow.now + expiry),
+                reason=reason,
+                batch_ref=batch_ref,
+            )
+            transfers.append(row)
+            entries.append(_proposed_entry(row, actor.username))
+            out.append(transfer_dict(SimpleNamespace(**row)))
+        self._write_book(conn, book, loaded, initial)
+        if transfers:
+            insert_many(conn, s.transfers, transfers)
+        journal.append_many(uow, entries)
+        if self.db.settings.check_invariants:
+            problems = ledger_problems(conn)
+            assert not problems, problems
+        return out
 
     def surrender_in(
         self,
@@ -2508,6 +2585,37 @@ def _check_tradable(row: Any, entity_id: str) -> None:
         )
 
 
+_UNIT_CLASS = sa.select(s.unit_classes.c.code).where(s.unit_classes.c.code == sa.bindparam("code"))
+_TRANSFER_BY_ID = sa.select(s.transfers).where(s.transfers.c.id == sa.bindparam("tid"))
+_DELETE_BLOCKS = sa.delete(s.unit_blocks).where(
+    s.unit_blocks.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+# the serials pending reversals out of an account will take back
+_RESERVED_BY_REVERSALS = sa.select(s.transfer_blocks).where(
+    s.transfer_blocks.c.transfer_id.in_(
+        sa.select(s.transfers.c.reverses).where(
+            s.transfers.c.op == m.Op.REVERSAL.value,
+            s.transfers.c.status == "PENDING",
+            s.transfers.c.from_account == sa.bindparam("a"),
+            s.transfers.c.unit_class == sa.bindparam("c"),
+        )
+    )
+)
+_APPROVED_BY = (
+    sa.update(s.transfers)
+    .where(s.transfers.c.id == sa.bindparam("tid"))
+    .values(approved_by=sa.bindparam("by"))
+)
+_POSTED = (
+    sa.update(s.transfers)
+    .where(s.transfers.c.id == sa.bindparam("tid"))
+    .values(
+        approved_by=sa.bindparam("by"),
+        status=sa.bindparam("st"),
+        completed_at=sa.bindparam("at"),
+        journal_seq=sa.bindparam("seq"),
+    )
+)
 _HOLD_CHANGES = (
     sa.update(s.holds)
     .where(s.holds.c.id == sa.bindparam("hid"))
@@ -2769,60 +2877,27 @@ class DeliveryBatch:
         moved = m.decide_delivery(self.book, account, to_account, uc, quantity)
         hold[2], hold[3] = (left - quantity, "ACTIVE") if left > quantity else (left, "CONSUMED")
         now = iso(self.uow.now)
-        transfer_id = new_id()
-        self.transfers.append(
-            {
-                "id": transfer_id,
-                "op": m.Op.TRADE_DELIVERY.value,
-                "status": "COMPLETED",
-                "from_account": account,
-                "to_account": to_account,
-                "unit_class": uc,
-                "quantity": quantity,
-                "proposed_by": self.by,
-                "approved_by": None,
-                "created_at": now,
-                "execute_after": None,
-                "expires_at": None,
-                "completed_at": now,
-                "reason": _text(reason, "reason", max_len=500),
-                "beneficiary": None,
-                "legal_basis": None,
-                "compliance_year": None,
-                "reverses": None,
-                "hold_id": hold_id,
-                "batch_ref": None,
-                "journal_seq": None,
-            }
+        row = _transfer_row(
+            m.Op.TRADE_DELIVERY,
+            account,
+            to_account,
+            uc,
+            quantity,
+            self.by,
+            now,
+            status="COMPLETED",
+            completed_at=now,
+            reason=_text(reason, "reason", max_len=500),
+            hold_id=hold_id,
         )
+        self.transfers.append(row)
         self.entries.append(
-            (
-                "registry.transfer_completed",
-                self.by,
-                {
-                    "transfer_id": transfer_id,
-                    "op": m.Op.TRADE_DELIVERY.value,
-                    "from": account,
-                    "to": to_account,
-                    "unit_class": uc,
-                    "quantity": quantity,
-                    "direct": True,
-                    "consumed_hold_t": quantity,
-                    "blocks": [list(b.key()) for b in moved],
-                },
+            _completed_entry(
+                SimpleNamespace(**row), self.by, moved, direct=True, consumed_hold_t=quantity
             )
         )
-        self.blocks.extend(
-            {
-                "transfer_id": transfer_id,
-                "unit_class": uc,
-                "origin": b.origin,
-                "batch": b.batch,
-                "start": b.start,
-                "end": b.end,
-            }
-            for b in moved
-        )
+        self.blocks.extend(_block_rows(row["id"], moved))
+        transfer_id: str = row["id"]
         return transfer_id
 
     def release(self, hold_id: str, quantity: int, reason: str) -> int:
