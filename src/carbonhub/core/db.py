@@ -203,14 +203,14 @@ def first(conn: Connection, statement: sa.Select[Any], **params: Any) -> Any | N
     return found[0] if found else None
 
 
-def run(conn: Connection, statement: sa.Executable, **params: Any) -> None:
-    """`fetch` for a statement that returns none (an update by key, say)."""
+def run(conn: Connection, statement: sa.Executable, **params: Any) -> int:
+    """`fetch` for a statement that returns none (an update by key, say): the rows it hit."""
     p = _prepare(conn, statement)
     if p is None or not p.plain:
-        conn.execute(statement, params)
-        return
+        return int(conn.execute(statement, params).rowcount)
     sql, args = p.bind(params)
-    conn.connection.driver_connection.execute(sql, args)  # type: ignore[union-attr]
+    cursor = conn.connection.driver_connection.execute(sql, args)  # type: ignore[union-attr]
+    return int(cursor.rowcount)
 
 
 def execute_many(

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from carbonhub.core import journal
-from carbonhub.core.db import Database, UnitOfWork, first, metadata
+from carbonhub.core.db import Database, UnitOfWork, first, insert_many, metadata
 from carbonhub.core.errors import Conflict, InvalidInput
 from carbonhub.core.timefmt import iso
 
@@ -123,14 +123,13 @@ def run(
                 return stored
             journal.lock_head(uow)
             result = body(uow)
+            # on the driver's cursor (`insert_many`): its own IntegrityError, not SQLAlchemy's
+            duplicate = (IntegrityError, uow.conn.dialect.loaded_dbapi.IntegrityError)
             try:
-                uow.conn.execute(
-                    sa.insert(idempotency).values(
-                        key_row(actor, key, command, digest, result, iso(uow.now))
-                    )
-                )
+                row = key_row(actor, key, command, digest, result, iso(uow.now))
+                insert_many(uow.conn, idempotency, [row])
                 uow.commit()
-            except IntegrityError:
+            except duplicate:
                 continue  # a concurrent retry won the key: read its result on the next pass
             return result
     raise Conflict("IDEMPOTENCY_RACE", "concurrent requests with one key", "同一幂等键的并发请求")

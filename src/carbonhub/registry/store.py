@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carbonhub.core.db import first, metadata
+from carbonhub.core.db import fetch, first, insert_many, metadata, run
 from carbonhub.registry.model import Balance, Block
 
 accounts = sa.Table(
@@ -231,20 +231,46 @@ def next_value(conn: Connection, name: str) -> int:
     return int(row.value)
 
 
+# built once: run on the driver's cursor (`core.db.fetch` and `run`), every registry command
+_ACCOUNTS_IN = (
+    sa.select(accounts)
+    .where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(accounts.c.id)
+)
+_ACCOUNTS_IN_LOCKED = _ACCOUNTS_IN.with_for_update()
+_HOLDING = sa.select(holdings.c.posted, holdings.c.pending, holdings.c.held).where(
+    holdings.c.account_id == sa.bindparam("a"), holdings.c.unit_class == sa.bindparam("c")
+)
+_ADD_TO_HOLDING = (
+    sa.update(holdings)
+    .where(holdings.c.account_id == sa.bindparam("a"), holdings.c.unit_class == sa.bindparam("c"))
+    .values(
+        posted=holdings.c.posted + sa.bindparam("dp", type_=sa.BigInteger),
+        pending=holdings.c.pending + sa.bindparam("dq", type_=sa.BigInteger),
+        held=holdings.c.held + sa.bindparam("dh", type_=sa.BigInteger),
+    )
+)
+_BLOCKS_OF = (
+    sa.select(unit_blocks)
+    .where(
+        unit_blocks.c.account_id == sa.bindparam("a"), unit_blocks.c.unit_class == sa.bindparam("c")
+    )
+    .order_by(unit_blocks.c.origin, unit_blocks.c.batch, unit_blocks.c.start)
+)
+_TAINTS = sa.select(tainted_ranges).where(
+    tainted_ranges.c.unit_class == sa.bindparam("c"), tainted_ranges.c.cleared_at.is_(None)
+)
+
+
 def lock_accounts(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
     """Load accounts, locking them in id order on PostgreSQL so concurrent movers never deadlock."""
-    q = sa.select(accounts).where(accounts.c.id.in_(sorted(set(ids)))).order_by(accounts.c.id)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    return {r.id: r for r in conn.execute(q)}
+    locked = conn.dialect.name == "postgresql"
+    rows = fetch(conn, _ACCOUNTS_IN_LOCKED if locked else _ACCOUNTS_IN, ids=sorted(set(ids)))
+    return {r.id: r for r in rows}
 
 
 def balance(conn: Connection, account_id: str, unit_class: str) -> Balance:
-    row = conn.execute(
-        sa.select(holdings.c.posted, holdings.c.pending, holdings.c.held).where(
-            holdings.c.account_id == account_id, holdings.c.unit_class == unit_class
-        )
-    ).first()
+    row = first(conn, _HOLDING, a=account_id, c=unit_class)
     return Balance(row.posted, row.pending, row.held) if row else Balance()
 
 
@@ -257,42 +283,29 @@ def add_to_holding(
     pending: int = 0,
     held: int = 0,
 ) -> None:
-    res = conn.execute(
-        sa.update(holdings)
-        .where(holdings.c.account_id == account_id, holdings.c.unit_class == unit_class)
-        .values(
-            posted=holdings.c.posted + posted,
-            pending=holdings.c.pending + pending,
-            held=holdings.c.held + held,
-        )
-    )
-    if res.rowcount == 0:
-        conn.execute(
-            sa.insert(holdings).values(
-                account_id=account_id,
-                unit_class=unit_class,
-                posted=posted,
-                pending=pending,
-                held=held,
-            )
+    if not run(conn, _ADD_TO_HOLDING, a=account_id, c=unit_class, dp=posted, dq=pending, dh=held):
+        insert_many(
+            conn,
+            holdings,
+            [
+                {
+                    "account_id": account_id,
+                    "unit_class": unit_class,
+                    "posted": posted,
+                    "pending": pending,
+                    "held": held,
+                }
+            ],
         )
 
 
 def blocks_of(conn: Connection, account_id: str, unit_class: str) -> list[tuple[int, Block]]:
-    rows = conn.execute(
-        sa.select(unit_blocks)
-        .where(unit_blocks.c.account_id == account_id, unit_blocks.c.unit_class == unit_class)
-        .order_by(unit_blocks.c.origin, unit_blocks.c.batch, unit_blocks.c.start)
-    )
+    rows = fetch(conn, _BLOCKS_OF, a=account_id, c=unit_class)
     return [(r.id, Block(r.unit_class, r.origin, r.batch, r.start, r.end)) for r in rows]
 
 
 def active_taints(conn: Connection, unit_class: str) -> list[Block]:
-    rows = conn.execute(
-        sa.select(tainted_ranges).where(
-            tainted_ranges.c.unit_class == unit_class, tainted_ranges.c.cleared_at.is_(None)
-        )
-    )
+    rows = fetch(conn, _TAINTS, c=unit_class)
     return [Block(r.unit_class, r.origin, r.batch, r.start, r.end) for r in rows]
 
 
