@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from types import MappingProxyType
+from typing import NamedTuple
 
 from carbonhub.compliance.reference import (
     FACTORS,
@@ -767,14 +769,16 @@ ITEM_REQUIRED = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
+    """One monthly record. A named tuple, not a dataclass: a report reads a year of them
+    (360 for ten units) and a frozen dataclass costs four times as much to make."""
+
     kind: EvidenceKind
     month: int
     quantity: Decimal
     item: str = ""
     scope: str = ""  # a generating unit, or "" for the entity as a whole
-    params: Mapping[str, Decimal] = field(default_factory=dict)
+    params: Mapping[str, Decimal] = MappingProxyType({})
 
 
 def days_in_month(year: int, month: int) -> int:

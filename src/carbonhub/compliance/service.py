@@ -36,7 +36,7 @@ from carbonhub.compliance.reference import (
 )
 from carbonhub.core import idempotency, journal
 from carbonhub.core.auth import Actor, Role, entities, require_role
-from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many
+from carbonhub.core.db import Database, UnitOfWork, fetch, first, insert_many, run
 from carbonhub.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from carbonhub.core.fields import choice, decimal, text, year
 from carbonhub.core.ids import new_id
@@ -47,6 +47,7 @@ from carbonhub.registry.model import Op
 from carbonhub.registry.service import RegistryService
 
 SECTORS = ("power", "steel", "cement", "aluminium")
+_NO_PARAMS: Mapping[str, Decimal] = m.Evidence._field_defaults["params"]
 FUELS = ("coal", "gas")
 
 
@@ -89,6 +90,23 @@ def _record_row(
         "created_by": by,
         "created_at": at,
     }
+
+
+_REPORT_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+
+
+def _report_update(columns: tuple[str, ...]) -> sa.Update:
+    """An update of these report columns by id, built once per set of columns (a workflow
+    step changes a few), so it runs on the driver's path."""
+    statement = _REPORT_UPDATES.get(columns)
+    if statement is None:
+        er = s.emission_reports
+        statement = _REPORT_UPDATES[columns] = (
+            sa.update(er)
+            .where(er.c.id == sa.bindparam("rid"))
+            .values(**{c: sa.bindparam(f"v_{c}") for c in columns})
+        )
+    return statement
 
 
 def _allocation_record(
@@ -733,9 +751,9 @@ class ComplianceService:
                 Decimal(r.quantity),
                 r.item,
                 r.scope,
-                {k: Decimal(v) for k, v in json.loads(r.params).items()}
+                {k: Decimal(v) for k, v in orjson.loads(r.params).items()}
                 if r.params != "{}"
-                else {},
+                else _NO_PARAMS,
             )
             for r in fetch(conn, query, entity_id=entity_id, year=y)
         ]
@@ -766,21 +784,18 @@ class ComplianceService:
         current = m.ReportStatus(report.status)
         nxt = m.next_status(current, action)
         at = iso(uow.now)
-        uow.conn.execute(
-            sa.update(s.emission_reports)
-            .where(s.emission_reports.c.id == report.id)
-            .values(status=nxt.value, updated_at=at, **changes)
-        )
-        uow.conn.execute(
-            sa.insert(s.report_events).values(
-                report_id=report.id,
-                from_status=current.value,
-                to_status=nxt.value,
-                actor=actor.username,
-                note=note,
-                at=at,
-            )
-        )
+        values = {"status": nxt.value, "updated_at": at, **changes}
+        bound = {f"v_{k}": v for k, v in values.items()}
+        run(uow.conn, _report_update(tuple(values)), rid=report.id, **bound)
+        event = {
+            "report_id": report.id,
+            "from_status": current.value,
+            "to_status": nxt.value,
+            "actor": actor.username,
+            "note": note,
+            "at": at,
+        }
+        insert_many(uow.conn, s.report_events, [event])
         journal.append(
             uow,
             f"compliance.report_{action.value}",
@@ -825,22 +840,21 @@ class ComplianceService:
             if report is None:
                 at = iso(uow.now)
                 rid = new_id()
-                conn.execute(
-                    sa.insert(s.emission_reports).values(
-                        id=rid,
-                        entity_id=entity_id,
-                        year=y,
-                        status=m.ReportStatus.DRAFT.value,
-                        emissions=None,
-                        lines="[]",
-                        verifier_entity_id=None,
-                        verified_emissions=None,
-                        findings="",
-                        version=0,
-                        created_at=at,
-                        updated_at=at,
-                    )
-                )
+                draft = {
+                    "id": rid,
+                    "entity_id": entity_id,
+                    "year": y,
+                    "status": m.ReportStatus.DRAFT.value,
+                    "emissions": None,
+                    "lines": "[]",
+                    "verifier_entity_id": None,
+                    "verified_emissions": None,
+                    "findings": "",
+                    "version": 0,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                insert_many(conn, s.emission_reports, [draft])
                 report = self._report_by_id(conn, rid)
             return self._move(
                 uow,
