@@ -134,6 +134,8 @@ transfers = sa.Table(
     sa.Column("journal_seq", sa.BigInteger, nullable=True),
     sa.CheckConstraint("quantity > 0", name="positive"),
     sa.Index("ix_transfers_status", "status", "execute_after"),
+    # a holder's surrenders of a year (compliance reads them per entity)
+    sa.Index("ix_transfers_surrenders", "from_account", "op", "status", "compliance_year"),
 )
 
 transfer_blocks = sa.Table(
@@ -250,13 +252,11 @@ _ADD_TO_HOLDING = (
         held=holdings.c.held + sa.bindparam("dh", type_=sa.BigInteger),
     )
 )
-_BLOCKS_OF = (
-    sa.select(unit_blocks)
-    .where(
-        unit_blocks.c.account_id == sa.bindparam("a"), unit_blocks.c.unit_class == sa.bindparam("c")
-    )
-    .order_by(unit_blocks.c.origin, unit_blocks.c.batch, unit_blocks.c.start)
+# no ORDER BY: SQLite would walk the serial index, every block of the class, to avoid a sort
+_BLOCKS_OF = sa.select(unit_blocks).where(
+    unit_blocks.c.account_id == sa.bindparam("a"), unit_blocks.c.unit_class == sa.bindparam("c")
 )
+
 _TAINTS = sa.select(tainted_ranges).where(
     tainted_ranges.c.unit_class == sa.bindparam("c"), tainted_ranges.c.cleared_at.is_(None)
 )
@@ -301,7 +301,8 @@ def add_to_holding(
 
 def blocks_of(conn: Connection, account_id: str, unit_class: str) -> list[tuple[int, Block]]:
     rows = fetch(conn, _BLOCKS_OF, a=account_id, c=unit_class)
-    return [(r.id, Block(r.unit_class, r.origin, r.batch, r.start, r.end)) for r in rows]
+    held = [(r.id, Block(r.unit_class, r.origin, r.batch, r.start, r.end)) for r in rows]
+    return sorted(held, key=lambda pair: pair[1])  # serial order
 
 
 def active_taints(conn: Connection, unit_class: str) -> list[Block]:
