@@ -202,6 +202,7 @@ class RegistryService:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.registry = db.settings.registry_code
+        self._system_accounts: dict[m.AccountType, str] = {}
 
     # ------------------------------------------------------------ bootstrap
 
@@ -251,6 +252,11 @@ class RegistryService:
         return ids
 
     def system_account(self, conn: Connection, type_: m.AccountType) -> str:
+        """The registry's own account of this type. Made once at bootstrap and never changed,
+        so it is remembered: the lookup by type reads every account (no index on type)."""
+        found = self._system_accounts.get(type_)
+        if found is not None:
+            return found
         acc = conn.execute(
             sa.select(s.accounts.c.id).where(s.accounts.c.type == type_.value)
         ).scalar()
@@ -258,6 +264,7 @@ class RegistryService:
             raise Conflict(
                 "REGISTRY_NOT_BOOTSTRAPPED", "run `carbonhub db upgrade` first", "登记系统未初始化"
             )
+        self._system_accounts[type_] = str(acc)
         return str(acc)
 
     def _insert_account(
