@@ -270,6 +270,29 @@ def test_supply_basis_corrections_multiply() -> None:
     assert "correction.cooling/air" in a.unverified and "load-correction" in a.unverified
 
 
+def test_a_supply_basis_coal_unit_needs_the_ratio_of_every_month_with_heat() -> None:
+    """A month of heat without its ratio is not a ratio of 0: the supply-basis correction cannot
+    be worked out, and the allocation is refused (the run skips the entity with the reason)."""
+    unit = "U1"
+    months = [
+        m.Evidence(m.EvidenceKind.SUPPLY, 1, D(500_000), scope=unit),
+        m.Evidence(m.EvidenceKind.HEAT, 1, D(60_000), scope=unit, params={"heat_ratio": D("0.2")}),
+        m.Evidence(m.EvidenceKind.HEAT, 2, D(40_000), scope=unit),
+    ]
+    out = m.unit_output(months, unit, D(600))
+    assert out.heat_ratio is None and out.heat_gj == 100_000
+    with pytest.raises(Conflict) as refused:
+        m.power_allocation(m.UnitCategory.COAL_LARGE, m.Cooling.WATER, out, P2021, F)
+    assert refused.value.code == "HEAT_RATIO_MISSING"
+    # a gas unit has no heat correction, and from 2023 no coal unit has either
+    m.power_allocation(m.UnitCategory.GAS, m.Cooling.WATER, out, P2021, F)
+    gen = m.PowerOutput(D(1_000_000), D(900_000), D(0), None)  # (2024 has no heat benchmark yet)
+    m.power_allocation(m.UnitCategory.COAL_SMALL, m.Cooling.AIR, gen, m.plan_year(2024), F)
+    # with the second month's ratio: the heat-weighted mean, 0.2 × 0.6 + 0.3 × 0.4
+    months[2] = months[2]._replace(params={"heat_ratio": D("0.3")})
+    assert m.unit_output(months, unit, D(600)).heat_ratio == D("0.24")
+
+
 def test_generation_basis_from_2023() -> None:
     out = m.PowerOutput(generation_mwh=D(2_000_000), supply_mwh=D(1_900_000))
     a = m.power_allocation(m.UnitCategory.COAL_SMALL, m.Cooling.AIR, out, m.plan_year(2024), F)

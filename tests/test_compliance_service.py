@@ -81,7 +81,13 @@ def year_of_evidence(unit: str) -> list[dict[str, Any]]:
             },
             {"kind": "generation", "month": month, "unit_id": unit, "quantity": "250000"},
             {"kind": "supply", "month": month, "unit_id": unit, "quantity": "235000"},
-            {"kind": "heat", "month": month, "unit_id": unit, "quantity": "80000"},
+            {  # a measured heat ratio of 0: the golden figures leave the heat correction at 1
+                "kind": "heat",
+                "month": month,
+                "unit_id": unit,
+                "quantity": "80000",
+                "params": {"heat_ratio": "0"},
+            },
             {"kind": "purchased_electricity", "month": month, "quantity": "1000"},
         ]
     return out
@@ -399,6 +405,23 @@ def issue(x: Mrv, unit_class: str, quantity: int, origin: str = "HB") -> None:
 # 2021 and 2022 evidence alike: 0.8177 × 2,820,000 MWh supplied + 0.1105 × 960,000 GJ of heat
 FORMULA_2022 = 2_305_914 + 106_080
 PRE_2022 = 1_688_395  # 70 % of it, rounded down
+
+
+def test_heat_without_its_ratio_keeps_a_supply_basis_entity_out_of_the_run(mrv: Mrv) -> None:
+    """2022 is on the supply basis: a coal unit's heat correction needs the heat ratio of every
+    month it delivered heat. Without it the run skips the entity with the reason (the ratio is
+    never taken as 0) and writes nothing of it; with it, the entity is allocated."""
+    x, w = mrv, mrv.w
+    no_ratio = [
+        {k: v for k, v in r.items() if k != "params"} if r["kind"] == "heat" else r
+        for r in year_of_evidence(x.unit)
+    ]
+    x.svc.record_months(w.alice, w.key(), entity_id=w.entity_a, year_=2021, records=no_ratio)
+    issue(x, "CEA-2022", 5_000_000)
+    run = x.svc.allocate(w.op1, w.key(), year_=2022, kind="PRE")
+    assert run["lines"] == []
+    assert run["skipped"] == [{"entity_id": w.entity_a, "reason": "HEAT_RATIO_MISSING"}]
+    assert x.svc.allocations(w.op1, 2022) == []
 
 
 def test_a_compliance_year_from_pre_allocation_to_penalty(mrv: Mrv) -> None:

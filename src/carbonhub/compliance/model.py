@@ -379,7 +379,9 @@ class PowerOutput:
     generation_mwh: Decimal
     supply_mwh: Decimal
     heat_gj: Decimal = ZERO
-    heat_ratio: Decimal = ZERO  # 供热比: share of the unit's heat input that went to heat
+    # 供热比: share of the unit's heat input that went to heat; None: heat was delivered in a
+    # month whose record gives no ratio (the supply-basis correction then cannot be worked out)
+    heat_ratio: Decimal | None = ZERO
     load_factor: Decimal | None = None  # 负荷率, annual average; None: at or above 85 %
 
 
@@ -434,8 +436,17 @@ def power_allocation(
         base = get("benchmark.power.supply", category.value)
         amount = nonnegative(output.supply_mwh, "power supplied")
         f_cool = get("correction.cooling", cooling.value)
-        ratio = fraction(output.heat_ratio, "heat ratio")
-        f_heat = ONE - get("correction.heat", "coal_slope") * ratio if coal else ONE
+        f_heat = ONE
+        if coal:
+            if output.heat_ratio is None:
+                raise Conflict(
+                    "HEAT_RATIO_MISSING",
+                    "a month with heat supplied has no heat ratio (供热比): the supply-basis "
+                    "heat correction needs it",
+                    "有供热月份缺少供热比, 无法计算供热量修正系数",
+                )
+            ratio = fraction(output.heat_ratio, "heat ratio")
+            f_heat = ONE - get("correction.heat", "coal_slope") * ratio
         power = base * amount * f_cool * f_heat * f_load
     else:
         base = get("benchmark.power.generation", category.value)
@@ -912,10 +923,11 @@ def summed(lines: Iterable[Line]) -> list[Line]:
 
 def unit_output(records: Iterable[Evidence], unit_id: str, capacity_mw: Decimal) -> PowerOutput:
     """A generating unit's year from its monthly records. The heat ratio is the heat-weighted
-    mean of the months' ratios; the load factor is generation ÷ (capacity × operating hours),
+    mean of the months' ratios (None if a month with heat gives none: never taken as 0); the
+    load factor is generation ÷ (capacity × operating hours),
     and only when every month with generation gives its operating hours (else no correction)."""
     gen = sup = heat = weighted = hours = ZERO
-    all_hours = True
+    all_hours = every_ratio = True
     for ev in records:
         if ev.scope != unit_id:
             continue
@@ -929,15 +941,13 @@ def unit_output(records: Iterable[Evidence], unit_id: str, capacity_mw: Decimal)
             sup += ev.quantity
         elif ev.kind is EvidenceKind.HEAT:
             heat += ev.quantity
-            weighted += ev.quantity * ev.params.get("heat_ratio", ZERO)
+            if "heat_ratio" in ev.params:
+                weighted += ev.quantity * ev.params["heat_ratio"]
+            elif ev.quantity:
+                every_ratio = False
     load = gen / (capacity_mw * hours) if all_hours and hours and gen else None
-    return PowerOutput(
-        gen,
-        sup,
-        heat,
-        weighted / heat if heat else ZERO,
-        min(load, ONE) if load is not None else None,
-    )
+    ratio = (weighted / heat if every_ratio else None) if heat else ZERO
+    return PowerOutput(gen, sup, heat, ratio, min(load, ONE) if load is not None else None)
 
 
 # ---------------------------------------------------------------- the report's workflow
