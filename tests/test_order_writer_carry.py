@@ -27,15 +27,6 @@ pytestmark = pytest.mark.skipif(ON_PG, reason="SQLite's data_version: PostgreSQL
 Writer = Any  # order_writer's batch function
 
 
-def writer(db: Database, *, carry: bool = True) -> Writer:
-    run = order_writer(db.settings)
-    if not carry:  # the writer's exchange service is in the closure: reach it through a cell
-        cells = [c.cell_contents for c in run.__closure__ or ()]
-        exchange = next(c for c in cells if type(c).__name__ == "ExchangeService")
-        exchange._carry_memo = False
-    return run
-
-
 def copy_of(db: Database, path: Path) -> Database:
     """A second database, byte for byte the first (SQLite's backup: the WAL included)."""
     source = sqlite3.connect(db.engine.url.database or "")
@@ -159,8 +150,8 @@ def test_a_carrying_writer_decides_as_one_that_reads_everything_again(
 ) -> None:
     commands = stream(market, seed, 200)
     twin = copy_of(market.w.db, tmp_path / "twin.db")
-    carried = drive(writer(market.w.db), market, commands, seed)
-    fresh = drive(writer(twin, carry=False), market, commands, seed)
+    carried = drive(order_writer(market.w.db.settings), market, commands, seed)
+    fresh = drive(order_writer(twin.settings, carry=False), market, commands, seed)
     assert carried == fresh
     assert ledger(market.w.db) == ledger(twin)
     codes = {a for a in carried if isinstance(a, str)}
@@ -175,7 +166,7 @@ def test_another_connections_commit_is_seen_by_the_next_batch(market: Market) ->
     """Bob's buy freezes most of his cash; the bank then pays out the rest from another
     connection, and units are frozen on Alice's account by the registry. The writer's next
     batch must see both: what it carried is stale."""
-    run = writer(market.w.db)
+    run = order_writer(market.w.db.settings)
     at, key, w = market.clock(), market.w.key, market.w
 
     def place(actor: Actor, side: str, qty: int, price: str = "80.00") -> Any:

@@ -2352,13 +2352,14 @@ class _CommandClock:
 
 
 def order_writer(
-    settings: Settings,
+    settings: Settings, *, carry: bool = True
 ) -> Callable[[Sequence[Command]], tuple[list[dict[str, Any] | DomainError], list[dict[str, Any]]]]:
-    """Set-up inside the writer process (`WriterProcess`): its own engine and services."""
+    """Set-up inside the writer process (`WriterProcess`): its own engine and services.
+    `carry` False reads everything afresh each batch (tests compare the two)."""
     clock = _CommandClock()
     db = Database(settings, clock)
     exchange = ExchangeService(db, RegistryService(db), CashService(db))
-    exchange._carry_memo = True  # every transaction on this engine is an order batch
+    exchange._carry_memo = carry  # every transaction on this engine is an order batch
 
     def run(
         commands: Sequence[Command],
