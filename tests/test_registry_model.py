@@ -641,6 +641,18 @@ def test_routes_refused(
         m.check_route(m.operation(op), sender, receiver, UnitKind.CEA)
 
 
+def test_a_posting_checks_the_statuses_again_when_the_units_move() -> None:
+    """Between a proposal and its approval an account may have been suspended: the posting
+    (`_post`, `decide_posting`) refuses then, and an issuance has no sender to check."""
+    allocate, issue = m.operation(Op.ALLOCATE), m.operation(Op.ISSUE)
+    m.check_posting(allocate, view(H), view(ISS))
+    m.check_posting(issue, view(ISS), None)
+    with raises_code(Conflict, "RECEIVER_STATUS"):
+        m.check_posting(allocate, view(H, AccountStatus.SUSPENDED), view(ISS))
+    with raises_code(Conflict, "SENDER_STATUS"):
+        m.check_posting(m.operation(Op.CLAWBACK), view(ISS), view(H, AccountStatus.CLOSED))
+
+
 def test_unit_kind_restriction() -> None:
     only_cea = replace(m.operation(Op.TRANSFER), unit_kinds=frozenset({UnitKind.CEA}))
     m.check_route(only_cea, view(H), view(T, entity="E2"), UnitKind.CEA)

@@ -1449,8 +1449,12 @@ class ComplianceService:
         claw back if negative), all proposed at once; an entity the registry refuses goes to
         `skipped` with why, and nothing is written for it. A record with parameters None exists
         already: its proposal is made again."""
-        moving = [(cov, kind, move) for cov, movements in planned for kind, _, _, move in movements]
-        moving = [mv for mv in moving if mv[2]]
+        moving = [
+            (cov, kind, move)
+            for cov, movements in planned
+            for kind, _, _, move in movements
+            if move
+        ]
         if len({cov.entity_id for cov, _, _ in moving}) != len(moving):
             raise RuntimeError("one movement of units per entity and run")
         proposals = self.registry.propose_movements(

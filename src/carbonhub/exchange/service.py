@@ -2370,6 +2370,11 @@ def order_writer(
     return run
 
 
+def _as_stored(order: dict[str, Any]) -> tuple[Any, ...]:
+    """What a batch may change of an order: compared at the write with what was read."""
+    return tuple(order[k] for k in s.ORDER_CHANGING)
+
+
 def _trade_id(book_id: str, trade_no: int) -> str:
     return f"{book_id}:{trade_no:010d}"
 
@@ -2497,7 +2502,7 @@ class _Batch:
                 wanted.append(oid)
             else:
                 self.orders[oid] = known
-                self.loaded[oid] = tuple(known[k] for k in s.ORDER_CHANGING)
+                self.loaded[oid] = _as_stored(known)
         if wanted:
             for oid in wanted:
                 self.orders[oid] = None
@@ -2511,7 +2516,7 @@ class _Batch:
         for row in rows:
             if self.orders.get(row.id) is None:
                 self.orders[row.id] = r = row._asdict()
-                self.loaded[row.id] = tuple(r[k] for k in s.ORDER_CHANGING)
+                self.loaded[row.id] = _as_stored(r)
         self.units.preload_holds([r.hold_id for r in rows if r.hold_id])
         self.cash.preload_freezes([r.cash_ref for r in rows if r.cash_ref])
 
@@ -2579,7 +2584,7 @@ class _Batch:
         for oid, r in self.orders.items():
             if r is None or oid in fresh:
                 continue
-            now = tuple(r[k] for k in s.ORDER_CHANGING)
+            now = _as_stored(r)
             if now != self.loaded[oid]:
                 changed.append({"oid": oid, **{f"v_{k}": r[k] for k in s.ORDER_CHANGING}})
         if changed:

@@ -830,27 +830,31 @@ def decide_proposal(
     book.balances[key] = Balance(bal.posted, bal.pending + quantity, bal.held)
 
 
+def check_posting(op: Operation, receiver: AccountView, sender: AccountView | None) -> None:
+    """When the units of a proposal or a delayed transfer move, both accounts must still be in
+    a state the operation allows."""
+    for role, account, allowed in (
+        ("RECEIVER", receiver, op.receiver_statuses),
+        ("SENDER", sender, op.sender_statuses),
+    ):
+        if account is not None and account.status not in allowed:
+            raise Conflict(
+                f"{role}_STATUS",
+                f"account {account.id} is {account.status.value}",
+                f"账户 {account.id} 状态为 {account.status.value}",
+            )
+
+
 def decide_posting(
     book: Book, op: Operation, from_id: str, to_id: str, unit_class: str, quantity: int
 ) -> list[Block]:
     """An approved transfer's posting: the `quantity` its proposal reserved as pending on the
     sender leaves with its serials, if both accounts are still in a state the operation allows.
     Checks everything before changing anything."""
-    for role, account_id, allowed in (
-        ("RECEIVER", to_id, op.receiver_statuses),
-        ("SENDER", from_id, op.sender_statuses),
-    ):
-        account = book.accounts.get(account_id)
-        if account is None:
-            raise NotFound(
-                "ACCOUNT_NOT_FOUND", f"no account {account_id}", f"账户 {account_id} 不存在"
-            )
-        if account.status not in allowed:
-            raise Conflict(
-                f"{role}_STATUS",
-                f"account {account_id} is {account.status.value}",
-                f"账户 {account_id} 状态为 {account.status.value}",
-            )
+    for i in (to_id, from_id):
+        if i not in book.accounts:
+            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    check_posting(op, book.accounts[to_id], book.accounts[from_id])
     key = (from_id, unit_class)
     moved = _move_blocks(book, key, (to_id, unit_class), quantity, from_held=0)
     bal = book.balances[key]

@@ -1305,16 +1305,8 @@ class RegistryService:
         op = m.operation(t.op)
         ids = [t.to_account] + ([t.from_account] if t.from_account else [])
         rows = s.lock_accounts(conn, ids)
-        for role, account_id, allowed in (
-            ("RECEIVER", t.to_account, op.receiver_statuses),
-            ("SENDER", t.from_account, op.sender_statuses),
-        ):
-            if account_id and rows[account_id].status not in allowed:
-                raise Conflict(
-                    f"{role}_STATUS",
-                    f"account {account_id} is {rows[account_id].status}",
-                    f"账户 {account_id} 状态为 {rows[account_id].status}",
-                )
+        sender = _view(rows[t.from_account]) if t.from_account else None
+        m.check_posting(op, _view(rows[t.to_account]), sender)
         if t.op == m.Op.ISSUE:
             batch = 1 + int(
                 conn.execute(
@@ -1943,7 +1935,7 @@ class RegistryService:
             conn, [p[1:5] for p in parsed if not isinstance(p, DomainError)]
         )
         loaded = dict(book.balances)
-        expiry = timedelta(minutes=self.db.settings.approval_expiry_minutes)
+        expires_at = iso(uow.now + timedelta(minutes=self.db.settings.approval_expiry_minutes))
         out: list[dict[str, Any] | DomainError] = []
         transfers: list[dict[str, Any]] = []
         entries: list[tuple[str, str, dict[str, Any]]] = []
@@ -1965,7 +1957,7 @@ class RegistryService:
                 q,
                 actor.username,
                 now,
-                expires_at=iso(uow.now + expiry),
+                expires_at=expires_at,
                 reason=reason,
                 batch_ref=batch_ref,
             )
@@ -2904,8 +2896,7 @@ class DeliveryBatch:
             )
         )
         self.blocks.extend(_block_rows(row["id"], moved))
-        transfer_id: str = row["id"]
-        return transfer_id
+        return str(row["id"])
 
     def release(self, hold_id: str, quantity: int, reason: str) -> int:
         """Frees what a failed trade had reserved (if the hold is still there)."""

@@ -256,7 +256,6 @@ _ADD_TO_HOLDING = (
 _BLOCKS_OF = sa.select(unit_blocks).where(
     unit_blocks.c.account_id == sa.bindparam("a"), unit_blocks.c.unit_class == sa.bindparam("c")
 )
-
 _TAINTS = sa.select(tainted_ranges).where(
     tainted_ranges.c.unit_class == sa.bindparam("c"), tainted_ranges.c.cleared_at.is_(None)
 )
