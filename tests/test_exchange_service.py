@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -77,4 +78,57 @@ def test_past_days_close_without_waiting_for_settlement(market: Market) -> None:
     assert x.close_past_days() == ["2026-11-23"]
     assert x.orders(w.alice)[0]["status"] == "EXPIRED"
     assert x.close_past_days() == []
+    assert market.problems() == []
+
+
+def test_every_ended_reservation_records_who_ended_it_and_when(market: Market) -> None:
+    """Released by a cancel, by an IOC's unfilled rest in the batch that placed it, consumed
+    by settlement: each hold says by whom and when, as a single release does."""
+    import sqlalchemy as sa
+
+    from carbonhub.registry import store as rs
+
+    x, w = market.exchange, market.w
+
+    def sell(qty: int, price: str, tif: str = "LIMIT") -> dict[str, Any]:
+        return x.place_order(
+            w.alice,
+            w.key(),
+            instrument="HBEA2023",
+            mode="CONTINUOUS",
+            side="S",
+            price=price,
+            quantity=qty,
+            tif=tif,
+        )
+
+    resting, cancelled = sell(100, "80.00"), sell(30, "85.00")
+    x.cancel_order(w.alice, w.key(), order_id=cancelled["id"])
+    assert sell(20, "79.00", "IOC")["status"] == "CANCELLED"  # nobody bids: nothing fills
+    bought = x.place_order(
+        w.bob,
+        w.key(),
+        instrument="HBEA2023",
+        mode="CONTINUOUS",
+        side="B",
+        price="80.00",
+        quantity=100,
+    )
+    assert bought["status"] == "FILLED" and resting["status"] == "OPEN"
+    market.clock.at("2026-11-23", "15:30")
+    market.settlement.settle_day(w.op1, date(2026, 11, 23))
+    h = rs.holds.c
+    with w.db.read() as ro:
+        rows = ro.conn.execute(
+            sa.select(h.status, h.released_by, h.released_at, h.quantity).where(
+                h.kind == "EXCHANGE_RESERVATION"
+            )
+        ).all()
+    ended = sorted((r.status, r.quantity, r.released_by) for r in rows)
+    assert ended == [
+        ("CONSUMED", 100, w.op1.username),
+        ("RELEASED", 20, "exchange"),
+        ("RELEASED", 30, "exchange"),
+    ]
+    assert all(r.released_at for r in rows)
     assert market.problems() == []

@@ -2618,7 +2618,12 @@ _POSTED = (
 _HOLD_CHANGES = (
     sa.update(s.holds)
     .where(s.holds.c.id == sa.bindparam("hid"))
-    .values(quantity=sa.bindparam("q"), status=sa.bindparam("st"), released_at=sa.bindparam("at"))
+    .values(
+        quantity=sa.bindparam("q"),
+        status=sa.bindparam("st"),
+        released_by=sa.bindparam("by"),
+        released_at=sa.bindparam("at"),
+    )
 )
 _ACCOUNTS_BY_ID = sa.select(s.accounts).where(
     s.accounts.c.id.in_(sa.bindparam("ids", expanding=True))
@@ -2645,17 +2650,24 @@ def _write_hold_changes(
     conn: Connection,
     holds: dict[str, list[Any]],
     loaded: dict[str, tuple[Any, ...]],
+    by: str,
     now: str,
 ) -> None:
     """The quantity and status of every loaded hold a batch changed (`[account, class,
-    quantity, status, …]` per hold id), in one statement."""
-    changed = [
-        {"hid": i, "q": v[2], "st": v[3], "at": None if v[3] == "ACTIVE" else now}
-        for i, v in holds.items()
-        if i in loaded and tuple(v) != loaded[i]
-    ]
+    quantity, status, …]` per hold id), in one statement; one that ended records who ended
+    it and when, as a single release does."""
+    changed = []
+    for i, v in holds.items():
+        if i in loaded and tuple(v) != loaded[i]:
+            released_by, released_at = _ended(v[3], by, now)
+            changed.append({"hid": i, "q": v[2], "st": v[3], "by": released_by, "at": released_at})
     if changed:
         execute_many(conn, _HOLD_CHANGES, changed)
+
+
+def _ended(status: str, by: str, now: str) -> tuple[str | None, str | None]:
+    """A hold's `released_by` and `released_at` for its status: set once it is not active."""
+    return (None, None) if status == "ACTIVE" else (by, now)
 
 
 class ReservationBatch:
@@ -2797,15 +2809,21 @@ class ReservationBatch:
     def write(self) -> None:
         conn, now = self.uow.conn, self.at
         if self.new_holds:
-            insert_many(
-                conn,
-                s.holds,
-                [
-                    dict(row, quantity=self.holds[i][2], status=self.holds[i][3])
-                    for i, row in self.new_holds.items()
-                ],
-            )
-        _write_hold_changes(conn, self.holds, self.loaded_holds, now)
+            rows = []
+            for i, row in self.new_holds.items():
+                _, _, quantity, status = self.holds[i]
+                released_by, released_at = _ended(status, EXCHANGE_USER, now)
+                rows.append(
+                    dict(
+                        row,
+                        quantity=quantity,
+                        status=status,
+                        released_by=released_by,
+                        released_at=released_at,
+                    )
+                )
+            insert_many(conn, s.holds, rows)
+        _write_hold_changes(conn, self.holds, self.loaded_holds, EXCHANGE_USER, now)
         deltas = [{"a": a, "c": c, "d": d} for (a, c), d in self.held_change.items() if d]
         if deltas:
             execute_many(conn, _ADD_HELD, deltas)
@@ -2940,7 +2958,7 @@ class DeliveryBatch:
             insert_many(conn, s.transfers, self.transfers)
         if self.blocks:
             insert_many(conn, s.transfer_blocks, self.blocks)
-        _write_hold_changes(conn, self.holds, self.loaded_holds, iso(self.uow.now))
+        _write_hold_changes(conn, self.holds, self.loaded_holds, self.by, iso(self.uow.now))
 
 
 def ledger_problems(conn: Connection) -> list[str]:
