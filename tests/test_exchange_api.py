@@ -34,6 +34,7 @@ from fastapi.testclient import TestClient
 from carbonhub.api import create_app
 from carbonhub.core.db import Database
 from carbonhub.core.groupcommit import WriterProcess
+from carbonhub.core.quantities import fen_from_yuan
 from carbonhub.exchange import api as exchange_api
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.settlement.service import settlement_problems
@@ -240,6 +241,7 @@ def test_a_day_of_trading_settles_and_reports_over_http(http: Http) -> None:
     ok(h.post("bob", f"{EX}/deals/{deal['id']}/confirm", {"version": 1}))
     done = ok(h.post("alice", f"{EX}/deals/{deal['id']}/confirm", {"version": 1}))
     assert done["status"] == "DONE" and done["trade_id"]
+    assert done["history"][0]["quote"] == [done["price"], done["quantity"]]  # yuan, tonnes
 
     # settlement waits for the close
     refuse(h.db, lambda: h.post("op1", f"{ST}/days/{DAY}/settle"), 409, "DAY_NOT_CLOSED")
@@ -250,11 +252,15 @@ def test_a_day_of_trading_settles_and_reports_over_http(http: Http) -> None:
     report = ok(h.get("public", f"{ST}/days/{DAY}/report"))
     assert report["run"]["trades"] == 3 and report["run"]["settled"] == 3
     total, modes = report["total"], report["modes"]
-    for field in ("trades", "volume", "value", "fees", "settled", "failed"):
+    for field in ("trades", "volume", "settled", "failed"):
         assert sum(m[field] for m in modes.values()) == total[field], field
+    for field in ("value", "fees"):  # money in yuan, as everywhere in the API; added in fen
+        assert sum(fen_from_yuan(m[field]) for m in modes.values()) == fen_from_yuan(total[field])
     assert total["volume"] == 400 + 300 + 100_000
-    assert total["value"] == 3_220_000 + 2_400_000 + 800_000_000  # fen
-    assert total["fees"] == 2 * (16_100 + 12_000 + 4_000_000)
+    assert total["value"] == "8056200.00"  # 32,200.00 + 24,000.00 + 8,000,000.00
+    assert total["fees"] == "80562.00"  # 0.5 % a side
+    assert modes["BLOCK"]["average"] == modes["BLOCK"]["high"] == "80.00"
+    assert modes["AUCTION"]["average"] is None
     assert {m: modes[m]["volume"] for m in modes} == {
         "LISTING": 400,
         "CONTINUOUS": 300,
@@ -268,9 +274,12 @@ def test_a_day_of_trading_settles_and_reports_over_http(http: Http) -> None:
     assert {ln["side"] for ln in st_b["lines"]} == {"BUY"} and len(st_b["lines"]) == 3
     assert {ln["status"] for ln in st_a["lines"] + st_b["lines"]} == {"SETTLED"}
     assert st_a["units_delivered"] == st_b["units_received"] == total["volume"]
-    assert st_b["cash_paid"] == total["value"] + total["fees"] // 2
-    assert st_a["cash_received"] == total["value"] - total["fees"] // 2
-    assert st_a["fees"] + st_b["fees"] == total["fees"]
+    value, fees = fen_from_yuan(total["value"]), fen_from_yuan(total["fees"])
+    assert fen_from_yuan(st_b["cash_paid"]) == value + fees // 2
+    assert fen_from_yuan(st_a["cash_received"]) == value - fees // 2
+    assert fen_from_yuan(st_a["fees"]) + fen_from_yuan(st_b["fees"]) == fees
+    assert st_b["net_cash"] == "-" + st_b["cash_paid"]
+    assert {ln["cash"][0] for ln in st_b["lines"]} == {"-"}  # a buyer's lines pay out
     # an operator reads anyone's statement, the same one
     assert ok(h.get("op1", f"{ST}/days/{DAY}/statement", entity_id=w.entity_a)) == st_a
 

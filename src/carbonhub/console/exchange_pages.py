@@ -116,11 +116,6 @@ def yuan(value: object) -> str:
         return text
 
 
-def fen(value: object) -> str:
-    """Integer fen (settlement's figures) as yuan."""
-    return yuan(yuan_from_fen(value)) if isinstance(value, int) else ""
-
-
 def yuan_total(amounts: Iterable[str], times: int = 1) -> str:
     """Yuan amounts (the services' text) added exactly, in fen, and multiplied by `times`."""
     return yuan(yuan_from_fen(sum(fen_from_yuan(a) for a in amounts) * times))
@@ -1041,10 +1036,10 @@ def _history_line(h: dict[str, Any], names: dict[str, str]) -> str:
     who = names.get(str(h.get("by")), str(h.get("by")))
     if "quote" in h:
         p, q = h["quote"]
-        what = t("deal.h_quote", price=yuan_from_fen(int(p)), quantity=tonnes(int(q)))
+        what = t("deal.h_quote", price=yuan(p), quantity=tonnes(int(q)))
     elif "counter" in h:
         p, q = h["counter"]
-        what = t("deal.h_counter", price=yuan_from_fen(int(p)), quantity=tonnes(int(q)))
+        what = t("deal.h_counter", price=yuan(p), quantity=tonnes(int(q)))
     elif "confirm" in h:
         what = t("deal.h_confirm", version=h["confirm"])
     else:

@@ -3,7 +3,7 @@ the settlement statement of a day, and the daily clearing report by mode, where 
 settle a day and see the trades that failed.
 
 Pages read through CashService and SettlementService and act through their commands; money
-arrives as yuan text from the cash service and as integer fen in settlement's figures.
+arrives as yuan text from both.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from carbonhub.console.exchange_pages import (
     TOTAL_ROW,
     Market,
     error_label,
-    fen,
     today,
     trade_ref,
     traders_and_operators,
@@ -411,12 +410,12 @@ async def _statement(
         "text-subtitle1"
     ).props('data-testid="statement-title"')
     with ui.row().classes("gap-4"):
-        figure("stl.cash_received", fen(st["cash_received"]), "st-cash-received")
-        figure("stl.cash_paid", fen(st["cash_paid"]), "st-cash-paid")
-        figure("stl.net_cash", fen(st["net_cash"]), "st-net-cash", "text-primary")
+        figure("stl.cash_received", yuan(st["cash_received"]), "st-cash-received")
+        figure("stl.cash_paid", yuan(st["cash_paid"]), "st-cash-paid")
+        figure("stl.net_cash", yuan(st["net_cash"]), "st-net-cash", "text-primary")
         figure("stl.units_received", tonnes(st["units_received"]), "st-units-received")
         figure("stl.units_delivered", tonnes(st["units_delivered"]), "st-units-delivered")
-        figure("stl.fees", fen(st["fees"]), "st-fees")
+        figure("stl.fees", yuan(st["fees"]), "st-fees")
     with ui.card().classes("w-full"):
         card_title("stl.lines")
         hint("stl.lines_hint")
@@ -442,9 +441,9 @@ async def _statement(
                     "mode": t("mode." + line["mode"]),
                     "side": t("side." + line["side"][0]),
                     "quantity": tonnes(line["quantity"]),
-                    "value": fen(line["value"]),
-                    "fee": fen(line["fee"]),
-                    "cash": fen(line["cash"]),
+                    "value": yuan(line["value"]),
+                    "fee": yuan(line["fee"]),
+                    "cash": yuan(line["cash"]),
                     "units": f"{line['units']:+,}",
                     "status": t("sst." + line["status"]),
                     "reason": line["reason"],
@@ -551,7 +550,7 @@ class ReportView:
                         {
                             "type": "bar",
                             "name": t("stl.value"),
-                            "data": [report["modes"][r["key"]]["value"] / 100 for r in rows[:-1]],
+                            "data": [float(report["modes"][r["key"]]["value"]) for r in rows[:-1]],
                         },
                         {
                             "type": "bar",
@@ -588,7 +587,7 @@ class ReportView:
                         "instrument": f["instrument"],
                         "mode": t("mode." + f["mode"]),
                         "quantity": tonnes(int(f["quantity"])),
-                        "value": fen(int(f["value"])),
+                        "value": yuan(f["value"]),
                         "buyer": names.get(f["buyer_entity"], f["buyer_entity"]),
                         "seller": names.get(f["seller_entity"], f["seller_entity"]),
                         "reason": f["reason"],
@@ -630,11 +629,11 @@ def _report_row(label: str, key: str, b: dict[str, Any]) -> dict[str, Any]:
         "mode": label,
         "trades": b["trades"],
         "volume": tonnes(b["volume"]),
-        "value": fen(b["value"]),
-        "average": fen(b["average"]) or "—",
-        "high": fen(b["high"]) or "—",
-        "low": fen(b["low"]) or "—",
-        "fees": fen(b["fees"]),
+        "value": yuan(b["value"]),
+        "average": yuan(b["average"]) or "—",
+        "high": yuan(b["high"]) or "—",
+        "low": yuan(b["low"]) or "—",
+        "fees": yuan(b["fees"]),
         "settled": b["settled"],
         "failed": b["failed"],
     }

@@ -1412,7 +1412,7 @@ class ExchangeService:
             "status": r.status,
             "trading_day": r.trading_day,
             "trade_id": r.trade_id,
-            "history": json.loads(r.history),
+            "history": [_quote_in_yuan(h) for h in json.loads(r.history)],
             "created_at": r.created_at,
             "updated_at": r.updated_at,
         }
@@ -2373,6 +2373,16 @@ def order_writer(
 def _as_stored(order: dict[str, Any]) -> tuple[Any, ...]:
     """What a batch may change of an order: compared at the write with what was read."""
     return tuple(order[k] for k in s.ORDER_CHANGING)
+
+
+def _quote_in_yuan(step: dict[str, Any]) -> dict[str, Any]:
+    """A deal's quote or counter-quote as [price in yuan, tonnes]: stored in fen, shown as the
+    deal's own price is."""
+    for k in ("quote", "counter"):
+        if k in step:
+            price, quantity = step[k]
+            return {**step, k: [yuan_from_fen(int(price)), int(quantity)]}
+    return step
 
 
 def _trade_id(book_id: str, trade_no: int) -> str:

@@ -845,9 +845,12 @@ class SettlementService:
                 )
             ).first()
         report = m.clearing_report(rows, modes)
-        report["day"] = day.isoformat()
-        report["run"] = dict(run._mapping) if run else None
-        return report
+        return {
+            "modes": {mode: _in_yuan(b, _BLOCK_MONEY) for mode, b in report["modes"].items()},
+            "total": _in_yuan(report["total"], _BLOCK_MONEY),
+            "day": day.isoformat(),
+            "run": dict(run._mapping) if run else None,
+        }
 
     def statement(self, actor: Actor, entity_id: str, day: date) -> dict[str, Any]:
         if not (actor.is_operator or actor.entity_id == entity_id):
@@ -857,7 +860,8 @@ class SettlementService:
         with self.db.read() as ro:
             conn = ro.conn
             rows = self._rows(conn, day, entity_id)
-        out = m.statement(entity_id, rows)
+        out = _in_yuan(m.statement(entity_id, rows), _STATEMENT_MONEY)
+        out["lines"] = [_in_yuan(line, _LINE_MONEY) for line in out["lines"]]
         out["day"] = day.isoformat()
         return out
 
@@ -865,4 +869,18 @@ class SettlementService:
         require_role(actor, Role.OPERATOR)
         with self.db.read() as ro:
             conn = ro.conn
-            return self._rows(conn, day, status="FAILED")
+            return [_in_yuan(r, _SETTLEMENT_MONEY) for r in self._rows(conn, day, status="FAILED")]
+
+
+# Money leaves the service as yuan strings, as everywhere in the API (DESIGN §4); the model
+# adds up fen. A price is yuan per tonne.
+_BLOCK_MONEY = ("value", "average", "high", "low", "fees")
+_STATEMENT_MONEY = ("cash_received", "cash_paid", "net_cash", "fees")
+_LINE_MONEY = ("value", "fee", "cash")
+_SETTLEMENT_MONEY = ("price", "value", "buyer_pays", "seller_receives", "fee_buyer", "fee_seller")
+
+
+def _in_yuan(figures: dict[str, Any], money: Sequence[str]) -> dict[str, Any]:
+    return {
+        k: yuan_from_fen(int(v)) if k in money and v is not None else v for k, v in figures.items()
+    }
