@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from carbonhub.core.auth import Actor
 from carbonhub.core.errors import DomainError
 from tests.conftest import Market
 
@@ -81,6 +82,21 @@ def test_past_days_close_without_waiting_for_settlement(market: Market) -> None:
     assert market.problems() == []
 
 
+def continuous(
+    market: Market, actor: Actor, side: str, price: str, quantity: int, tif: str = "LIMIT"
+) -> dict[str, Any]:
+    return market.exchange.place_order(
+        actor,
+        market.w.key(),
+        instrument="HBEA2023",
+        mode="CONTINUOUS",
+        side=side,
+        price=price,
+        quantity=quantity,
+        tif=tif,
+    )
+
+
 def test_every_ended_reservation_records_who_ended_it_and_when(market: Market) -> None:
     """Released by a cancel, by an IOC's unfilled rest in the batch that placed it, consumed
     by settlement: each hold says by whom and when, as a single release does."""
@@ -90,30 +106,12 @@ def test_every_ended_reservation_records_who_ended_it_and_when(market: Market) -
 
     x, w = market.exchange, market.w
 
-    def sell(qty: int, price: str, tif: str = "LIMIT") -> dict[str, Any]:
-        return x.place_order(
-            w.alice,
-            w.key(),
-            instrument="HBEA2023",
-            mode="CONTINUOUS",
-            side="S",
-            price=price,
-            quantity=qty,
-            tif=tif,
-        )
-
-    resting, cancelled = sell(100, "80.00"), sell(30, "85.00")
+    resting = continuous(market, w.alice, "S", "80.00", 100)
+    cancelled = continuous(market, w.alice, "S", "85.00", 30)
     x.cancel_order(w.alice, w.key(), order_id=cancelled["id"])
-    assert sell(20, "79.00", "IOC")["status"] == "CANCELLED"  # nobody bids: nothing fills
-    bought = x.place_order(
-        w.bob,
-        w.key(),
-        instrument="HBEA2023",
-        mode="CONTINUOUS",
-        side="B",
-        price="80.00",
-        quantity=100,
-    )
+    ioc = continuous(market, w.alice, "S", "79.00", 20, "IOC")
+    assert ioc["status"] == "CANCELLED"  # nobody bids: nothing fills
+    bought = continuous(market, w.bob, "B", "80.00", 100)
     assert bought["status"] == "FILLED" and resting["status"] == "OPEN"
     market.clock.at("2026-11-23", "15:30")
     market.settlement.settle_day(w.op1, date(2026, 11, 23))
@@ -131,4 +129,35 @@ def test_every_ended_reservation_records_who_ended_it_and_when(market: Market) -
         ("RELEASED", 30, "exchange"),
     ]
     assert all(r.released_at for r in rows)
+    assert market.problems() == []
+
+
+def test_the_close_sends_the_emptied_books_and_the_days_auction_trades_to_the_feed(
+    market: Market,
+) -> None:
+    """Settling a day closes it: resting orders expire and an auction that ended with the
+    day allocates. Subscribers hear both once it has committed."""
+    x, w = market.exchange, market.w
+    continuous(market, w.alice, "S", "80.00", 100)
+    market.clock.at("2026-11-23", "14:00")
+    auction = x.announce(
+        w.alice,
+        w.key(),
+        instrument="CEA2023",
+        side="S",
+        quantity=1000,
+        reserve_price="80.00",
+        opens_at="2026-11-23T06:10:00.000000Z",  # 14:10–14:50 in Shanghai
+        closes_at="2026-11-23T06:50:00.000000Z",
+    )
+    market.clock.at("2026-11-23", "14:30")
+    x.bid(w.bob, w.key(), auction["id"], price="81.00", quantity=600)
+    heard: list[dict[str, Any]] = []
+    x.feed.subscribe(heard.append)
+    market.clock.at("2026-11-23", "15:30")
+    market.settlement.settle_day(w.op1, date(2026, 11, 23))
+    trades = [(m["instrument"], m["mode"], m["quantity"]) for m in heard if m["type"] == "trade"]
+    assert trades == [("CEA2023", "AUCTION", 600)]
+    depth = [m for m in heard if m["type"] == "depth" and m["instrument"] == "HBEA2023"]
+    assert [(m["mode"], m["asks"], m["bids"]) for m in depth] == [("CONTINUOUS", [], [])]
     assert market.problems() == []

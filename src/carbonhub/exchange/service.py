@@ -193,7 +193,7 @@ class ExchangeService:
             self._writer = WriterProcess(
                 order_writer,
                 (settings,),
-                after=self._publish_all,
+                after=self.publish,
                 name="exchange-writer",
                 loop=loop,
             )
@@ -229,10 +229,11 @@ class ExchangeService:
 
     def _run_batch(self, commands: Sequence[Command]) -> list[dict[str, Any] | DomainError]:
         results, outbox = self._write_batch(commands)
-        self._publish_all(outbox)
+        self.publish(outbox)
         return results
 
-    def _publish_all(self, messages: Sequence[dict[str, Any]]) -> None:
+    def publish(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Sends committed trades and depth to the live feed's subscribers."""
         for message in messages:
             self.feed.publish(message)
 
@@ -1171,6 +1172,8 @@ class ExchangeService:
         mode = m.Mode(mode_name)
         events = self._log(b, book_id, book, {"k": "close"})
         self._apply_events(b, inst, mode, self._rules(inst)[mode], book_id, events)
+        if events:
+            self._queue_depth(b, inst.code, mode, book)
         b.books[book_id][2] = None
         b.entries.append(
             (
@@ -1192,6 +1195,7 @@ class ExchangeService:
         """A duty: every book still open for a past day closes (its orders expire) and that day
         is published, without waiting for the settlement run or the next order."""
         closed: list[str] = []
+        messages: list[dict[str, Any]] = []
         with self.books_lock(), self.db.uow() as uow:
             journal.lock_head(uow)
             today = m.trading_day(uow.now).isoformat()
@@ -1204,9 +1208,10 @@ class ExchangeService:
                 }
             )
             for day in days:
-                self.close_day(uow, date.fromisoformat(day))
+                messages += self.close_day(uow, date.fromisoformat(day))
                 closed.append(day)
             uow.commit()
+        self.publish(messages)
         return closed
 
     def books_lock(self) -> AbstractContextManager[Any]:
@@ -1215,9 +1220,11 @@ class ExchangeService:
         (the writer holds this lock and waits for the database's)."""
         return self._mem
 
-    def close_day(self, uow: UnitOfWork, day: date) -> None:
+    def close_day(self, uow: UnitOfWork, day: date) -> list[dict[str, Any]]:
         """After the close: books expire their orders, auctions finish, the day is published.
-        The caller holds `books_lock` from before it opened `uow`."""
+        The caller holds `books_lock` from before it opened `uow`, and hands what this returns
+        to `publish` once it has committed: the emptied books' depth and the trades of the
+        auctions that ended with the day, for the live feed."""
         with self._mem:
             try:
                 b = _Batch(self, uow, None)
@@ -1230,12 +1237,14 @@ class ExchangeService:
                 self._books.clear()
                 raise
         day_end = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI) + timedelta(days=1)
+        self._published = []
         self._finish_auctions(uow, until=day_end)  # the day's auctions; later ones stay open
-        self._published = []  # trades made after the close are not sent to the live feed
+        messages, self._published = [*b.outbox, *self._published], []
         self._expire_deals(uow, day)
         for inst in uow.conn.execute(sa.select(s.instruments)).all():
             self._publish_day(uow, inst, day)
         self._publish_index(uow, day)
+        return messages
 
     def _publish_day(self, uow: UnitOfWork, inst: Any, day: date) -> None:
         md = s.market_days.c
@@ -1538,8 +1547,7 @@ class ExchangeService:
                 sent, self._published = self._published, []
             finally:
                 self._published = []
-        for message in sent:
-            self.feed.publish(message)
+        self.publish(sent)
         return result
 
     def _block_trade(

@@ -646,7 +646,9 @@ class TradeSource(Protocol):
 
     def books_lock(self) -> AbstractContextManager[Any]: ...
 
-    def close_day(self, uow: UnitOfWork, day: date) -> None: ...
+    def close_day(self, uow: UnitOfWork, day: date) -> list[dict[str, Any]]: ...
+
+    def publish(self, messages: Sequence[dict[str, Any]]) -> None: ...
 
     def trades_to_settle(self, conn: Connection, day: date) -> list[dict[str, Any]]: ...
 
@@ -675,7 +677,7 @@ class SettlementService:
                     f"{day} settles after its close (15:00 Asia/Shanghai)",
                     "当日收市后方可结算",
                 )
-            self.trades.close_day(uow, day)
+            closing = self.trades.close_day(uow, day)  # for the live feed once committed
             done = {
                 r.trade_id
                 for r in uow.conn.execute(
@@ -721,6 +723,7 @@ class SettlementService:
                     },
                 )
             uow.commit()
+        self.trades.publish(closing)
         return {
             "day": day.isoformat(),
             "settled_now": settled,
