@@ -2,6 +2,7 @@
 
     python bench/order_entry.py --json
     python bench/order_entry.py --seconds 5 --json
+    python bench/order_entry.py --neighbour 0.9 --json   # on a busy machine, see below
     CARBONHUB_DATABASE_URL=postgresql:///postgres python bench/order_entry.py --json
 
 Set-up (not timed): a fresh database (SQLite: a temporary file, WAL with synchronous=FULL as the
@@ -41,6 +42,12 @@ cross on arrival (takers), about 60 % end with a fill (as taker or maker), the r
 request has its own Idempotency-Key and its member's bearer token. A warm-up of --warmup orders
 at a gentle pace precedes the timed phase (not counted in the figures; counted in the database
 totals).
+
+--neighbour SHARE starts, for the timed phase only, two processes beside the server: one busy
+SHARE of every 10 ms on a core, one writing 256 KB and fsyncing it in a loop on the database's
+file system. The machine's other users take about that much; their CPU seconds are reported
+(neighbour_cpu_s). It is how the latencies are measured on a busy machine on purpose, instead
+of on whatever the machine's neighbours happen to do.
 
 After the run the server is stopped, carbonhub.verify.verify(db) runs and the orders and trades
 in the database are counted; every non-2xx response is counted by status (and a few bodies
@@ -267,6 +274,49 @@ def running_server(url: str, workdir: Path) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# A neighbour on the machine, for --neighbour: one process busy `share` of every 10 ms on a
+# core, another writing 256 KB and fsyncing it in a loop on the database's file system.
+_BUSY = """
+import sys, time
+share = float(sys.argv[1])
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < share * 0.01:
+        pass
+    time.sleep((1 - share) * 0.01)
+"""
+_FSYNC = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+block = os.urandom(262144)
+i = 0
+while True:
+    os.pwrite(fd, block, (i % 64) * len(block))
+    os.fsync(fd)
+    i += 1
+"""
+
+
+@contextlib.contextmanager
+def neighbour(share: float, workdir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Load beside the server while the orders run (nothing when `share` is 0), to see how the
+    latencies hold up on a busy machine."""
+    procs = (
+        [
+            subprocess.Popen([sys.executable, "-c", _BUSY, str(share)]),
+            subprocess.Popen([sys.executable, "-c", _FSYNC, str(workdir / "neighbour.dat")]),
+        ]
+        if share > 0
+        else []
+    )
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def wait_healthy(server: Server, timeout: float = 60.0) -> None:
@@ -668,11 +718,13 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
                 else None
             )
             log(f"run {index + 1}: {n} orders at {args.rate:g}/s for {args.seconds:g}s")
-            cpu0 = server_cpu(server.process.pid)
-            load0 = os.getloadavg()[0]
-            result = drive(server.base, timed, args.rate, args.clients, args.http)
-            cpu1 = server_cpu(server.process.pid)
-            load1 = os.getloadavg()[0]
+            with neighbour(args.neighbour, Path(tmp)) as others:
+                cpu0 = server_cpu(server.process.pid)
+                load0 = os.getloadavg()[0]
+                result = drive(server.base, timed, args.rate, args.clients, args.http)
+                cpu1 = server_cpu(server.process.pid)
+                load1 = os.getloadavg()[0]
+                neighbour_cpu = sum(cpu_seconds_of(proc.pid) for proc in others)
             server_alive = server.process.poll() is None
         server_log = [ln for ln in server.log_tail(60) if ln.strip()]
         t_verify = time.perf_counter()
@@ -719,6 +771,7 @@ def one_run(args: argparse.Namespace, base_url: str | None, index: int) -> Run:
             p: round((cpu1[p] - cpu0.get(p, 0.0)) / max(1, len(samples)) * 1000, 3) for p in cpu1
         },
         "load_avg_1m": [round(load0, 2), round(load1, 2)],
+        "neighbour_cpu_s": round(neighbour_cpu, 2),
         "warmup": {"orders": args.warmup, "statuses": dict(warm_statuses)},
         "database": counts,
         "taker_share": round(counts["orders_crossing_on_arrival"] / max(1, counts["orders"]), 3),
@@ -760,6 +813,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup-rate", type=float, default=200.0, help="their rate, per second")
     p.add_argument("--repeat", type=int, default=1, help="runs (fresh database and server each)")
     p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument(
+        "--neighbour",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="while the orders run, keep SHARE (0–1) of a core busy and fsync in a loop",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     # the server process (internal): python bench/order_entry.py --serve URL --port N --clock T
     p.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
@@ -770,6 +830,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         return args
     if args.rate <= 0 or args.seconds <= 0 or args.clients < 1 or args.repeat < 1:
         p.error("--rate, --seconds, --clients and --repeat must be positive")
+    if not 0 <= args.neighbour < 1:
+        p.error("--neighbour is a share of a core, 0 ≤ SHARE < 1")
     if args.members < 2 or args.warmup < 0 or args.warmup_rate <= 0:
         p.error("--members ≥ 2, --warmup ≥ 0 and --warmup-rate > 0")
     return args
@@ -807,6 +869,10 @@ def summarise(args: argparse.Namespace, backend: str, runs: list[Run]) -> dict[s
             "generator": args.http
             + ("" if args.http == "httpx-threads" else f" on {event_loop_name()}")
             + f", open loop, {args.clients} keep-alive connections",
+            "neighbour": {
+                "cpu_share": args.neighbour,
+                "disk": "256 KB written and fsynced in a loop" if args.neighbour else None,
+            },
         },
         "latency_ms": latency,
         "achieved_orders_per_s": achieved,
