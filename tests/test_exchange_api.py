@@ -168,6 +168,18 @@ class Http:
             who, side=side, price=price, quantity=quantity, instrument="HBEA2023", mode="CONTINUOUS"
         )
 
+    def announce(self, who: str, opens_at: str, closes_at: str) -> Any:
+        """Alice's usual auction: 1,000 t of CEA2023 at a reserve of 80.00, in a window."""
+        body = {
+            "instrument": "CEA2023",
+            "side": "S",
+            "quantity": 1000,
+            "reserve_price": "80.00",
+            "opens_at": opens_at,
+            "closes_at": closes_at,
+        }
+        return self.post(who, f"{EX}/auctions", body)
+
     def take(self, who: str, order_id: str, quantity: Any, key: str | None = None) -> Any:
         return self.post(who, f"{EX}/takes", {"order_id": order_id, "quantity": quantity}, key)
 
@@ -468,15 +480,9 @@ def test_confirming_a_block_deal_twice_changes_nothing(http: Http) -> None:
 
 def test_bidding_after_the_auction_window_changes_nothing(http: Http) -> None:
     h = http
-    body = {
-        "instrument": "CEA2023",
-        "side": "S",
-        "quantity": 1000,
-        "reserve_price": "80.00",
-        "opens_at": "2026-11-23T02:00:00.000000Z",  # 10:00–10:30 in Shanghai
-        "closes_at": "2026-11-23T02:30:00.000000Z",
-    }
-    auction = ok(h.post("alice", f"{EX}/auctions", body), 201)
+    auction = ok(
+        h.announce("alice", "2026-11-23T02:00:00.000000Z", "2026-11-23T02:30:00.000000Z"), 201
+    )  # 10:00–10:30 in Shanghai
     bids = f"{EX}/auctions/{auction['id']}/bids"
     ok(h.post("bob", bids, {"price": "81.00", "quantity": 500}), 201)
     h.at(DAY, "10:45")
@@ -763,18 +769,36 @@ def test_settling_today_leaves_tomorrows_auction_open(http: Http) -> None:
     """Settling finished every open auction, tomorrow's too, at 9118905; fixed in 3ebdef8."""
     h = http
     h.at(DAY, "14:00")
-    body = {
-        "instrument": "CEA2023",
-        "side": "S",
-        "quantity": 1000,
-        "reserve_price": "80.00",
-        "opens_at": "2026-11-24T02:00:00.000000Z",  # Tuesday 10:00–11:00 in Shanghai
-        "closes_at": "2026-11-24T03:00:00.000000Z",
-    }
-    auction = ok(h.post("alice", f"{EX}/auctions", body), 201)
+    auction = ok(
+        h.announce("alice", "2026-11-24T02:00:00.000000Z", "2026-11-24T03:00:00.000000Z"), 201
+    )  # Tuesday 10:00–11:00 in Shanghai
     h.at(DAY, "15:30")
     ok(h.post("op1", f"{ST}/days/{DAY}/settle"))  # Monday's settlement
     h.at("2026-11-24", "10:15")
     assert ok(h.get("public", f"{EX}/auctions/{auction['id']}"))["status"] == "OPEN"
     bid = {"price": "81.00", "quantity": 500}
     ok(h.post("bob", f"{EX}/auctions/{auction['id']}/bids", bid), 201)
+
+
+def test_run_due_runs_the_exchange_duties_too(http: Http) -> None:
+    """POST /registry/run-due is the server's duties, now: a past trading day's books close
+    (its resting orders expire and free what they froze) and ended auctions finish."""
+    h = http
+    h.at(DAY, "10:00")
+    rest = ok(h.continuous("alice", side="S", price="80.00", quantity=100), 201)
+    h.at(DAY, "14:00")
+    auction = ok(
+        h.announce("alice", "2026-11-23T06:10:00.000000Z", "2026-11-23T06:50:00.000000Z"), 201
+    )  # 14:10–14:50 in Shanghai
+    h.at(DAY, "14:55")
+    out = ok(h.post("op1", f"{REG}/run-due"))
+    assert (out["auctions_finished"], out["days_closed"]) == (1, [])
+    assert ok(h.get("public", f"{EX}/auctions/{auction['id']}"))["status"] != "OPEN"
+    assert ok(h.get("alice", f"{EX}/orders/{rest['id']}"))["status"] == "OPEN"
+    h.at("2026-11-24", "09:00")
+    out = ok(h.post("op1", f"{REG}/run-due"))
+    assert out["days_closed"] == [DAY]
+    assert ok(h.get("alice", f"{EX}/orders/{rest['id']}"))["status"] == "EXPIRED"
+    assert h.units(h.w.a)["held"] == 0
+    again = ok(h.post("op1", f"{REG}/run-due"))
+    assert (again["auctions_finished"], again["days_closed"]) == (0, [])

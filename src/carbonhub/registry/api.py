@@ -400,10 +400,13 @@ def serial(serial: str, actor: OptionalActorDep, request: Request) -> dict[str, 
 
 
 @router.post(
-    "/run-due", summary="Post due delayed transfers, expire stale proposals and holds (operator)"
+    "/run-due",
+    summary="Run the time-driven duties now: delayed transfers, stale proposals and holds, "
+    "ended auctions, past trading days, journal days (operator)",
 )
 def run_due(actor: ActorDep, request: Request) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR)
-    out: dict[str, Any] = dict(svc(request).run_due())
-    out["holds_released"] = svc(request).release_expired_holds()
-    return out
+    from carbonhub.api import run_duties  # the app's module imports this one
+
+    state = request.app.state
+    return run_duties(state.db, state.registry, state.exchange)

@@ -522,7 +522,10 @@ def approvals(as_json: bool = JsonOpt) -> None:
 
 @app.command("run-due")
 def run_due(as_json: bool = JsonOpt) -> None:
-    """Post due delayed transfers; expire stale proposals and holds."""
+    """The server's time-driven duties, now: post due delayed transfers, expire stale
+    proposals and holds, finish ended auctions, close past trading days and journal days."""
     from carbonhub.api import run_duties
+    from carbonhub.exchange.cli import ex
 
-    emit(run_duties(database(), reg()), as_json)
+    exchange = ex()
+    emit(run_duties(exchange.db, exchange.registry, exchange), as_json)
