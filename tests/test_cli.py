@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 
 from carbonhub.cli import app
 from carbonhub.core import cli_support
-from carbonhub.core.db import normalise_url
+from carbonhub.core.db import Database, normalise_url
+from carbonhub.core.settings import Settings
 from carbonhub.registry import model as m
-from tests.conftest import ON_PG, PG_URL, World, _pg_admin_url
+from tests.conftest import ON_PG, PG_URL, Clock, World, _pg_admin_url
 
 CARBONHUB = Path(sys.executable).with_name("carbonhub")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -33,12 +34,14 @@ UC = "CEA-2023"
 
 
 class Cli:
-    """Runs `carbonhub …` against one database, each user with their own saved token."""
+    """Runs `carbonhub …` against one database, each user with their own saved token; on the
+    machine's clock, as a real process, or on a test's (`clock`: orders need a session)."""
 
     def __init__(self, url: str, home: Path) -> None:
         self.url = url
         self.home = home
         self.runner = CliRunner()
+        self.clock: Clock | None = None
 
     def env(self, user: str | None) -> dict[str, str]:
         return {
@@ -50,7 +53,9 @@ class Cli:
 
     def run(self, *args: str, user: str | None = None, **env: str) -> tuple[int, str, str]:
         """In-process; a fresh Database per command, as a new process would have."""
-        cli_support._db = None
+        cli_support._db = (
+            None if self.clock is None else Database(Settings(database_url=self.url), self.clock)
+        )
         try:
             r = self.runner.invoke(
                 app, list(args), env={**self.env(user), "CARBONHUB_TOKEN": None, **env}
