@@ -2156,11 +2156,17 @@ class ExchangeService:
                 raise Forbidden("NOT_YOUR_ORDER", "not your order", "非本方订单")
             out = order_dict(r)
             t = s.trades.c
+            # an order trades on its own day only: that day's trades of its instrument (the
+            # day's index), not every trade there ever was
             out["trades"] = [
                 trade_dict(x)
                 for x in conn.execute(
                     sa.select(s.trades)
-                    .where(sa.or_(t.buy_order == order_id, t.sell_order == order_id))
+                    .where(
+                        t.trading_day == r.trading_day,
+                        t.instrument == r.instrument,
+                        sa.or_(t.buy_order == order_id, t.sell_order == order_id),
+                    )
                     .order_by(t.id)
                 )
             ]
