@@ -45,9 +45,8 @@ totals).
 
 --neighbour SHARE starts, for the timed phase only, two processes beside the server: one busy
 SHARE of every 10 ms on a core, one writing 256 KB and fsyncing it in a loop on the database's
-file system. The machine's other users take about that much; their CPU seconds are reported
-(neighbour_cpu_s). It is how the latencies are measured on a busy machine on purpose, instead
-of on whatever the machine's neighbours happen to do.
+file system; their CPU seconds are reported (neighbour_cpu_s). It measures the latencies on a
+busy machine on purpose, instead of on whatever the machine's other users happen to be doing.
 
 After the run the server is stopped, carbonhub.verify.verify(db) runs and the orders and trades
 in the database are counted; every non-2xx response is counted by status (and a few bodies
