@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from carbonhub import __version__
 from carbonhub.compliance.api import router as compliance_router
 from carbonhub.compliance.service import ComplianceService
-from carbonhub.core import journal
 from carbonhub.core.api import (
     LeanRoutes,
     RejectControlCharacters,
@@ -30,7 +29,7 @@ from carbonhub.core.api import router as core_router
 from carbonhub.core.auth import AuthService
 from carbonhub.core.db import Database
 from carbonhub.core.errors import DomainError
-from carbonhub.core.timefmt import shanghai_day
+from carbonhub.duties import run_duties
 from carbonhub.exchange.api import router as exchange_router
 from carbonhub.exchange.service import ExchangeService
 from carbonhub.registry.api import router as registry_router
@@ -39,22 +38,6 @@ from carbonhub.settlement.api import router as settlement_router
 from carbonhub.settlement.service import CashService, SettlementService
 
 log = logging.getLogger("carbonhub")
-
-
-def run_duties(
-    db: Database, registry: RegistryService, exchange: ExchangeService | None = None
-) -> dict[str, Any]:
-    """Time-driven work: post due transfers, expire proposals and holds, finish auctions whose
-    window ended, close the books of past trading days, close journal days."""
-    out: dict[str, Any] = dict(registry.run_due())
-    out["holds_released"] = registry.release_expired_holds()
-    if exchange is not None:
-        out["auctions_finished"] = exchange.finish_due_auctions()
-        out["days_closed"] = exchange.close_past_days()
-    with db.uow() as uow:
-        out["checkpoints"] = journal.close_days(uow, shanghai_day(uow.now))
-        uow.commit()
-    return out
 
 
 def run_server(app: FastAPI, host: str, port: int, **options: Any) -> None:
@@ -87,7 +70,7 @@ def create_app(
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    await asyncio.to_thread(run_duties, db, registry, exchange)
+                    await asyncio.to_thread(run_duties, exchange)
                 except Exception:  # keep serving; the next pass retries
                     log.exception("background duties failed")
 

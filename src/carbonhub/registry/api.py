@@ -9,6 +9,7 @@ from pydantic import Field
 
 from carbonhub.core.api import ActorDep, KeyDep, OptionalActorDep, Strict, page
 from carbonhub.core.auth import Role, require_role
+from carbonhub.duties import run_duties
 from carbonhub.registry.service import RegistryService
 
 router = APIRouter(prefix="/api/v1/registry", tags=["registry"])
@@ -406,7 +407,4 @@ def serial(serial: str, actor: OptionalActorDep, request: Request) -> dict[str, 
 )
 def run_due(actor: ActorDep, request: Request) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR)
-    from carbonhub.api import run_duties  # the app's module imports this one
-
-    state = request.app.state
-    return run_duties(state.db, state.registry, state.exchange)
+    return run_duties(request.app.state.exchange)

@@ -524,8 +524,7 @@ def approvals(as_json: bool = JsonOpt) -> None:
 def run_due(as_json: bool = JsonOpt) -> None:
     """The server's time-driven duties, now: post due delayed transfers, expire stale
     proposals and holds, finish ended auctions, close past trading days and journal days."""
-    from carbonhub.api import run_duties
+    from carbonhub.duties import run_duties
     from carbonhub.exchange.cli import ex
 
-    exchange = ex()
-    emit(run_duties(exchange.db, exchange.registry, exchange), as_json)
+    emit(run_duties(ex()), as_json)

@@ -749,6 +749,12 @@ def _move_blocks(
     return split.moved
 
 
+def _require_accounts(book: Book, *ids: str) -> None:
+    for i in ids:
+        if i not in book.accounts:
+            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+
+
 def _check_movement(
     book: Book,
     op: Operation,
@@ -764,9 +770,7 @@ def _check_movement(
     uc = parse_unit_class(unit_class)
     if book.market_suspended and not op.passes_market_suspend:
         raise market_suspended_error(op)
-    for i in (to_id, from_id):
-        if i not in book.accounts:
-            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    _require_accounts(book, to_id, from_id)
     sender = book.accounts[from_id]
     check_initiator(op, role, actor_entity, sender)
     check_route(op, sender, book.accounts[to_id], uc.kind)
@@ -851,9 +855,7 @@ def decide_posting(
     """An approved transfer's posting: the `quantity` its proposal reserved as pending on the
     sender leaves with its serials, if both accounts are still in a state the operation allows.
     Checks everything before changing anything."""
-    for i in (to_id, from_id):
-        if i not in book.accounts:
-            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    _require_accounts(book, to_id, from_id)
     check_posting(op, book.accounts[to_id], book.accounts[from_id])
     key = (from_id, unit_class)
     moved = _move_blocks(book, key, (to_id, unit_class), quantity, from_held=0)
@@ -872,9 +874,7 @@ def decide_delivery(
     uc = parse_unit_class(unit_class)
     if book.market_suspended:
         raise market_suspended_error(op)
-    for i in (to_id, from_id):
-        if i not in book.accounts:
-            raise NotFound("ACCOUNT_NOT_FOUND", f"no account {i}", f"账户 {i} 不存在")
+    _require_accounts(book, to_id, from_id)
     check_route(op, book.accounts[from_id], book.accounts[to_id], uc.kind)
     key = (from_id, uc.code)
     bal = book.balances.get(key, Balance())
